@@ -1,0 +1,28 @@
+//! The wire protocol of edgeroom, shared by the router Worker, the Durable Objects and the clients.
+//!
+//! Every message exists in two forms that carry exactly the same information:
+//! - a **binary** frame: one [`PROTOCOL_VERSION`] byte followed by the `postcard` encoding of the
+//!   message enum (the variant order is part of the wire format: only append new variants);
+//! - a **JSON** text frame: an object whose `"type"` field names the message, for browsers.
+//!
+//! The crate has no dependency on the `worker` crate, so everything here is tested natively.
+//! `docs/protocol.md` at the repository root describes every message with an example.
+
+mod body;
+mod codec;
+mod error;
+mod message;
+mod names;
+
+pub use body::{Body, BodyError};
+pub use codec::{DecodeError, Format, WireFrame};
+pub use error::{close_code, ErrorCode, HttpError, HttpErrorDetail};
+pub use message::{
+    Ack, ClientMessage, ErrorFrame, Event, EventKind, Events, Gap, Hello, Member, Ping, Pong,
+    PresenceDiff, PresenceSet, Publish, ServerMessage, StateDelete, StateEntry, StateSet, Welcome,
+};
+pub use names::{validate_name, NameError, RoomAddress, MAX_NAME_LEN};
+
+/// Version byte that starts every binary frame. A peer that receives another value answers with
+/// [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u8 = 1;
