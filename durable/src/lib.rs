@@ -1,1 +1,24 @@
+//! The Durable Objects of edgeroom.
+//!
+//! The room logic is pure Rust written against the small [`Sql`] trait, so `cargo test` runs it
+//! natively on a real SQLite database (rusqlite); the object shells in [`object`] (feature
+//! `worker`) only adapt workers-rs bindings — SQL storage, hibernatable WebSockets, alarms — to it.
+//!
+//! Follow one message: [`object::RoomObject`] receives a frame → [`Room::handle_frame`] decodes it
+//! and appends the event through [`RoomStore`] → the returned [`Effect`]s go back to the shell,
+//! which sends them to the sockets.
 
+mod connection;
+mod limits;
+mod room;
+mod sql;
+mod store;
+
+#[cfg(feature = "worker")]
+pub mod object;
+
+pub use connection::Connection;
+pub use limits::Limits;
+pub use room::{Effect, Room};
+pub use sql::{Sql, SqlValue, StoreError};
+pub use store::{RoomStore, StoredEvent};

@@ -82,7 +82,12 @@ pub struct HttpErrorDetail {
 impl HttpError {
     /// Builds an error body.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { error: HttpErrorDetail { code, message: message.into() } }
+        Self {
+            error: HttpErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
     }
 }
 

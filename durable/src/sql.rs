@@ -1,0 +1,153 @@
+//! The SQL surface the room store needs: a Durable Object's SQLite storage in production,
+//! rusqlite in native tests.
+
+/// One SQL value, as bound to a statement or read from a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    /// SQL `NULL`.
+    Null,
+    /// A 64-bit integer (the Workers runtime keeps integers exact up to 2^53).
+    Integer(i64),
+    /// A double.
+    Real(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+impl SqlValue {
+    /// The value as a non-negative integer, if it is one.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Self::Integer(i) => u64::try_from(*i).ok(),
+            // The runtime may hand back integral doubles.
+            Self::Real(f) if f.fract() == 0.0 && *f >= 0.0 && *f < 9.007_199_254_740_992e15 => {
+                Some(*f as u64)
+            }
+            _ => None,
+        }
+    }
+
+    /// The value as text, if it is text.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Self::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Takes the text out of the value, if it is text.
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            Self::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+impl From<u64> for SqlValue {
+    fn from(value: u64) -> Self {
+        // Sequence numbers and ids stay far below i64::MAX; saturate rather than wrap.
+        Self::Integer(i64::try_from(value).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(value: &str) -> Self {
+        Self::Text(value.to_owned())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(value: String) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Self::Null, Into::into)
+    }
+}
+
+/// A storage failure. The operation that hit it was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed a statement.
+    #[error("storage failed: {0}")]
+    Backend(String),
+    /// A row did not have the expected shape (a bug or a corrupted database).
+    #[error("unexpected row in storage: {0}")]
+    BadRow(&'static str),
+}
+
+/// Executes one SQL statement with positional `?` parameters and returns all rows.
+///
+/// Implementations run synchronously: a Durable Object's SQLite storage is synchronous, and
+/// keeping the trait sync means no borrow of room state is ever held across an `.await`.
+pub trait Sql {
+    /// Runs `sql` with `params` bound to its `?` placeholders.
+    fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError>;
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A rusqlite-backed [`Sql`] for native tests: the same SQL, a real SQLite engine.
+
+    use super::*;
+    use rusqlite::types::{Value, ValueRef};
+
+    /// An in-memory SQLite database.
+    pub struct MemorySql(rusqlite::Connection);
+
+    impl MemorySql {
+        pub fn new() -> Self {
+            Self(rusqlite::Connection::open_in_memory().expect("open in-memory sqlite"))
+        }
+    }
+
+    impl Sql for MemorySql {
+        fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+            let backend = |e: rusqlite::Error| StoreError::Backend(e.to_string());
+            let mut statement = self.0.prepare(sql).map_err(backend)?;
+            let columns = statement.column_count();
+            let params: Vec<Value> = params
+                .iter()
+                .map(|p| match p {
+                    SqlValue::Null => Value::Null,
+                    SqlValue::Integer(i) => Value::Integer(*i),
+                    SqlValue::Real(f) => Value::Real(*f),
+                    SqlValue::Text(t) => Value::Text(t.clone()),
+                    SqlValue::Blob(b) => Value::Blob(b.clone()),
+                })
+                .collect();
+            let mut rows = statement
+                .query(rusqlite::params_from_iter(params))
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(backend)? {
+                let mut values = Vec::with_capacity(columns);
+                for i in 0..columns {
+                    values.push(match row.get_ref(i).map_err(backend)? {
+                        ValueRef::Null => SqlValue::Null,
+                        ValueRef::Integer(i) => SqlValue::Integer(i),
+                        ValueRef::Real(f) => SqlValue::Real(f),
+                        ValueRef::Text(t) => {
+                            SqlValue::Text(String::from_utf8_lossy(t).into_owned())
+                        }
+                        ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+                    });
+                }
+                out.push(values);
+            }
+            Ok(out)
+        }
+    }
+}
+
+impl<T: Sql + ?Sized> Sql for std::rc::Rc<T> {
+    fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        (**self).query(sql, params)
+    }
+}

@@ -1,0 +1,12 @@
+#!/bin/sh
+# Builds the Rust Worker into build/ with worker-build, using the locally installed wasm-bindgen,
+# wasm-opt and esbuild (worker-build would otherwise download them from outside the registries).
+# wrangler runs this as its [build] command; tests set EDGEROOM_SKIP_BUILD=1 after building once.
+set -eu
+[ "${EDGEROOM_SKIP_BUILD:-0}" = 1 ] && exit 0
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen || echo "$HOME/.cargo/bin/wasm-bindgen")}"
+export WASM_OPT_BIN="${WASM_OPT_BIN:-$root/node_modules/binaryen/bin/wasm-opt}"
+export ESBUILD_BIN="${ESBUILD_BIN:-$root/node_modules/.bin/esbuild}"
+exec worker-build --release
