@@ -4,6 +4,18 @@
 //! (`<tenant>/room/<room>`). The Durable Object classes are re-exported here so the runtime finds
 //! them in this module.
 
+// A panic in wasm resets every object in the isolate: request paths must not panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+#![warn(missing_docs)]
+
 mod router;
 
 use worker::{event, Context, Env, Request, Response, Result};

@@ -8,6 +8,18 @@
 //! and appends the event through [`RoomStore`] → the returned [`Effect`]s go back to the shell,
 //! which sends them to the sockets.
 
+// A panic in wasm resets every object in the isolate: request paths must not panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+#![warn(missing_docs)]
+
 mod connection;
 mod limits;
 mod room;

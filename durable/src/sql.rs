@@ -91,6 +91,12 @@ pub trait Sql {
     fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError>;
 }
 
+impl<T: Sql + ?Sized> Sql for std::rc::Rc<T> {
+    fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        (**self).query(sql, params)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! A rusqlite-backed [`Sql`] for native tests: the same SQL, a real SQLite engine.
@@ -143,11 +149,5 @@ pub(crate) mod testing {
             }
             Ok(out)
         }
-    }
-}
-
-impl<T: Sql + ?Sized> Sql for std::rc::Rc<T> {
-    fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError> {
-        (**self).query(sql, params)
     }
 }

@@ -8,6 +8,18 @@
 //! The crate has no dependency on the `worker` crate, so everything here is tested natively.
 //! `docs/protocol.md` at the repository root describes every message with an example.
 
+// A panic in wasm resets every object in the isolate: request paths must not panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+#![warn(missing_docs)]
+
 mod body;
 mod codec;
 mod error;

@@ -1,1 +1,317 @@
+//! Test harness: runs a real `wrangler dev` (workerd with local Durable Objects, D1, KV and R2)
+//! on a free loopback port with its own state folder, and talks to it over real HTTP and
+//! WebSockets.
+//!
+//! A [`Server`] owns the whole wrangler process group and kills it when dropped, also when the
+//! test panics.
 
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use edgeroom_protocol::{ClientMessage, ServerMessage, WireFrame};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a frame may take to arrive before a test fails.
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `wrangler dev` may take to answer its first request.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The repository root (where `wrangler.toml` lives).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds the Worker once per test process, unless the caller already did
+/// (`EDGEROOM_PREBUILT=1`, as `scripts/test.sh` sets after its own build).
+fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if std::env::var("EDGEROOM_PREBUILT").as_deref() == Ok("1") {
+            return;
+        }
+        let status = Command::new("sh")
+            .arg(repo_root().join("scripts/build-worker.sh"))
+            .current_dir(repo_root())
+            .status()
+            .expect("run scripts/build-worker.sh");
+        assert!(status.success(), "building the worker failed: {status}");
+    });
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wrangler() -> Command {
+    let mut command = Command::new(repo_root().join("node_modules/.bin/wrangler"));
+    command
+        .current_dir(repo_root())
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("EDGEROOM_SKIP_BUILD", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+/// A state folder that can outlive one server (to test restarts on the same state).
+#[derive(Clone)]
+pub struct StateDir(Arc<tempfile::TempDir>);
+
+impl StateDir {
+    /// A new, empty state folder with the D1 migrations applied.
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("edgeroom-test-")
+            .tempdir()
+            .expect("temp dir");
+        let output = wrangler()
+            .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+            .arg(dir.path())
+            .output()
+            .expect("run wrangler d1 migrations apply");
+        assert!(
+            output.status.success(),
+            "applying D1 migrations failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Self(Arc::new(dir))
+    }
+
+    /// Where the state lives.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Default for StateDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running `wrangler dev`.
+pub struct Server {
+    child: Child,
+    port: u16,
+    state: StateDir,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on fresh state.
+    pub async fn start() -> Self {
+        Self::start_on(StateDir::new()).await
+    }
+
+    /// Starts a server on the given state folder.
+    pub async fn start_on(state: StateDir) -> Self {
+        ensure_built();
+        let port = free_port();
+        let log = state.path().join(format!("wrangler-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("create wrangler log");
+        let mut command = wrangler();
+        command
+            .args([
+                "dev",
+                "--local",
+                "--ip",
+                "127.0.0.1",
+                "--inspector-port",
+                "0",
+                "--port",
+            ])
+            .arg(port.to_string())
+            .arg("--persist-to")
+            .arg(state.path())
+            .stdout(log_file.try_clone().expect("clone log handle"))
+            .stderr(log_file);
+        // Own process group, so stopping it also stops workerd and every other child.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command.spawn().expect("spawn wrangler dev");
+        let mut server = Self {
+            child,
+            port,
+            state,
+            log,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(response) = client.get(self.http_url("/healthz")).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("wrangler dev exited early ({status}):\n{}", self.log_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wrangler dev not ready:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The last lines wrangler printed, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&self.log) {
+            let _ = file.read_to_string(&mut text);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The state folder this server persists to.
+    pub fn state(&self) -> StateDir {
+        self.state.clone()
+    }
+
+    /// `http://127.0.0.1:<port><path>`
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `ws://127.0.0.1:<port><path>`
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Stops the server and waits until its processes are gone.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let group = -(self.child.id() as i32);
+        // SAFETY: kill(2) on our own child's process group; no memory is involved.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above; workerd children may outlive node's exit, so kill the group anyway.
+        unsafe { libc::kill(group, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client speaking raw frames, for tests.
+pub struct Client {
+    stream: Stream,
+}
+
+impl Client {
+    /// Connects to `url`; panics with the HTTP answer if the upgrade is refused.
+    pub async fn connect(url: &str) -> Self {
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        Self { stream }
+    }
+
+    /// Sends a JSON text frame.
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.stream
+            .send(Message::text(text))
+            .await
+            .expect("send text frame");
+    }
+
+    /// Sends a raw binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.stream
+            .send(Message::binary(bytes))
+            .await
+            .expect("send binary frame");
+    }
+
+    /// Sends a message in its binary form.
+    pub async fn send_message_binary(&mut self, message: &ClientMessage) {
+        self.send_binary(message.to_binary()).await;
+    }
+
+    /// The next data frame (text or binary), skipping pings and pongs.
+    pub async fn recv_frame(&mut self) -> WireFrame {
+        loop {
+            let next = tokio::time::timeout(RECV_TIMEOUT, self.stream.next()).await;
+            match next.expect("timed out waiting for a frame") {
+                Some(Ok(Message::Text(text))) => return WireFrame::Text(text.to_string()),
+                Some(Ok(Message::Binary(bytes))) => return WireFrame::Binary(bytes.to_vec()),
+                Some(Ok(Message::Close(frame))) => panic!("socket closed: {frame:?}"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("socket error: {e}"),
+                None => panic!("socket ended"),
+            }
+        }
+    }
+
+    /// The next frame, parsed as JSON (panics on a binary frame).
+    pub async fn recv_json(&mut self) -> Value {
+        match self.recv_frame().await {
+            WireFrame::Text(text) => serde_json::from_str(&text).expect("server sent invalid JSON"),
+            WireFrame::Binary(bytes) => {
+                panic!("expected a text frame, got {} binary bytes", bytes.len())
+            }
+        }
+    }
+
+    /// The next frame, decoded as a server message (either form).
+    pub async fn recv_message(&mut self) -> ServerMessage {
+        let frame = self.recv_frame().await;
+        ServerMessage::decode(&frame).unwrap_or_else(|e| panic!("undecodable frame {frame:?}: {e}"))
+    }
+
+    /// Waits for the close frame and returns its code.
+    pub async fn recv_close(&mut self) -> Option<u16> {
+        loop {
+            let next = tokio::time::timeout(RECV_TIMEOUT, self.stream.next()).await;
+            match next.expect("timed out waiting for close") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code.into()),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// Closes the socket politely.
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+    }
+}

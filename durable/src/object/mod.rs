@@ -1,6 +1,8 @@
 //! The thin workers-rs shells that bind the pure room logic to a Durable Object's storage and
 //! hibernatable WebSockets. Compiled only with the `worker` feature (by the deployable Worker).
 
+// `#[durable_object]` generates undocumented JS bindings.
+#[allow(missing_docs)]
 mod room_object;
 mod worker_sql;
 

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up, builds and serves edgeroom at http://127.0.0.1:${PORT:-8787} with local Durable Objects,
+# D1, KV and R2 persisted in .state/ (delete that folder to start over).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+"$root/scripts/setup.sh"
+export PATH="$HOME/.cargo/bin:$PATH" WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+state="${EDGEROOM_STATE:-$root/.state}"
+node_modules/.bin/wrangler d1 migrations apply DB --local --persist-to "$state"
+# wrangler runs the [build] command (scripts/build-worker.sh) before serving.
+exec node_modules/.bin/wrangler dev --local --ip 127.0.0.1 --port "${PORT:-8787}" \
+  --persist-to "$state" --inspector-port 0

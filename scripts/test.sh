@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up, then runs every check: formatting, clippy (native and wasm32, warnings denied), the
+# native unit tests and the end-to-end tests against real `wrangler dev` servers.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+"$root/scripts/setup.sh"
+export PATH="$HOME/.cargo/bin:$PATH" WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+
+say() { printf '\n==> %s\n' "$*"; }
+say "cargo fmt --check"
+cargo fmt --all --check
+say "clippy (native crates)"
+cargo clippy --locked --workspace --exclude edgeroom --all-targets -- -D warnings
+say "clippy (the Worker, wasm32)"
+cargo clippy --locked -p edgeroom --target wasm32-unknown-unknown -- -D warnings
+say "building the Worker"
+sh scripts/build-worker.sh
+say "tests (native unit tests, then end-to-end against wrangler dev)"
+EDGEROOM_PREBUILT=1 cargo test --locked --workspace --exclude edgeroom
