@@ -1,8 +1,8 @@
 //! Routing: maps a request to a [`Route`], validates names, and forwards room traffic to the
 //! room's Durable Object.
 
-use edgeroom_durable::object::json_error;
-use edgeroom_protocol::{ErrorCode, Format, RoomAddress};
+use edgeroom_durable::object::{is_websocket_upgrade, json_error, USER_HEADER};
+use edgeroom_protocol::{ErrorCode, RoomAddress};
 use worker::{Env, Method, Request, Response, Result};
 
 /// Binding name of the room Durable Object namespace (see `wrangler.toml`).
@@ -56,26 +56,14 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
                 Ok(address) => address,
                 Err(name_error) => return json_error(ErrorCode::BadName, &name_error.to_string()),
             };
-            if let Some((_, format)) = url.query_pairs().find(|(name, _)| name == "format") {
-                if Format::from_name(&format).is_none() {
-                    return json_error(
-                        ErrorCode::BadRequest,
-                        &format!("unknown format {format:?}; use json or binary"),
-                    );
-                }
+            if !is_websocket_upgrade(&req)? {
+                return json_error(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade");
             }
-            let upgrade = req.headers().get("Upgrade")?.unwrap_or_default();
-            if !upgrade.eq_ignore_ascii_case("websocket") {
-                return json_error(
-                    ErrorCode::UpgradeRequired,
-                    "this route needs a WebSocket upgrade",
-                );
-            }
-            let stub = env
-                .durable_object(ROOMS_BINDING)?
-                .id_from_name(&address.shard_key())?
-                .get_stub()?;
-            stub.fetch_with_request(req).await
+            // Only the router may say who the user is; the object validates the query.
+            let mut forwarded = req.clone_mut()?;
+            forwarded.headers_mut()?.delete(USER_HEADER)?;
+            let stub = env.durable_object(ROOMS_BINDING)?.id_from_name(&address.shard_key())?.get_stub()?;
+            stub.fetch_with_request(forwarded).await
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Foundation: one live room on a real `wrangler dev`.
 
-use edgeroom_protocol::{Body, ClientMessage, EventKind, Publish, ServerMessage};
+use edgeroom_protocol::{Body, ClientMessage, ErrorCode, EventKind, Publish, ServerMessage};
 use edgeroom_tests::{Client, Server};
 use serde_json::{json, Value};
 
@@ -9,19 +9,21 @@ fn room_path(tenant: &str, room: &str) -> String {
 }
 
 async fn publish(client: &mut Client, body: Value) {
-    client
-        .send_json(json!({"type": "publish", "body": body}))
-        .await;
+    client.send_json(json!({"type": "publish", "body": body})).await;
 }
 
-/// Receives one JSON event and returns its (seq, body).
+/// Receives the next event (batched or not) and returns its (seq, body).
 async fn recv_event(client: &mut Client) -> (u64, Value) {
-    let frame = client.recv_json().await;
-    assert_eq!(frame["type"], "event", "unexpected frame {frame}");
-    (
-        frame["seq"].as_u64().expect("seq is a number"),
-        frame["body"].clone(),
-    )
+    let event = client.next_event().await;
+    (event.seq, event.body.parse().expect("event body is JSON"))
+}
+
+/// The code of the next `error` frame (presence and events may come first).
+async fn error_code(client: &mut Client) -> ErrorCode {
+    match client.next_control().await {
+        ServerMessage::Error(error) => error.code,
+        other => panic!("expected an error, got {other:?}"),
+    }
 }
 
 async fn get(server: &Server, path: &str) -> (u16, Value) {
@@ -46,47 +48,32 @@ async fn http_routes_answer_with_json_errors() {
         let (status, body) = get(&server, &path).await;
         assert_eq!(status, 400, "{path}");
         assert_eq!(body["error"]["code"], "bad_name", "{path}: {body}");
-        assert!(body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()));
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     let (status, body) = get(&server, "/nowhere").await;
-    assert_eq!(
-        (status, body["error"]["code"].clone()),
-        (404, json!("not_found"))
-    );
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")));
     let (status, body) = get(&server, &room_path("acme", "lobby")).await;
-    assert_eq!(
-        (status, body["error"]["code"].clone()),
-        (426, json!("upgrade_required"))
-    );
-    let (status, body) = get(
-        &server,
-        &format!("{}?format=xml", room_path("acme", "lobby")),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].clone()),
-        (400, json!("bad_request"))
-    );
+    assert_eq!((status, body["error"]["code"].clone()), (426, json!("upgrade_required")));
+    for query in ["format=xml", "resume_from=-3", "handshake=later"] {
+        let url = server.ws_url(&format!("{}?{query}", room_path("acme", "lobby")));
+        assert_eq!(Client::try_connect(&url).await.err(), Some(400), "{query}");
+    }
 
-    let post = reqwest::Client::new()
-        .post(server.http_url(&room_path("acme", "lobby")))
-        .send()
-        .await
-        .unwrap();
+    let post =
+        reqwest::Client::new().post(server.http_url(&room_path("acme", "lobby"))).send().await.unwrap();
     assert_eq!(post.status(), 405);
-    assert_eq!(
-        post.headers().get("allow").map(|v| v.to_str().unwrap()),
-        Some("GET")
-    );
+    assert_eq!(post.headers().get("allow").map(|v| v.to_str().unwrap()), Some("GET"));
     let body: Value = post.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
 
-    // A name of exactly 128 characters is fine.
+    // A name of exactly 128 characters is fine; the frames are plain JSON.
     let mut client = Client::connect(&server.ws_url(&room_path("acme", &"y".repeat(128)))).await;
+    let welcome = client.recv_json().await;
+    assert_eq!((welcome["type"].clone(), welcome["seq"].clone()), (json!("welcome"), json!(0)));
     publish(&mut client, json!("edge")).await;
-    assert_eq!(recv_event(&mut client).await, (1, json!("edge")));
+    let event = client.recv_json().await;
+    assert_eq!(event["type"], "event", "{event}");
+    assert_eq!((event["seq"].clone(), event["body"].clone()), (json!(1), json!("edge")));
 }
 
 #[tokio::test]
@@ -117,15 +104,8 @@ async fn two_clients_see_each_others_messages_in_order() {
         seen_by_bob.push(recv_event(&mut bob).await);
     }
     let seqs: Vec<u64> = seen_by_alice.iter().map(|(seq, _)| *seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=11).collect::<Vec<_>>(),
-        "seq must increase by one"
-    );
-    assert_eq!(
-        seen_by_alice, seen_by_bob,
-        "both clients see the same ordered stream"
-    );
+    assert_eq!(seqs, (1..=11).collect::<Vec<_>>(), "seq must increase by one");
+    assert_eq!(seen_by_alice, seen_by_bob, "both clients see the same ordered stream");
     // Each client's own messages keep their order within the stream.
     let alice_rounds: Vec<i64> = seen_by_alice
         .iter()
@@ -133,21 +113,16 @@ async fn two_clients_see_each_others_messages_in_order() {
         .map(|(_, body)| body["round"].as_i64().unwrap())
         .collect();
     assert_eq!(alice_rounds, vec![0, 1, 2, 3, 4]);
-    assert!(seen_by_alice
-        .iter()
-        .any(|(_, body)| body["from"] == "carol"));
+    assert!(seen_by_alice.iter().any(|(_, body)| body["from"] == "carol"));
 
     // The binary client gets the same events, decoded with the protocol crate.
+    assert!(matches!(carol.recv_message().await, ServerMessage::Welcome(_)), "binary welcome");
     for expected_seq in 1..=11 {
-        match carol.recv_message().await {
-            ServerMessage::Event(event) => {
-                assert_eq!(event.seq, expected_seq);
-                assert_eq!(event.kind, EventKind::Message);
-                let (_, body) = &seen_by_alice[expected_seq as usize - 1];
-                assert_eq!(event.body.parse::<Value>().unwrap(), *body);
-            }
-            other => panic!("expected an event, got {other:?}"),
-        }
+        let event = carol.next_event().await;
+        assert_eq!(event.seq, expected_seq);
+        assert_eq!(event.kind, EventKind::Message);
+        let (_, body) = &seen_by_alice[expected_seq as usize - 1];
+        assert_eq!(event.body.parse::<Value>().unwrap(), *body);
     }
 }
 
@@ -164,10 +139,7 @@ async fn rooms_and_tenants_are_isolated() {
     }
     for (client, (tenant, room)) in clients.iter_mut().zip(addresses) {
         // Every room numbers its own events from 1 and sees only its own message.
-        assert_eq!(
-            recv_event(client).await,
-            (1, json!(format!("{tenant}/{room}")))
-        );
+        assert_eq!(recv_event(client).await, (1, json!(format!("{tenant}/{room}"))));
         publish(client, json!("second")).await;
         assert_eq!(recv_event(client).await, (2, json!("second")));
     }
@@ -188,12 +160,7 @@ async fn seq_continues_after_a_restart() {
 
     let server = Server::start_on(state).await;
     let mut client = Client::connect(&server.ws_url(&url_path)).await;
-    client.send_json(json!({"type": "hello"})).await;
-    let welcome = client.recv_json().await;
-    assert_eq!(
-        (welcome["type"].clone(), welcome["seq"].clone()),
-        (json!("welcome"), json!(3))
-    );
+    assert_eq!(client.welcome().await.seq, 3);
     publish(&mut client, json!("after restart")).await;
     assert_eq!(recv_event(&mut client).await, (4, json!("after restart")));
 }
@@ -204,14 +171,11 @@ async fn a_bad_frame_gets_an_error_and_the_room_keeps_serving() {
     let url = server.ws_url(&room_path("acme", "robust"));
     let mut rude = Client::connect(&url).await;
     let mut polite = Client::connect(&url).await;
+    rude.welcome().await;
     rude.send_text("this is not json").await;
-    let error = rude.recv_json().await;
-    assert_eq!(
-        (error["type"].clone(), error["code"].clone()),
-        (json!("error"), json!("malformed_frame"))
-    );
+    assert_eq!(error_code(&mut rude).await, ErrorCode::MalformedFrame);
     rude.send_json(json!({"type": "publish"})).await;
-    assert_eq!(rude.recv_json().await["code"], "malformed_frame");
+    assert_eq!(error_code(&mut rude).await, ErrorCode::MalformedFrame);
 
     publish(&mut polite, json!("still here")).await;
     assert_eq!(recv_event(&mut polite).await, (1, json!("still here")));

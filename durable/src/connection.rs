@@ -1,16 +1,92 @@
 //! What the room knows about one WebSocket connection.
 
-use edgeroom_protocol::Format;
+use edgeroom_protocol::{Body, Format, Member};
 use serde::{Deserialize, Serialize};
 
-/// Per-connection data. The object shell keeps it in the socket's attachment, so it survives
-/// hibernation and eviction (Rust memory does not).
+/// Per-connection data. The object shell keeps it in the socket's attachment (limit 16 KiB), so
+/// it survives hibernation and eviction, which wipe Rust memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     /// Id within the room, from a persistent counter: never reused, also across restarts.
     pub id: u64,
-    /// The form the server uses for frames it pushes to this connection.
+    /// The form the server uses for frames to this connection: the form the client last sent.
     pub format: Format,
     /// Authenticated user id, when the router authenticated one.
     pub user: Option<String>,
+    /// Presence data as JSON text (`None` until the client sets it).
+    pub presence: Option<String>,
+    /// Whether the connection got its `welcome` and is a member receiving room traffic.
+    pub live: bool,
+}
+
+impl Connection {
+    /// The connection as a presence member.
+    pub fn member(&self) -> Member {
+        let data = self.presence.as_deref().and_then(|text| Body::from_json(text).ok());
+        Member { connection_id: self.id, user: self.user.clone(), data: data.unwrap_or_else(Body::null) }
+    }
+}
+
+/// How a new connection starts, from the WebSocket URL's query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// The form of frames the client gets until it sends one itself (`?format=json|binary`).
+    pub format: Format,
+    /// Authenticated user id, if any (set by the router, never by the query).
+    pub user: Option<String>,
+    /// Replay every event after this sequence number (`?resume_from=N`).
+    pub resume_from: Option<u64>,
+    /// Wait for the client's `hello` before sending the `welcome` and any room traffic
+    /// (`?handshake=hello`).
+    pub await_hello: bool,
+}
+
+impl ConnectOptions {
+    /// Reads `format`, `resume_from` and `handshake` from query pairs; other names are ignored.
+    pub fn from_query<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, String> {
+        let mut options = Self::default();
+        for (name, value) in pairs {
+            let value = value.as_ref();
+            match name.as_ref() {
+                "format" => {
+                    options.format = Format::from_name(value)
+                        .ok_or_else(|| format!("unknown format {value:?}; use json or binary"))?;
+                }
+                "resume_from" => {
+                    let seq = value
+                        .parse::<u64>()
+                        .map_err(|_| format!("resume_from must be a sequence number, not {value:?}"))?;
+                    options.resume_from = Some(seq);
+                }
+                "handshake" => match value {
+                    "hello" => options.await_hello = true,
+                    "none" => options.await_hello = false,
+                    _ => return Err(format!("unknown handshake {value:?}; use hello or none")),
+                },
+                _ => {}
+            }
+        }
+        Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_options_parse_and_refuse_bad_values() {
+        let options =
+            ConnectOptions::from_query([("format", "binary"), ("resume_from", "42"), ("token", "x")])
+                .unwrap();
+        assert_eq!(options.format, Format::Binary);
+        assert_eq!(options.resume_from, Some(42));
+        assert!(!options.await_hello);
+        assert!(ConnectOptions::from_query([("handshake", "hello")]).unwrap().await_hello);
+        assert!(ConnectOptions::from_query([("format", "xml")]).is_err());
+        assert!(ConnectOptions::from_query([("resume_from", "-1")]).is_err());
+        assert!(ConnectOptions::from_query([("handshake", "maybe")]).is_err());
+    }
 }

@@ -4,24 +4,22 @@
 //! natively on a real SQLite database (rusqlite); the object shells in [`object`] (feature
 //! `worker`) only adapt workers-rs bindings — SQL storage, hibernatable WebSockets, alarms — to it.
 //!
-//! Follow one message: [`object::RoomObject`] receives a frame → [`Room::handle_frame`] decodes it
-//! and appends the event through [`RoomStore`] → the returned [`Effect`]s go back to the shell,
-//! which sends them to the sockets.
+//! Follow one message: `object::RoomObject` receives a frame → [`Room::handle_frame`] decodes it,
+//! stores the event through [`RoomStore`] and queues it → the shell takes the [`Outgoing`] frames
+//! (coalesced into batches) and sends them to the sockets.
 
 // A panic in wasm resets every object in the isolate: request paths must not panic.
 #![cfg_attr(
     not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 #![warn(missing_docs)]
 
 mod connection;
 mod limits;
+mod outbox;
+mod peers;
+mod rate;
 mod room;
 mod sql;
 mod store;
@@ -29,8 +27,9 @@ mod store;
 #[cfg(feature = "worker")]
 pub mod object;
 
-pub use connection::Connection;
+pub use connection::{ConnectOptions, Connection};
 pub use limits::Limits;
-pub use room::{Effect, Room};
+pub use outbox::Outgoing;
+pub use room::Room;
 pub use sql::{Sql, SqlValue, StoreError};
-pub use store::{RoomStore, StoredEvent};
+pub use store::{RoomStore, StateSize, StoredEvent};

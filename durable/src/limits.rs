@@ -1,16 +1,101 @@
-//! Tunable limits of a room, with defaults that suit the platform's limits.
+//! Tunable limits of a room. Each one is a wrangler var (`[vars]` in `wrangler.toml`, or
+//! `--var NAME:VALUE`), with a default that suits the platform's limits.
 
-/// Limits a room enforces on what clients send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest frame accepted from a client, in bytes.
-    pub max_frame_bytes: usize,
+/// Declares the limits once: field, wrangler var name, type, default, doc.
+macro_rules! limits {
+    ($($(#[doc = $doc:literal])* $field:ident: $ty:ty = $default:expr, $var:literal;)+) => {
+        /// Limits and tuning of a room.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Limits {
+            $($(#[doc = $doc])* #[doc = concat!("\n\nWrangler var `", $var, "`.")] pub $field: $ty,)+
+        }
+
+        impl Default for Limits {
+            fn default() -> Self {
+                Self { $($field: $default,)+ }
+            }
+        }
+
+        impl Limits {
+            /// The wrangler var names of every limit, in declaration order.
+            pub const VAR_NAMES: &'static [&'static str] = &[$($var),+];
+
+            /// Reads every limit through `lookup` (a wrangler var by name). Missing vars keep their
+            /// default; a var that does not parse keeps its default and is reported in the returned
+            /// warnings, so a typo never takes a room down.
+            pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> (Self, Vec<String>) {
+                let mut limits = Self::default();
+                let mut warnings = Vec::new();
+                $(if let Some(text) = lookup($var) {
+                    match text.trim().parse::<$ty>() {
+                        Ok(value) if value >= <$ty>::default() => limits.$field = value,
+                        _ => warnings.push(format!(
+                            "ignoring {}={text:?}: expected a non-negative number; using {}",
+                            $var, limits.$field
+                        )),
+                    }
+                })+
+                (limits, warnings)
+            }
+        }
+    };
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_frame_bytes: 64 * 1024,
-        }
+limits! {
+    /// Largest frame accepted from a client, in bytes.
+    max_frame_bytes: usize = 64 * 1024, "MAX_FRAME_BYTES";
+    /// Sustained operations per second per connection (token bucket refill rate).
+    rate_per_second: f64 = 50.0, "RATE_LIMIT_PER_SEC";
+    /// Operations a connection may burst above its sustained rate (token bucket size).
+    rate_burst: f64 = 100.0, "RATE_LIMIT_BURST";
+    /// Refused frames within `strike_window_ms` after which the connection is closed.
+    max_strikes: u32 = 20, "ABUSE_MAX_STRIKES";
+    /// Window over which refused frames are counted, in milliseconds.
+    strike_window_ms: u64 = 10_000, "ABUSE_WINDOW_MS";
+    /// Keys in a room's shared state.
+    state_max_keys: usize = 1_000, "STATE_MAX_KEYS";
+    /// Bytes of one state key.
+    state_max_key_bytes: usize = 256, "STATE_MAX_KEY_BYTES";
+    /// Bytes of one state value (its JSON text).
+    state_max_value_bytes: usize = 32 * 1024, "STATE_MAX_VALUE_BYTES";
+    /// Bytes of all keys and values of a room's shared state.
+    state_max_bytes: usize = 1024 * 1024, "STATE_MAX_BYTES";
+    /// Bytes of one connection's presence data (it lives in the 16 KiB socket attachment).
+    presence_max_bytes: usize = 2 * 1024, "PRESENCE_MAX_BYTES";
+    /// Bytes of a message topic.
+    topic_max_bytes: usize = 128, "TOPIC_MAX_BYTES";
+    /// Events kept in history for resume.
+    history_max_events: u64 = 10_000, "HISTORY_MAX_EVENTS";
+    /// Age after which events leave history, in milliseconds.
+    history_max_age_ms: u64 = 24 * 60 * 60 * 1000, "HISTORY_MAX_AGE_MS";
+    /// Most bytes of event bodies one resume replays; beyond it the client gets a `gap`.
+    replay_max_bytes: usize = 8 * 1024 * 1024, "REPLAY_MAX_BYTES";
+    /// Most events coalesced into one `events` frame.
+    batch_max_events: usize = 100, "BATCH_MAX_EVENTS";
+    /// How long events wait to be coalesced before they are sent, in milliseconds (0: no wait).
+    batch_delay_ms: u64 = 2, "BATCH_DELAY_MS";
+    /// A connection silent (no frame, no `ping` text) for this long is dropped, in milliseconds.
+    heartbeat_timeout_ms: u64 = 60_000, "HEARTBEAT_TIMEOUT_MS";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vars_override_defaults_and_bad_values_are_reported() {
+        let (limits, warnings) = Limits::from_vars(|name| match name {
+            "HISTORY_MAX_EVENTS" => Some("50".into()),
+            "RATE_LIMIT_PER_SEC" => Some("2.5".into()),
+            "MAX_FRAME_BYTES" => Some("lots".into()),
+            "BATCH_DELAY_MS" => Some("0".into()),
+            _ => None,
+        });
+        assert_eq!(limits.history_max_events, 50);
+        assert_eq!(limits.rate_per_second, 2.5);
+        assert_eq!(limits.max_frame_bytes, Limits::default().max_frame_bytes);
+        assert_eq!(limits.batch_delay_ms, 0);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("MAX_FRAME_BYTES"));
     }
 }

@@ -1,33 +1,47 @@
-//! The room state machine: turns one client frame into stored events and the frames to send.
+//! The room state machine: connections join and leave, frames become stored events, and the
+//! frames to send wait in the outbox until the shell takes them.
+//!
+//! Everything here is synchronous and pure apart from the [`Sql`] storage, so native tests cover
+//! it on a real SQLite database. The object shell feeds it socket events and sends what
+//! [`Room::take_outgoing`] returns.
 
 use edgeroom_protocol::{
-    Ack, ClientMessage, ErrorCode, ErrorFrame, Event, EventKind, Format, Hello, Ping, Pong,
-    Publish, ServerMessage, Welcome, WireFrame,
+    close_code, Ack, Body, ClientMessage, ErrorCode, ErrorFrame, Event, EventKind, Format, Gap, Hello, Ping,
+    Pong, PresenceDiff, PresenceSet, Publish, ServerMessage, StateDelete, StateSet, Welcome, WireFrame,
 };
 use uuid::Uuid;
 
-use crate::{Connection, Limits, RoomStore, Sql, StoreError, StoredEvent};
+use crate::outbox::{Outbox, Outgoing};
+use crate::peers::Peers;
+use crate::store::StateSize;
+use crate::{ConnectOptions, Connection, Limits, RoomStore, Sql, StoreError, StoredEvent};
 
 /// Name of the persistent counter that numbers connections.
 const CONNECTION_COUNTER: &str = "connection";
 
-/// What the object shell must do after the room handled a frame, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    /// Send to the connection whose frame was handled, in the form of that frame.
-    Reply(ServerMessage),
-    /// Send to every connection of the room (the sender included), each in its own form.
-    Broadcast(ServerMessage),
+/// History is trimmed once every this many events, not on every append.
+const TRIM_EVERY: u64 = 64;
+
+/// A refused operation: its error code and message.
+struct Refusal(ErrorCode, String);
+
+impl From<StoreError> for Refusal {
+    fn from(error: StoreError) -> Self {
+        Refusal(ErrorCode::Internal, format!("the operation was not applied: {error}"))
+    }
 }
 
-/// One room: its storage, its limits and what it caches from storage.
+/// One room: its storage, its limits, its connections and the frames waiting to be sent.
 ///
-/// Everything cached here is rebuilt from storage on demand, because the runtime may drop Rust
-/// memory at any time (hibernation, eviction, a deploy).
+/// Every cache here can be rebuilt from storage and socket attachments, because the runtime may
+/// drop Rust memory at any time (hibernation, eviction, a deploy).
 pub struct Room<S> {
     store: RoomStore<S>,
     limits: Limits,
+    peers: Peers,
+    outbox: Outbox,
     last_seq: Option<u64>,
+    state_size: Option<StateSize>,
 }
 
 impl<S: Sql> Room<S> {
@@ -36,7 +50,10 @@ impl<S: Sql> Room<S> {
         Ok(Self {
             store: RoomStore::open(sql)?,
             limits,
+            peers: Peers::default(),
+            outbox: Outbox::default(),
             last_seq: None,
+            state_size: None,
         })
     }
 
@@ -45,261 +62,403 @@ impl<S: Sql> Room<S> {
         &self.store
     }
 
-    /// Registers a new connection and gives it a never-reused id.
-    pub fn connect(
-        &mut self,
-        format: Format,
-        user: Option<String>,
-    ) -> Result<Connection, StoreError> {
+    /// The room's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A new connection: gives it a never-reused id and, unless it waits for `hello`, queues its
+    /// `welcome` (plus the replay or `gap` for `resume_from`) and tells the members it joined.
+    /// Returns the connection to keep in the socket attachment.
+    pub fn connect(&mut self, options: ConnectOptions, now_ms: u64) -> Result<Connection, StoreError> {
         let id = self.store.next_in_sequence(CONNECTION_COUNTER)?;
-        Ok(Connection { id, format, user })
-    }
-
-    /// Decodes and handles one frame from `connection`. Bad frames produce an `error` reply and
-    /// change nothing.
-    pub fn handle_frame(
-        &mut self,
-        connection: &Connection,
-        frame: &WireFrame,
-        now_ms: u64,
-    ) -> Vec<Effect> {
-        if frame.len() > self.limits.max_frame_bytes {
-            let message = format!(
-                "frame of {} bytes is over the limit of {} bytes",
-                frame.len(),
-                self.limits.max_frame_bytes
-            );
-            return vec![error(ErrorCode::TooLarge, message, None)];
+        let connection =
+            Connection { id, format: options.format, user: options.user, presence: None, live: false };
+        self.peers.insert(connection.clone(), self.limits.rate_burst, now_ms);
+        if options.await_hello {
+            return Ok(connection);
         }
-        match ClientMessage::decode(frame) {
-            Ok(message) => self.handle(connection, message, now_ms),
-            Err(decode_error) => vec![error(decode_error.code(), decode_error.to_string(), None)],
+        if let Err(error) = self.go_live(id, options.resume_from) {
+            self.peers.remove(id);
+            return Err(error);
         }
+        Ok(self.connection(id).unwrap_or(connection))
     }
 
-    /// Handles one decoded message from `connection`.
-    pub fn handle(
-        &mut self,
-        connection: &Connection,
-        message: ClientMessage,
-        now_ms: u64,
-    ) -> Vec<Effect> {
-        match message {
-            ClientMessage::Hello(hello) => self.hello(connection, hello),
-            ClientMessage::Publish(publish) => self.publish(connection, publish, now_ms),
-            ClientMessage::Ping(Ping { nonce }) => vec![Effect::Reply(Pong { nonce }.into())],
-            other => vec![error(
-                ErrorCode::Unsupported,
-                format!(
-                    "`{}` is not supported by this server yet",
-                    other.type_name()
-                ),
-                None,
-            )],
-        }
+    /// Re-registers a connection found on a socket after the object woke up.
+    pub fn restore(&mut self, connection: Connection, now_ms: u64) {
+        self.peers.insert(connection, self.limits.rate_burst, now_ms);
     }
 
-    fn hello(&mut self, connection: &Connection, _hello: Hello) -> Vec<Effect> {
-        match self.last_seq() {
-            Ok(seq) => vec![Effect::Reply(
-                Welcome {
-                    connection_id: connection.id,
-                    seq,
-                    members: Vec::new(),
-                    state: Vec::new(),
-                }
-                .into(),
-            )],
-            Err(store_error) => vec![internal(&store_error, None)],
-        }
+    /// Whether the room knows connection `id`.
+    pub fn has_connection(&self, id: u64) -> bool {
+        self.peers.contains(id)
     }
 
-    fn publish(&mut self, connection: &Connection, publish: Publish, now_ms: u64) -> Vec<Effect> {
-        let Publish { op_id, body, topic } = publish;
-        let event = Event {
-            seq: 0,
-            kind: EventKind::Message,
-            body,
-            sender: Some(connection.id),
-            topic,
-            key: None,
-        };
-        match self.append(event, op_id, now_ms) {
-            Ok(event) => {
-                let seq = event.seq;
-                let mut effects = vec![Effect::Broadcast(event.into())];
-                if let Some(op_id) = op_id {
-                    effects.push(Effect::Reply(Ack { op_id, seq }.into()));
-                }
-                effects
-            }
-            Err(store_error) => vec![internal(&store_error, op_id)],
-        }
+    /// The current data of connection `id`.
+    pub fn connection(&self, id: u64) -> Option<Connection> {
+        self.peers.get(id).map(|peer| peer.connection.clone())
     }
 
-    /// Stores `event` under the next sequence number; only a stored event advances the sequence.
-    fn append(
-        &mut self,
-        mut event: Event,
-        op_id: Option<Uuid>,
-        now_ms: u64,
-    ) -> Result<Event, StoreError> {
-        let seq = self
-            .last_seq()?
-            .checked_add(1)
-            .ok_or(StoreError::BadRow("sequence exhausted"))?;
-        event.seq = seq;
-        let stored = StoredEvent {
-            event,
-            op_id: op_id.map(|id| id.to_string()),
-            at_ms: now_ms,
-        };
-        self.store.append(&stored)?;
-        self.last_seq = Some(seq);
-        Ok(stored.event)
-    }
-
-    fn last_seq(&mut self) -> Result<u64, StoreError> {
-        match self.last_seq {
-            Some(seq) => Ok(seq),
-            None => {
-                let seq = self.store.last_seq()?;
-                self.last_seq = Some(seq);
-                Ok(seq)
+    /// The connection is gone (closed, errored or dropped): the members learn that it left.
+    pub fn disconnect(&mut self, id: u64) {
+        if let Some(peer) = self.peers.remove(id) {
+            if peer.connection.live {
+                let left = PresenceDiff { joined: vec![], left: vec![id], updated: vec![] };
+                self.outbox.push(left.into(), self.peers.live_ids_except(None));
             }
         }
     }
-}
 
-fn error(code: ErrorCode, message: String, op_id: Option<Uuid>) -> Effect {
-    Effect::Reply(
-        ErrorFrame {
-            code,
-            message,
-            op_id,
+    /// Records activity of connection `id` seen by the runtime (an auto-answered `ping`).
+    pub fn touch(&mut self, id: u64, at_ms: u64) {
+        if let Some(peer) = self.peers.get_mut(id) {
+            peer.last_seen_ms = peer.last_seen_ms.max(at_ms);
         }
-        .into(),
-    )
-}
-
-fn internal(store_error: &StoreError, op_id: Option<Uuid>) -> Effect {
-    error(
-        ErrorCode::Internal,
-        format!("the operation was not applied: {store_error}"),
-        op_id,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sql::testing::MemorySql;
-
-    fn room() -> Room<MemorySql> {
-        Room::open(MemorySql::new(), Limits::default()).unwrap()
     }
 
-    fn text(json: &str) -> WireFrame {
-        WireFrame::Text(json.to_owned())
-    }
-
-    fn broadcast_seqs(effects: &[Effect]) -> Vec<u64> {
-        effects
+    /// Connections silent for longer than the heartbeat timeout.
+    pub fn silent_connections(&self, now_ms: u64) -> Vec<u64> {
+        self.peers
             .iter()
-            .filter_map(|effect| match effect {
-                Effect::Broadcast(ServerMessage::Event(event)) => Some(event.seq),
-                _ => None,
-            })
+            .filter(|peer| now_ms.saturating_sub(peer.last_seen_ms) > self.limits.heartbeat_timeout_ms)
+            .map(|peer| peer.connection.id)
             .collect()
     }
 
-    #[test]
-    fn publishes_get_increasing_seqs_and_are_stored_first() {
-        let mut room = room();
-        let alice = room.connect(Format::Json, None).unwrap();
-        let bob = room.connect(Format::Binary, None).unwrap();
-        assert_ne!(alice.id, bob.id);
-        let first = room.handle_frame(&alice, &text(r#"{"type":"publish","body":{"n":1}}"#), 5);
-        let second = room.handle_frame(&bob, &text(r#"{"type":"publish","body":"two"}"#), 6);
-        assert_eq!(broadcast_seqs(&first), vec![1]);
-        assert_eq!(broadcast_seqs(&second), vec![2]);
-        let stored = room.store().events_after(0, 10).unwrap();
-        assert_eq!(stored.len(), 2);
-        assert_eq!(stored[1].event.body.as_str(), r#""two""#);
-        assert_eq!(stored[1].event.sender, Some(bob.id));
+    /// The form frames to connection `id` use.
+    pub fn format_of(&self, id: u64) -> Option<Format> {
+        self.peers.get(id).map(|peer| peer.connection.format)
     }
 
-    #[test]
-    fn seq_continues_after_reopening_storage() {
-        let sql = std::rc::Rc::new(MemorySql::new());
-        let mut room = Room::open(sql.clone(), Limits::default()).unwrap();
-        let conn = room.connect(Format::Json, None).unwrap();
-        room.handle_frame(&conn, &text(r#"{"type":"publish","body":1}"#), 1);
-        drop(room);
-        let mut reopened = Room::open(sql, Limits::default()).unwrap();
-        let effects = reopened.handle_frame(&conn, &text(r#"{"type":"publish","body":2}"#), 2);
-        assert_eq!(broadcast_seqs(&effects), vec![2]);
+    /// Number of connections.
+    pub fn connection_count(&self) -> usize {
+        self.peers.iter().count()
     }
 
-    #[test]
-    fn op_id_gets_an_ack_with_the_seq() {
-        let mut room = room();
-        let conn = room.connect(Format::Json, None).unwrap();
-        let frame = text(
-            r#"{"type":"publish","op_id":"7d0b2a4e-8c1f-4d5e-9a3b-1c2d3e4f5a6b","body":null}"#,
-        );
-        let effects = room.handle_frame(&conn, &frame, 1);
-        let ack = effects.iter().find_map(|e| match e {
-            Effect::Reply(ServerMessage::Ack(ack)) => Some(ack.seq),
-            _ => None,
-        });
-        assert_eq!(ack, Some(1));
-    }
-
-    #[test]
-    fn bad_frames_get_errors_and_store_nothing() {
-        let mut room = Room::open(
-            MemorySql::new(),
-            Limits {
-                max_frame_bytes: 64,
-            },
-        )
-        .unwrap();
-        let conn = room.connect(Format::Json, None).unwrap();
-        let cases = [
-            (text("{oops"), ErrorCode::MalformedFrame),
-            (text(r#"{"type":"teleport"}"#), ErrorCode::UnknownType),
-            (
-                WireFrame::Binary(vec![42, 1]),
-                ErrorCode::UnsupportedVersion,
-            ),
-            (
-                text(&format!(
-                    r#"{{"type":"publish","body":"{}"}}"#,
-                    "x".repeat(100)
-                )),
-                ErrorCode::TooLarge,
-            ),
-        ];
-        for (frame, code) in cases {
-            let effects = room.handle_frame(&conn, &frame, 1);
-            assert!(
-                matches!(&effects[..], [Effect::Reply(ServerMessage::Error(e))] if e.code == code),
-                "{frame:?} gave {effects:?}"
-            );
+    /// Handles one frame from connection `id`. Returns the connection's new data when its
+    /// attachment must be saved (its presence or form changed).
+    pub fn handle_frame(&mut self, id: u64, frame: &WireFrame, now_ms: u64) -> Option<Connection> {
+        let limits = &self.limits;
+        let peer = self.peers.get_mut(id)?;
+        peer.last_seen_ms = peer.last_seen_ms.max(now_ms);
+        let mut changed = false;
+        if peer.connection.format != frame.format() {
+            // Frames to a connection follow the form its client last sent.
+            peer.connection.format = frame.format();
+            changed = true;
         }
-        assert_eq!(room.store().last_seq().unwrap(), 0);
+        let refusal = if frame.len() > limits.max_frame_bytes {
+            Some(Refusal(
+                ErrorCode::TooLarge,
+                format!(
+                    "frame of {} bytes is over the limit of {} bytes",
+                    frame.len(),
+                    limits.max_frame_bytes
+                ),
+            ))
+        } else if !peer.bucket.try_take(limits.rate_per_second, limits.rate_burst, now_ms) {
+            Some(Refusal(
+                ErrorCode::RateLimited,
+                format!("over the limit of {} operations per second; slow down", limits.rate_per_second),
+            ))
+        } else {
+            None
+        };
+        let outcome = match refusal {
+            Some(refusal) => Err(refusal),
+            None => ClientMessage::decode(frame).map_err(|e| Refusal(e.code(), e.to_string())),
+        };
+        match outcome {
+            Ok(message) => changed |= self.handle(id, message, now_ms),
+            Err(Refusal(code, message)) => self.refuse_frame(id, code, message, now_ms),
+        }
+        changed.then(|| self.connection(id)).flatten()
     }
 
-    #[test]
-    fn hello_is_welcomed_with_the_current_seq() {
-        let mut room = room();
-        let conn = room.connect(Format::Json, None).unwrap();
-        room.handle_frame(&conn, &text(r#"{"type":"publish","body":1}"#), 1);
-        let effects = room.handle_frame(&conn, &text(r#"{"type":"hello"}"#), 2);
-        assert!(matches!(
-            &effects[..],
-            [Effect::Reply(ServerMessage::Welcome(w))] if w.seq == 1 && w.connection_id == conn.id
-        ));
+    /// Events queued and not yet taken.
+    pub fn pending_events(&self) -> usize {
+        self.outbox.pending_events()
+    }
+
+    /// Whether frames wait to be sent.
+    pub fn has_outgoing(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// Takes every frame waiting to be sent, in order.
+    pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
+        self.outbox.take()
+    }
+
+    /// Dispatches a decoded message; returns whether the connection's data changed.
+    fn handle(&mut self, id: u64, message: ClientMessage, now_ms: u64) -> bool {
+        let live = self.peers.get(id).is_some_and(|peer| peer.connection.live);
+        let op_id = message.op_id();
+        let result = match message {
+            ClientMessage::Hello(hello) => self.hello(id, hello, live),
+            _ if !live => Err(Refusal(ErrorCode::BadRequest, "send `hello` first".to_owned())),
+            ClientMessage::Publish(publish) => self.publish(id, publish, now_ms),
+            ClientMessage::StateSet(set) => self.state_set(id, set, now_ms),
+            ClientMessage::StateDelete(delete) => self.state_delete(id, delete, now_ms),
+            ClientMessage::PresenceSet(presence) => return self.presence_set(id, presence),
+            ClientMessage::Ping(Ping { nonce }) => {
+                self.outbox.push(Pong { nonce }.into(), vec![id]);
+                Ok(false)
+            }
+        };
+        match result {
+            Ok(changed) => changed,
+            Err(Refusal(code, message)) => {
+                self.outbox.push(ErrorFrame { code, message, op_id }.into(), vec![id]);
+                false
+            }
+        }
+    }
+
+    fn hello(&mut self, id: u64, hello: Hello, live: bool) -> Result<bool, Refusal> {
+        if live {
+            // A refresh: the current welcome, no replay (the connection has every event already).
+            let welcome = self.welcome(id)?;
+            self.outbox.push(welcome, vec![id]);
+            return Ok(false);
+        }
+        self.go_live(id, hello.resume_from)?;
+        Ok(true)
+    }
+
+    /// Sends the welcome and the resume replay (or gap) to `id`, then makes it a member.
+    fn go_live(&mut self, id: u64, resume_from: Option<u64>) -> Result<(), StoreError> {
+        if let Some(peer) = self.peers.get_mut(id) {
+            peer.connection.live = true;
+        }
+        let welcome = self.welcome(id)?;
+        let seq = self.last_seq()?;
+        self.outbox.push(welcome, vec![id]);
+        if let Some(resume_from) = resume_from {
+            self.replay(id, resume_from, seq)?;
+        }
+        if let Some(member) = self.connection(id).map(|c| c.member()) {
+            let joined = PresenceDiff { joined: vec![member], left: vec![], updated: vec![] };
+            self.outbox.push(joined.into(), self.peers.live_ids_except(Some(id)));
+        }
+        Ok(())
+    }
+
+    fn welcome(&mut self, id: u64) -> Result<ServerMessage, StoreError> {
+        Ok(Welcome {
+            connection_id: id,
+            seq: self.last_seq()?,
+            members: self.peers.members(),
+            state: self.store.state_entries()?,
+        }
+        .into())
+    }
+
+    /// Queues every event in `(resume_from, seq]` for `id`, or a `gap` when history cannot.
+    fn replay(&mut self, id: u64, resume_from: u64, seq: u64) -> Result<(), StoreError> {
+        if resume_from == seq {
+            return Ok(());
+        }
+        let covered = resume_from < seq
+            && self.store.oldest_seq()?.is_some_and(|oldest| oldest <= resume_from.saturating_add(1))
+            && self.store.body_bytes_after(resume_from)? <= self.limits.replay_max_bytes as u64;
+        if !covered {
+            self.outbox.push(Gap { resume_from, seq }.into(), vec![id]);
+            return Ok(());
+        }
+        for stored in self.store.events_after(resume_from, seq - resume_from)? {
+            self.outbox.push_event(stored.event, vec![id], self.limits.batch_max_events);
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, id: u64, publish: Publish, now_ms: u64) -> Result<bool, Refusal> {
+        let Publish { op_id, body, topic } = publish;
+        if let Some(topic) = &topic {
+            if topic.len() > self.limits.topic_max_bytes {
+                return self.refuse_op(id, op_id, ErrorCode::TooLarge, "topic is too long");
+            }
+        }
+        if self.ack_if_seen(id, op_id)? {
+            return Ok(false);
+        }
+        let event = Event { seq: 0, kind: EventKind::Message, body, sender: Some(id), topic, key: None };
+        self.append(id, event, op_id, now_ms)?;
+        Ok(false)
+    }
+
+    fn state_set(&mut self, id: u64, set: StateSet, now_ms: u64) -> Result<bool, Refusal> {
+        let StateSet { op_id, key, value } = set;
+        if key.is_empty() || key.len() > self.limits.state_max_key_bytes {
+            let message = format!("state keys are 1 to {} bytes", self.limits.state_max_key_bytes);
+            return self.refuse_op(id, op_id, ErrorCode::BadRequest, &message);
+        }
+        if value.len() > self.limits.state_max_value_bytes {
+            let message = format!("state values are at most {} bytes", self.limits.state_max_value_bytes);
+            return self.refuse_op(id, op_id, ErrorCode::TooLarge, &message);
+        }
+        if self.ack_if_seen(id, op_id)? {
+            return Ok(false);
+        }
+        let size = self.state_size()?;
+        let existing = self.store.state_entry_bytes(&key)?;
+        let keys_after = size.keys + usize::from(existing == 0);
+        let bytes_after = size.bytes - existing.min(size.bytes) + key.len() + value.len();
+        if keys_after > self.limits.state_max_keys {
+            let message = format!("the room already has {} state keys", self.limits.state_max_keys);
+            return self.refuse_op(id, op_id, ErrorCode::LimitExceeded, &message);
+        }
+        if bytes_after > self.limits.state_max_bytes {
+            let message = format!("the room's state would exceed {} bytes", self.limits.state_max_bytes);
+            return self.refuse_op(id, op_id, ErrorCode::LimitExceeded, &message);
+        }
+        let event = Event {
+            seq: 0,
+            kind: EventKind::StateSet,
+            body: value,
+            sender: Some(id),
+            topic: None,
+            key: Some(key),
+        };
+        let event = self.append(id, event, op_id, now_ms)?;
+        if let Some(key) = &event.key {
+            self.store.put_state(key, &event.body, event.seq)?;
+        }
+        self.state_size = Some(StateSize { keys: keys_after, bytes: bytes_after });
+        Ok(false)
+    }
+
+    fn state_delete(&mut self, id: u64, delete: StateDelete, now_ms: u64) -> Result<bool, Refusal> {
+        let StateDelete { op_id, key } = delete;
+        if self.ack_if_seen(id, op_id)? {
+            return Ok(false);
+        }
+        let existing = self.store.state_entry_bytes(&key)?;
+        let event = Event {
+            seq: 0,
+            kind: EventKind::StateDelete,
+            body: Body::null(),
+            sender: Some(id),
+            topic: None,
+            key: Some(key),
+        };
+        let event = self.append(id, event, op_id, now_ms)?;
+        if let Some(key) = &event.key {
+            self.store.delete_state(key)?;
+        }
+        if existing > 0 {
+            self.state_size = self.state_size.map(|size| StateSize {
+                keys: size.keys.saturating_sub(1),
+                bytes: size.bytes.saturating_sub(existing),
+            });
+        }
+        Ok(false)
+    }
+
+    /// Replaces the presence data of `id` and tells every member; returns whether it changed.
+    fn presence_set(&mut self, id: u64, presence: PresenceSet) -> bool {
+        if presence.data.len() > self.limits.presence_max_bytes {
+            let message = format!("presence data is at most {} bytes", self.limits.presence_max_bytes);
+            let _ = self.refuse_op(id, None, ErrorCode::TooLarge, &message);
+            return false;
+        }
+        let Some(peer) = self.peers.get_mut(id) else {
+            return false;
+        };
+        peer.connection.presence = Some(presence.data.as_str().to_owned());
+        let member = peer.connection.member();
+        let updated = PresenceDiff { joined: vec![], left: vec![], updated: vec![member] };
+        self.outbox.push(updated.into(), self.peers.live_ids_except(None));
+        true
+    }
+
+    /// Acknowledges a retried operation with its original seq; `true` if it was already applied.
+    fn ack_if_seen(&mut self, id: u64, op_id: Option<Uuid>) -> Result<bool, Refusal> {
+        let Some(op_id) = op_id else { return Ok(false) };
+        match self.store.seq_of_op(&op_id.to_string())? {
+            Some(seq) => {
+                self.outbox.push(Ack { op_id, seq }.into(), vec![id]);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Stores `event` under the next sequence number, then queues it for every member and the
+    /// ack for the sender. Only a stored event advances the sequence.
+    fn append(
+        &mut self,
+        id: u64,
+        mut event: Event,
+        op_id: Option<Uuid>,
+        now_ms: u64,
+    ) -> Result<Event, Refusal> {
+        let seq = self.last_seq()?.checked_add(1).ok_or(StoreError::BadRow("sequence exhausted"))?;
+        event.seq = seq;
+        let stored = StoredEvent { event, op_id: op_id.map(|id| id.to_string()), at_ms: now_ms };
+        self.store.append(&stored)?;
+        self.last_seq = Some(seq);
+        if seq % TRIM_EVERY == 0 {
+            let min_at_ms = now_ms.saturating_sub(self.limits.history_max_age_ms);
+            self.store.trim_history(self.limits.history_max_events, min_at_ms)?;
+        }
+        let event = stored.event;
+        self.outbox.push_event(event.clone(), self.peers.live_ids_except(None), self.limits.batch_max_events);
+        if let Some(op_id) = op_id {
+            self.outbox.push(Ack { op_id, seq }.into(), vec![id]);
+        }
+        Ok(event)
+    }
+
+    /// Queues an `error` for a refused operation (not counted as abuse).
+    fn refuse_op(
+        &mut self,
+        id: u64,
+        op_id: Option<Uuid>,
+        code: ErrorCode,
+        message: &str,
+    ) -> Result<bool, Refusal> {
+        self.outbox.push(ErrorFrame { code, message: message.to_owned(), op_id }.into(), vec![id]);
+        Ok(false)
+    }
+
+    /// Queues an `error` for a refused frame and closes connections that keep sending bad ones.
+    fn refuse_frame(&mut self, id: u64, code: ErrorCode, message: String, now_ms: u64) {
+        self.outbox.push(ErrorFrame { code, message, op_id: None }.into(), vec![id]);
+        let limits = &self.limits;
+        let Some(peer) = self.peers.get_mut(id) else {
+            return;
+        };
+        if peer.strikes.add(limits.strike_window_ms, now_ms) >= limits.max_strikes {
+            let close = match code {
+                ErrorCode::RateLimited => close_code::RATE_LIMITED,
+                ErrorCode::TooLarge => close_code::TOO_LARGE,
+                _ => close_code::PROTOCOL_ERROR,
+            };
+            self.outbox.close(id, close, format!("too many refused frames ({code:?})"));
+        }
+    }
+
+    fn last_seq(&mut self) -> Result<u64, StoreError> {
+        if let Some(seq) = self.last_seq {
+            return Ok(seq);
+        }
+        let seq = self.store.last_seq()?;
+        self.last_seq = Some(seq);
+        Ok(seq)
+    }
+
+    fn state_size(&mut self) -> Result<StateSize, StoreError> {
+        if let Some(size) = self.state_size {
+            return Ok(size);
+        }
+        let size = self.store.state_size()?;
+        self.state_size = Some(size);
+        Ok(size)
     }
 }
+
+#[cfg(test)]
+#[path = "room_tests.rs"]
+mod tests;

@@ -128,9 +128,7 @@ pub(crate) mod testing {
                     SqlValue::Blob(b) => Value::Blob(b.clone()),
                 })
                 .collect();
-            let mut rows = statement
-                .query(rusqlite::params_from_iter(params))
-                .map_err(backend)?;
+            let mut rows = statement.query(rusqlite::params_from_iter(params)).map_err(backend)?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(backend)? {
                 let mut values = Vec::with_capacity(columns);
@@ -139,9 +137,7 @@ pub(crate) mod testing {
                         ValueRef::Null => SqlValue::Null,
                         ValueRef::Integer(i) => SqlValue::Integer(i),
                         ValueRef::Real(f) => SqlValue::Real(f),
-                        ValueRef::Text(t) => {
-                            SqlValue::Text(String::from_utf8_lossy(t).into_owned())
-                        }
+                        ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
                         ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
                     });
                 }

@@ -1,6 +1,6 @@
 //! The room's durable storage: the ordered event history and the persistent counters, in SQL.
 
-use edgeroom_protocol::{Body, Event, EventKind};
+use edgeroom_protocol::{Body, Event, EventKind, StateEntry};
 
 use crate::sql::{Sql, SqlValue, StoreError};
 
@@ -16,8 +16,20 @@ const SCHEMA: &[&str] = &[
         op_id TEXT,
         at_ms INTEGER NOT NULL
     )",
+    // Finds a retried operation's original event; only rows with an op id are indexed.
+    "CREATE INDEX IF NOT EXISTS events_by_op_id ON events (op_id) WHERE op_id IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
 ];
+
+/// Number of keys and bytes (keys plus values) of the shared state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateSize {
+    /// Keys.
+    pub keys: usize,
+    /// Bytes of all keys and values.
+    pub bytes: usize,
+}
 
 /// One event as stored: the broadcast [`Event`] plus what only the server keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +92,93 @@ impl<S: Sql> RoomStore<S> {
         rows.into_iter().map(stored_event_from_row).collect()
     }
 
+    /// The lowest sequence number still in history, if any event is kept.
+    pub fn oldest_seq(&self) -> Result<Option<u64>, StoreError> {
+        let rows = self.sql.query("SELECT MIN(seq) FROM events", &[])?;
+        Ok(first_value(&rows).and_then(SqlValue::as_u64))
+    }
+
+    /// Bytes of the bodies of all events with `seq > after`.
+    pub fn body_bytes_after(&self, after: u64) -> Result<u64, StoreError> {
+        let rows = self.sql.query(
+            "SELECT COALESCE(SUM(length(CAST(body AS BLOB))), 0) FROM events WHERE seq > ?",
+            &[after.into()],
+        )?;
+        Ok(first_value(&rows).and_then(SqlValue::as_u64).unwrap_or(0))
+    }
+
+    /// The sequence number of the event an operation id produced, if history still has it.
+    pub fn seq_of_op(&self, op_id: &str) -> Result<Option<u64>, StoreError> {
+        let rows = self.sql.query("SELECT seq FROM events WHERE op_id = ? LIMIT 1", &[op_id.into()])?;
+        Ok(first_value(&rows).and_then(SqlValue::as_u64))
+    }
+
+    /// Drops events beyond `max_events` or older than `min_at_ms`, always keeping the newest event
+    /// (it carries the room's sequence number).
+    pub fn trim_history(&self, max_events: u64, min_at_ms: u64) -> Result<(), StoreError> {
+        let last = self.last_seq()?;
+        self.sql.query(
+            "DELETE FROM events WHERE seq < ? AND (seq <= ? OR at_ms < ?)",
+            &[last.into(), last.saturating_sub(max_events).into(), min_at_ms.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Every key of the shared state, in key order.
+    pub fn state_entries(&self) -> Result<Vec<StateEntry>, StoreError> {
+        let rows = self.sql.query("SELECT key, value, seq FROM state ORDER BY key", &[])?;
+        rows.into_iter()
+            .map(|row| {
+                let [key, value, seq]: [SqlValue; 3] =
+                    row.try_into().map_err(|_| StoreError::BadRow("state column count"))?;
+                Ok(StateEntry {
+                    key: key.into_text().ok_or(StoreError::BadRow("state key"))?,
+                    value: value
+                        .into_text()
+                        .and_then(|text| Body::from_json(text).ok())
+                        .ok_or(StoreError::BadRow("state value"))?,
+                    seq: seq.as_u64().ok_or(StoreError::BadRow("state seq"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Keys and bytes of the whole shared state.
+    pub fn state_size(&self) -> Result<StateSize, StoreError> {
+        let rows = self.sql.query(
+            "SELECT COUNT(*), COALESCE(SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0) FROM state",
+            &[],
+        )?;
+        let row = rows.first().ok_or(StoreError::BadRow("state size"))?;
+        let number = |i: usize| row.get(i).and_then(SqlValue::as_u64).unwrap_or(0) as usize;
+        Ok(StateSize { keys: number(0), bytes: number(1) })
+    }
+
+    /// Bytes (key plus value) that `key` takes now; 0 when absent.
+    pub fn state_entry_bytes(&self, key: &str) -> Result<usize, StoreError> {
+        let rows = self.sql.query(
+            "SELECT length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)) FROM state WHERE key = ?",
+            &[key.into()],
+        )?;
+        Ok(first_value(&rows).and_then(SqlValue::as_u64).unwrap_or(0) as usize)
+    }
+
+    /// Sets `key` to `value`, recording the event `seq` that set it.
+    pub fn put_state(&self, key: &str, value: &Body, seq: u64) -> Result<(), StoreError> {
+        self.sql.query(
+            "INSERT INTO state (key, value, seq) VALUES (?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, seq = excluded.seq",
+            &[key.into(), value.as_str().into(), seq.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Removes `key` (nothing happens when it is absent).
+    pub fn delete_state(&self, key: &str) -> Result<(), StoreError> {
+        self.sql.query("DELETE FROM state WHERE key = ?", &[key.into()])?;
+        Ok(())
+    }
+
     /// Increments the named persistent counter and returns its new value (1 the first time).
     pub fn next_in_sequence(&self, name: &str) -> Result<u64, StoreError> {
         let rows = self.sql.query(
@@ -87,9 +186,7 @@ impl<S: Sql> RoomStore<S> {
              ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
             &[name.into()],
         )?;
-        first_value(&rows)
-            .and_then(SqlValue::as_u64)
-            .ok_or(StoreError::BadRow("counter value"))
+        first_value(&rows).and_then(SqlValue::as_u64).ok_or(StoreError::BadRow("counter value"))
     }
 }
 
@@ -98,17 +195,11 @@ fn first_value(rows: &[Vec<SqlValue>]) -> Option<&SqlValue> {
 }
 
 fn stored_event_from_row(row: Vec<SqlValue>) -> Result<StoredEvent, StoreError> {
-    let [seq, kind, body, sender, topic, key, op_id, at_ms]: [SqlValue; 8] = row
-        .try_into()
-        .map_err(|_| StoreError::BadRow("event column count"))?;
-    let kind = kind
-        .as_text()
-        .and_then(EventKind::from_name)
-        .ok_or(StoreError::BadRow("kind"))?;
-    let body = body
-        .into_text()
-        .and_then(|text| Body::from_json(text).ok())
-        .ok_or(StoreError::BadRow("body"))?;
+    let [seq, kind, body, sender, topic, key, op_id, at_ms]: [SqlValue; 8] =
+        row.try_into().map_err(|_| StoreError::BadRow("event column count"))?;
+    let kind = kind.as_text().and_then(EventKind::from_name).ok_or(StoreError::BadRow("kind"))?;
+    let body =
+        body.into_text().and_then(|text| Body::from_json(text).ok()).ok_or(StoreError::BadRow("body"))?;
     Ok(StoredEvent {
         event: Event {
             seq: seq.as_u64().ok_or(StoreError::BadRow("seq"))?,
@@ -161,6 +252,47 @@ mod tests {
         store.append(&message(1, "a")).unwrap();
         assert!(store.append(&message(1, "b")).is_err());
         assert_eq!(store.events_after(0, 10).unwrap(), vec![message(1, "a")]);
+    }
+
+    #[test]
+    fn trim_keeps_the_newest_event_and_respects_count_and_age() {
+        let store = RoomStore::open(MemorySql::new()).unwrap();
+        for seq in 1..=10 {
+            let mut event = message(seq, "x");
+            event.at_ms = seq * 1000;
+            store.append(&event).unwrap();
+        }
+        store.trim_history(5, 0).unwrap();
+        assert_eq!(store.oldest_seq().unwrap(), Some(6));
+        store.trim_history(100, 8_500).unwrap();
+        assert_eq!(store.oldest_seq().unwrap(), Some(9));
+        // Everything is too old, but the newest event stays and the sequence survives.
+        store.trim_history(100, u64::MAX).unwrap();
+        assert_eq!(store.oldest_seq().unwrap(), Some(10));
+        assert_eq!(store.last_seq().unwrap(), 10);
+    }
+
+    #[test]
+    fn op_ids_find_their_event() {
+        let store = RoomStore::open(MemorySql::new()).unwrap();
+        let mut event = message(1, "x");
+        event.op_id = Some("op-1".into());
+        store.append(&event).unwrap();
+        assert_eq!(store.seq_of_op("op-1").unwrap(), Some(1));
+        assert_eq!(store.seq_of_op("op-2").unwrap(), None);
+    }
+
+    #[test]
+    fn state_size_counts_bytes_not_characters() {
+        let store = RoomStore::open(MemorySql::new()).unwrap();
+        store.put_state("k", &Body::from_value("é").unwrap(), 1).unwrap();
+        // "k" is 1 byte; "\"é\"" is 4 bytes (é is 2 bytes in UTF-8).
+        assert_eq!(store.state_size().unwrap(), StateSize { keys: 1, bytes: 5 });
+        assert_eq!(store.state_entry_bytes("k").unwrap(), 5);
+        store.put_state("k", &Body::from_value(&1).unwrap(), 2).unwrap();
+        assert_eq!(store.state_entries().unwrap()[0].seq, 2);
+        store.delete_state("k").unwrap();
+        assert_eq!(store.state_size().unwrap(), StateSize::default());
     }
 
     #[test]

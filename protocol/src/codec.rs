@@ -7,10 +7,11 @@ use serde::Deserialize;
 use crate::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 
 /// The two wire forms of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
-    /// JSON text frames, for browsers.
+    /// JSON text frames, for browsers (the default).
+    #[default]
     Json,
     /// Version byte + postcard binary frames, for Rust clients.
     Binary,
@@ -101,9 +102,7 @@ impl DecodeError {
         match self {
             Self::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             Self::UnknownType(_) => ErrorCode::UnknownType,
-            Self::Empty | Self::MissingType(_) | Self::MalformedJson { .. } => {
-                ErrorCode::MalformedFrame
-            }
+            Self::Empty | Self::MissingType(_) | Self::MalformedJson { .. } => ErrorCode::MalformedFrame,
             Self::MalformedBinary(_) => ErrorCode::MalformedFrame,
         }
     }
@@ -152,14 +151,12 @@ macro_rules! impl_codec {
 
             /// Decodes a JSON text frame.
             pub fn from_json(text: &str) -> Result<Self, DecodeError> {
-                let tag: TypeField<'_> =
-                    serde_json::from_str(text).map_err(DecodeError::MissingType)?;
+                let tag: TypeField<'_> = serde_json::from_str(text).map_err(DecodeError::MissingType)?;
                 match Self::from_json_fields(&tag.type_name, text) {
                     Some(Ok(message)) => Ok(message),
-                    Some(Err(source)) => Err(DecodeError::MalformedJson {
-                        type_name: tag.type_name.into_owned(),
-                        source,
-                    }),
+                    Some(Err(source)) => {
+                        Err(DecodeError::MalformedJson { type_name: tag.type_name.into_owned(), source })
+                    }
                     None => Err(DecodeError::UnknownType(tag.type_name.into_owned())),
                 }
             }
@@ -218,45 +215,16 @@ mod tests {
             Welcome {
                 connection_id: 3,
                 seq: 7,
-                members: vec![Member {
-                    connection_id: 3,
-                    user: None,
-                    data: Body::null(),
-                }],
-                state: vec![StateEntry {
-                    key: "k".into(),
-                    value: body("1"),
-                    seq: 5,
-                }],
+                members: vec![Member { connection_id: 3, user: None, data: Body::null() }],
+                state: vec![StateEntry { key: "k".into(), value: body("1"), seq: 5 }],
             }
             .into(),
             event.clone().into(),
-            Events {
-                events: vec![event.clone(), Event { seq: 8, ..event }],
-            }
-            .into(),
-            Ack {
-                op_id: uuid::Uuid::from_u128(42),
-                seq: 7,
-            }
-            .into(),
-            ErrorFrame {
-                code: ErrorCode::TooLarge,
-                message: "big".into(),
-                op_id: None,
-            }
-            .into(),
-            PresenceDiff {
-                joined: vec![],
-                left: vec![1, 2],
-                updated: vec![],
-            }
-            .into(),
-            Gap {
-                resume_from: 1,
-                seq: 7,
-            }
-            .into(),
+            Events { events: vec![event.clone(), Event { seq: 8, ..event }] }.into(),
+            Ack { op_id: uuid::Uuid::from_u128(42), seq: 7 }.into(),
+            ErrorFrame { code: ErrorCode::TooLarge, message: "big".into(), op_id: None }.into(),
+            PresenceDiff { joined: vec![], left: vec![1, 2], updated: vec![] }.into(),
+            Gap { resume_from: 1, seq: 7 }.into(),
             Pong { nonce: Some(9) }.into(),
         ]
     }
@@ -266,11 +234,7 @@ mod tests {
         for message in sample_server_messages() {
             for format in [Format::Json, Format::Binary] {
                 let frame = message.encode(format);
-                assert_eq!(
-                    ServerMessage::decode(&frame).unwrap(),
-                    message,
-                    "{format:?}"
-                );
+                assert_eq!(ServerMessage::decode(&frame).unwrap(), message, "{format:?}");
             }
         }
     }
@@ -296,9 +260,7 @@ mod tests {
     #[test]
     fn foundation_publish_json_is_accepted() {
         let message = ClientMessage::from_json(r#"{"type":"publish","body":{"x":[1,2]}}"#).unwrap();
-        let ClientMessage::Publish(publish) = message else {
-            panic!("not a publish")
-        };
+        let ClientMessage::Publish(publish) = message else { panic!("not a publish") };
         assert_eq!(publish.body.as_str(), r#"{"x":[1,2]}"#);
         assert_eq!(publish.op_id, None);
     }
@@ -306,28 +268,10 @@ mod tests {
     #[test]
     fn client_messages_round_trip_in_both_forms() {
         let messages: Vec<ClientMessage> = vec![
-            Hello {
-                resume_from: Some(5),
-                client: Some("test".into()),
-            }
-            .into(),
-            Publish {
-                op_id: Some(uuid::Uuid::from_u128(1)),
-                body: body("[1]"),
-                topic: None,
-            }
-            .into(),
-            StateSet {
-                op_id: None,
-                key: "k".into(),
-                value: body("\"v\""),
-            }
-            .into(),
-            StateDelete {
-                op_id: None,
-                key: "k".into(),
-            }
-            .into(),
+            Hello { resume_from: Some(5), client: Some("test".into()) }.into(),
+            Publish { op_id: Some(uuid::Uuid::from_u128(1)), body: body("[1]"), topic: None }.into(),
+            StateSet { op_id: None, key: "k".into(), value: body("\"v\"") }.into(),
+            StateDelete { op_id: None, key: "k".into() }.into(),
             PresenceSet { data: body("{}") }.into(),
             Ping { nonce: None }.into(),
         ];
@@ -341,10 +285,7 @@ mod tests {
 
     #[test]
     fn empty_payload_json_still_has_type() {
-        assert_eq!(
-            ClientMessage::from(Ping { nonce: None }).to_json(),
-            r#"{"type":"ping","nonce":null}"#
-        );
+        assert_eq!(ClientMessage::from(Ping { nonce: None }).to_json(), r#"{"type":"ping","nonce":null}"#);
     }
 
     #[test]
@@ -352,28 +293,13 @@ mod tests {
         let cases: Vec<(WireFrame, ErrorCode)> = vec![
             (WireFrame::Text("nope".into()), ErrorCode::MalformedFrame),
             (WireFrame::Text("[1,2]".into()), ErrorCode::MalformedFrame),
-            (
-                WireFrame::Text(r#"{"type":"fly"}"#.into()),
-                ErrorCode::UnknownType,
-            ),
-            (
-                WireFrame::Text(r#"{"type":"publish"}"#.into()),
-                ErrorCode::MalformedFrame,
-            ),
-            (
-                WireFrame::Text(r#"{"type":"publish","body":1,"op_id":"x"}"#.into()),
-                ErrorCode::MalformedFrame,
-            ),
+            (WireFrame::Text(r#"{"type":"fly"}"#.into()), ErrorCode::UnknownType),
+            (WireFrame::Text(r#"{"type":"publish"}"#.into()), ErrorCode::MalformedFrame),
+            (WireFrame::Text(r#"{"type":"publish","body":1,"op_id":"x"}"#.into()), ErrorCode::MalformedFrame),
             (WireFrame::Binary(vec![]), ErrorCode::MalformedFrame),
             (WireFrame::Binary(vec![9, 0]), ErrorCode::UnsupportedVersion),
-            (
-                WireFrame::Binary(vec![PROTOCOL_VERSION, 100]),
-                ErrorCode::UnknownType,
-            ),
-            (
-                WireFrame::Binary(vec![PROTOCOL_VERSION, 1]),
-                ErrorCode::MalformedFrame,
-            ),
+            (WireFrame::Binary(vec![PROTOCOL_VERSION, 100]), ErrorCode::UnknownType),
+            (WireFrame::Binary(vec![PROTOCOL_VERSION, 1]), ErrorCode::MalformedFrame),
         ];
         for (frame, code) in cases {
             let error = ClientMessage::decode(&frame).unwrap_err();

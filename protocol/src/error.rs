@@ -82,12 +82,7 @@ pub struct HttpErrorDetail {
 impl HttpError {
     /// Builds an error body.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            error: HttpErrorDetail {
-                code,
-                message: message.into(),
-            },
-        }
+        Self { error: HttpErrorDetail { code, message: message.into() } }
     }
 }
 
@@ -101,6 +96,8 @@ pub mod close_code {
     pub const RATE_LIMITED: u16 = 4008;
     /// The client kept sending frames over the size limit.
     pub const TOO_LARGE: u16 = 4009;
+    /// The connection sent nothing (no frame, no `ping` text) for longer than the heartbeat timeout.
+    pub const HEARTBEAT_TIMEOUT: u16 = 4010;
     /// The server hit an internal error on this connection; reconnect and resume.
     pub const INTERNAL: u16 = 4011;
     /// Missing or invalid credentials.

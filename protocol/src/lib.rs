@@ -11,12 +11,7 @@
 // A panic in wasm resets every object in the isolate: request paths must not panic.
 #![cfg_attr(
     not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 #![warn(missing_docs)]
 
@@ -30,8 +25,8 @@ pub use body::{Body, BodyError};
 pub use codec::{DecodeError, Format, WireFrame};
 pub use error::{close_code, ErrorCode, HttpError, HttpErrorDetail};
 pub use message::{
-    Ack, ClientMessage, ErrorFrame, Event, EventKind, Events, Gap, Hello, Member, Ping, Pong,
-    PresenceDiff, PresenceSet, Publish, ServerMessage, StateDelete, StateEntry, StateSet, Welcome,
+    Ack, ClientMessage, ErrorFrame, Event, EventKind, Events, Gap, Hello, Member, Ping, Pong, PresenceDiff,
+    PresenceSet, Publish, ServerMessage, StateDelete, StateEntry, StateSet, Welcome,
 };
 pub use names::{validate_name, NameError, RoomAddress, MAX_NAME_LEN};
 

@@ -91,6 +91,18 @@ messages! {
     }
 }
 
+impl ClientMessage {
+    /// The client-chosen operation id, for messages that carry one.
+    pub fn op_id(&self) -> Option<Uuid> {
+        match self {
+            Self::Publish(Publish { op_id, .. })
+            | Self::StateSet(StateSet { op_id, .. })
+            | Self::StateDelete(StateDelete { op_id, .. }) => *op_id,
+            Self::Hello(_) | Self::PresenceSet(_) | Self::Ping(_) => None,
+        }
+    }
+}
+
 /// `hello`: opens or resumes a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {

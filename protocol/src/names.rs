@@ -42,15 +42,9 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<(), NameError> {
         return Err(NameError::Empty { what });
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(NameError::TooLong {
-            what,
-            len: name.len(),
-        });
+        return Err(NameError::TooLong { what, len: name.len() });
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
         return Err(NameError::BadCharacter { what });
     }
     if name == "." || name == ".." {
@@ -71,10 +65,7 @@ impl RoomAddress {
     pub fn new(tenant: &str, room: &str) -> Result<Self, NameError> {
         validate_name("tenant", tenant)?;
         validate_name("room", room)?;
-        Ok(Self {
-            tenant: tenant.to_owned(),
-            room: room.to_owned(),
-        })
+        Ok(Self { tenant: tenant.to_owned(), room: room.to_owned() })
     }
 
     /// The tenant name.

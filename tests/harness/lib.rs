@@ -5,6 +5,7 @@
 //! A [`Server`] owns the whole wrangler process group and kills it when dropped, also when the
 //! test panics.
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use edgeroom_protocol::{ClientMessage, ServerMessage, WireFrame};
+use edgeroom_protocol::{ClientMessage, Event, PresenceDiff, ServerMessage, Welcome, WireFrame};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -48,10 +49,7 @@ fn ensure_built() {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 fn wrangler() -> Command {
@@ -72,10 +70,7 @@ pub struct StateDir(Arc<tempfile::TempDir>);
 impl StateDir {
     /// A new, empty state folder with the D1 migrations applied.
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("edgeroom-test-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("edgeroom-test-").tempdir().expect("temp dir");
         let output = wrangler()
             .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
             .arg(dir.path())
@@ -116,37 +111,34 @@ impl Server {
         Self::start_on(StateDir::new()).await
     }
 
+    /// Starts a server on fresh state with wrangler vars overridden (`--var NAME:VALUE`).
+    pub async fn start_with_vars(vars: &[(&str, &str)]) -> Self {
+        Self::launch(StateDir::new(), vars).await
+    }
+
     /// Starts a server on the given state folder.
     pub async fn start_on(state: StateDir) -> Self {
+        Self::launch(state, &[]).await
+    }
+
+    async fn launch(state: StateDir, vars: &[(&str, &str)]) -> Self {
         ensure_built();
         let port = free_port();
         let log = state.path().join(format!("wrangler-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("create wrangler log");
         let mut command = wrangler();
         command
-            .args([
-                "dev",
-                "--local",
-                "--ip",
-                "127.0.0.1",
-                "--inspector-port",
-                "0",
-                "--port",
-            ])
+            .args(["dev", "--local", "--ip", "127.0.0.1", "--inspector-port", "0", "--port"])
             .arg(port.to_string())
             .arg("--persist-to")
             .arg(state.path())
+            .args(vars.iter().flat_map(|(name, value)| ["--var".to_owned(), format!("{name}:{value}")]))
             .stdout(log_file.try_clone().expect("clone log handle"))
             .stderr(log_file);
         // Own process group, so stopping it also stops workerd and every other child.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().expect("spawn wrangler dev");
-        let mut server = Self {
-            child,
-            port,
-            state,
-            log,
-        };
+        let mut server = Self { child, port, state, log };
         server.wait_ready().await;
         server
     }
@@ -163,11 +155,7 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("wrangler dev exited early ({status}):\n{}", self.log_tail());
             }
-            assert!(
-                Instant::now() < deadline,
-                "wrangler dev not ready:\n{}",
-                self.log_tail()
-            );
+            assert!(Instant::now() < deadline, "wrangler dev not ready:\n{}", self.log_tail());
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -180,6 +168,11 @@ impl Server {
         }
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Everything wrangler printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The state folder this server persists to.
@@ -230,15 +223,85 @@ type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A WebSocket client speaking raw frames, for tests.
 pub struct Client {
     stream: Stream,
+    /// Decoded messages not yet returned, with `events` batches split into single events.
+    queue: VecDeque<ServerMessage>,
 }
 
 impl Client {
     /// Connects to `url`; panics with the HTTP answer if the upgrade is refused.
     pub async fn connect(url: &str) -> Self {
-        let (stream, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-        Self { stream }
+        let (stream, _) =
+            tokio_tungstenite::connect_async(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        Self { stream, queue: VecDeque::new() }
+    }
+
+    /// Tries to connect; returns the HTTP status of a refused upgrade.
+    pub async fn try_connect(url: &str) -> Result<Self, u16> {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((stream, _)) => Ok(Self { stream, queue: VecDeque::new() }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+            Err(other) => panic!("connect {url}: {other}"),
+        }
+    }
+
+    /// The next message, decoded from either form, with batches split into single events.
+    pub async fn next_message(&mut self) -> ServerMessage {
+        loop {
+            if let Some(message) = self.queue.pop_front() {
+                return message;
+            }
+            match self.recv_message().await {
+                ServerMessage::Events(batch) => {
+                    self.queue.extend(batch.events.into_iter().map(ServerMessage::Event))
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The next event, skipping `welcome`, `presence` and `pong` frames; panics on anything else.
+    pub async fn next_event(&mut self) -> Event {
+        loop {
+            match self.next_message().await {
+                ServerMessage::Event(event) => return event,
+                ServerMessage::Welcome(_) | ServerMessage::Presence(_) | ServerMessage::Pong(_) => continue,
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next message that is not a `presence` frame or an `event`.
+    pub async fn next_control(&mut self) -> ServerMessage {
+        loop {
+            match self.next_message().await {
+                ServerMessage::Presence(_) | ServerMessage::Event(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// The next `presence` frame, skipping events and pongs.
+    pub async fn next_presence(&mut self) -> PresenceDiff {
+        loop {
+            match self.next_message().await {
+                ServerMessage::Presence(diff) => return diff,
+                ServerMessage::Event(_) | ServerMessage::Pong(_) => continue,
+                other => panic!("expected presence, got {other:?}"),
+            }
+        }
+    }
+
+    /// The `welcome` that starts every session.
+    pub async fn welcome(&mut self) -> Welcome {
+        match self.next_message().await {
+            ServerMessage::Welcome(welcome) => welcome,
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    /// Whether the server sends nothing for `wait`.
+    pub async fn is_quiet_for(&mut self, wait: Duration) -> bool {
+        self.queue.is_empty() && tokio::time::timeout(wait, self.stream.next()).await.is_err()
     }
 
     /// Sends a JSON text frame.
@@ -248,18 +311,12 @@ impl Client {
 
     /// Sends a raw text frame.
     pub async fn send_text(&mut self, text: &str) {
-        self.stream
-            .send(Message::text(text))
-            .await
-            .expect("send text frame");
+        self.stream.send(Message::text(text)).await.expect("send text frame");
     }
 
     /// Sends a raw binary frame.
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-        self.stream
-            .send(Message::binary(bytes))
-            .await
-            .expect("send binary frame");
+        self.stream.send(Message::binary(bytes)).await.expect("send binary frame");
     }
 
     /// Sends a message in its binary form.

@@ -1,118 +1,158 @@
-//! `RoomObject`: one Durable Object per `tenant/room`. Accepts hibernatable WebSockets and hands
-//! every frame to [`Room`]; this file only moves bytes between the runtime and the room.
+//! `RoomObject`: one Durable Object per `tenant/room`. It accepts hibernatable WebSockets and
+//! hands every socket event to [`Room`]; this file only moves bytes between the runtime and the
+//! room, and decides when the coalesced frames leave.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
 
 use edgeroom_protocol::{close_code, ErrorCode, Format, ServerMessage, WireFrame};
+use worker::js_sys;
+use worker::wasm_bindgen::JsCast;
+use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
 };
 
-use super::{json_error, WorkerSql};
-use crate::{Connection, Effect, Limits, Room};
+use super::{is_websocket_upgrade, json_error, Log, WorkerSql};
+use crate::{ConnectOptions, Connection, Limits, Outgoing, Room};
+
+/// Text frame that the runtime answers with `pong` without waking the object (the heartbeat).
+const HEARTBEAT_PING: &str = "ping";
+const HEARTBEAT_PONG: &str = "pong";
 
 /// The room Durable Object.
 #[durable_object]
 pub struct RoomObject {
+    inner: Rc<Inner>,
+}
+
+/// Everything the object holds, shared with the task that sends coalesced frames later.
+struct Inner {
     state: State,
-    /// Opened on first use; only a cache of what storage holds.
+    log: Log,
+    limits: Limits,
+    /// Opened on first use; a cache of storage plus the connections found on sockets.
     room: RefCell<Option<Room<WorkerSql>>>,
+    /// The accepted sockets by connection id, rebuilt from the runtime after a wake-up.
+    sockets: RefCell<HashMap<u64, WebSocket>>,
+    flush_scheduled: Cell<bool>,
 }
 
 impl DurableObject for RoomObject {
-    fn new(state: State, _env: Env) -> Self {
-        Self {
-            state,
-            room: RefCell::new(None),
+    fn new(state: State, env: Env) -> Self {
+        let log = Log::from_env(&env);
+        let (limits, warnings) = Limits::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
+        for warning in warnings {
+            log.warn(&warning);
         }
+        if let Ok(pair) = WebSocketRequestResponsePair::new(HEARTBEAT_PING, HEARTBEAT_PONG) {
+            state.set_websocket_auto_response(&pair);
+        }
+        let inner = Inner {
+            state,
+            log,
+            limits,
+            room: RefCell::new(None),
+            sockets: RefCell::new(HashMap::new()),
+            flush_scheduled: Cell::new(false),
+        };
+        Self { inner: Rc::new(inner) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let upgrade = req.headers().get("Upgrade")?.unwrap_or_default();
-        if !upgrade.eq_ignore_ascii_case("websocket") {
-            return json_error(
-                ErrorCode::UpgradeRequired,
-                "this route needs a WebSocket upgrade",
-            );
+        if !is_websocket_upgrade(&req)? {
+            return json_error(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade");
         }
-        let format = req
-            .url()?
-            .query_pairs()
-            .find(|(name, _)| name == "format")
-            .and_then(|(_, value)| Format::from_name(&value))
-            .unwrap_or(Format::Json);
-        let connection = match self
-            .with_room(|room| room.connect(format, None).map_err(|e| e.to_string()))
-        {
+        let mut options = match ConnectOptions::from_query(req.url()?.query_pairs()) {
+            Ok(options) => options,
+            Err(message) => return json_error(ErrorCode::BadRequest, &message),
+        };
+        options.user = req.headers().get(super::USER_HEADER)?;
+        let inner = &self.inner;
+        let now = now_ms();
+        let connection = match inner.with_room(|room| room.connect(options, now).map_err(|e| e.to_string())) {
             Ok(Ok(connection)) => connection,
-            Ok(Err(message)) | Err(message) => return json_error(ErrorCode::Internal, &message),
+            Ok(Err(message)) | Err(message) => {
+                inner.log.error(&format!("connect failed: {message}"));
+                return json_error(ErrorCode::Internal, &message);
+            }
         };
         let pair = WebSocketPair::new()?;
-        self.state
-            .accept_websocket_with_tags(&pair.server, &[format.as_str()]);
+        inner.state.accept_web_socket(&pair.server);
         pair.server.serialize_attachment(&connection)?;
+        inner.sockets.borrow_mut().insert(connection.id, pair.server);
+        Inner::after_event(inner);
+        inner.ensure_heartbeat_alarm().await;
         Response::from_websocket(pair.client)
     }
 
-    async fn websocket_message(
-        &self,
-        ws: WebSocket,
-        message: WebSocketIncomingMessage,
-    ) -> Result<()> {
-        let Some(connection) = ws.deserialize_attachment::<Connection>()? else {
-            close(
-                &ws,
-                close_code::INTERNAL,
-                "connection state lost; reconnect",
-            );
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+        let inner = &self.inner;
+        let Some(id) = inner.connection_id(&ws) else {
+            close(&ws, close_code::INTERNAL, "connection state lost; reconnect and resume");
             return Ok(());
         };
         let frame = match message {
             WebSocketIncomingMessage::String(text) => WireFrame::Text(text),
             WebSocketIncomingMessage::Binary(bytes) => WireFrame::Binary(bytes),
         };
-        let now_ms = worker::Date::now().as_millis();
-        match self.with_room(|room| room.handle_frame(&connection, &frame, now_ms)) {
-            Ok(effects) => self.apply(&ws, frame.format(), effects),
+        let now = now_ms();
+        match inner.with_room(|room| room.handle_frame(id, &frame, now)) {
+            Ok(Some(changed)) => {
+                if let Err(error) = ws.serialize_attachment(&changed) {
+                    inner.log.error(&format!("saving connection {id} failed: {error}"));
+                }
+            }
+            Ok(None) => {}
             Err(message) => close(&ws, close_code::INTERNAL, &message),
         }
+        Inner::after_event(inner);
         Ok(())
     }
 
-    async fn websocket_close(
-        &self,
-        ws: WebSocket,
-        code: usize,
-        _reason: String,
-        _clean: bool,
-    ) -> Result<()> {
+    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _clean: bool) -> Result<()> {
         // Complete the closing handshake; 1005/1006 are reserved and may not be sent back.
-        let code = u16::try_from(code)
-            .ok()
-            .filter(|c| (1000..5000).contains(c) && *c != 1005 && *c != 1006);
+        let code = u16::try_from(code).ok().filter(|c| (1000..5000).contains(c) && *c != 1005 && *c != 1006);
         close(&ws, code.unwrap_or(close_code::NORMAL), "closed");
+        self.inner.forget(&ws);
         Ok(())
     }
 
-    async fn websocket_error(&self, _ws: WebSocket, _error: worker::Error) -> Result<()> {
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.inner.forget(&ws);
         Ok(())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let inner = &self.inner;
+        inner.drop_silent_connections();
+        inner.ensure_heartbeat_alarm().await;
+        Response::ok("ok")
     }
 }
 
-impl RoomObject {
-    /// Runs `f` on the room, opening it first if needed. Never held across an `.await`.
-    fn with_room<T>(
-        &self,
-        f: impl FnOnce(&mut Room<WorkerSql>) -> T,
-    ) -> std::result::Result<T, String> {
-        let mut slot = self
-            .room
-            .try_borrow_mut()
-            .map_err(|_| "room is busy".to_owned())?;
+impl Inner {
+    /// Runs `f` on the room, opening it and finding its sockets first if the object just woke up.
+    /// Never held across an `.await`.
+    fn with_room<T>(&self, f: impl FnOnce(&mut Room<WorkerSql>) -> T) -> std::result::Result<T, String> {
+        let mut slot = self.room.try_borrow_mut().map_err(|_| "room is busy".to_owned())?;
         if slot.is_none() {
             let sql = WorkerSql(self.state.storage().sql());
-            *slot = Some(Room::open(sql, Limits::default()).map_err(|e| e.to_string())?);
+            let mut room = Room::open(sql, self.limits.clone()).map_err(|e| e.to_string())?;
+            let sockets = self.state.get_websockets();
+            let now = now_ms();
+            let mut registry = self.sockets.borrow_mut();
+            for socket in sockets {
+                if let Ok(Some(connection)) = socket.deserialize_attachment::<Connection>() {
+                    registry.insert(connection.id, socket);
+                    room.restore(connection, now);
+                }
+            }
+            self.log.info(&format!("room opened with {} connected sockets", registry.len()));
+            *slot = Some(room);
         }
         match slot.as_mut() {
             Some(room) => Ok(f(room)),
@@ -120,31 +160,149 @@ impl RoomObject {
         }
     }
 
-    fn apply(&self, ws: &WebSocket, reply_format: Format, effects: Vec<Effect>) {
-        for effect in effects {
-            match effect {
-                Effect::Reply(message) => send(ws, &message.encode(reply_format)),
-                Effect::Broadcast(message) => self.broadcast(&message),
+    /// The connection id of a socket, registering the socket if the room did not know it.
+    fn connection_id(&self, ws: &WebSocket) -> Option<u64> {
+        let connection = ws.deserialize_attachment::<Connection>().ok()??;
+        let id = connection.id;
+        let known = self.with_room(|room| room.has_connection(id)).ok()?;
+        if !known {
+            self.with_room(|room| room.restore(connection, now_ms())).ok()?;
+            self.sockets.borrow_mut().insert(id, ws.clone());
+        }
+        Some(id)
+    }
+
+    /// A socket closed or failed: its connection leaves the room.
+    fn forget(self: &Rc<Self>, ws: &WebSocket) {
+        if let Ok(Some(connection)) = ws.deserialize_attachment::<Connection>() {
+            self.sockets.borrow_mut().remove(&connection.id);
+            let _ = self.with_room(|room| room.disconnect(connection.id));
+            Inner::after_event(self);
+        }
+    }
+
+    /// Sends queued frames now, or soon when events may still coalesce into a bigger batch.
+    fn after_event(self: &Rc<Self>) {
+        let Ok((outgoing, events)) = self.with_room(|room| (room.has_outgoing(), room.pending_events()))
+        else {
+            return;
+        };
+        if !outgoing {
+            return;
+        }
+        let delay = self.limits.batch_delay_ms;
+        if events == 0 || delay == 0 || events >= self.limits.batch_max_events {
+            self.flush();
+        } else if !self.flush_scheduled.replace(true) {
+            let inner = Rc::clone(self);
+            worker::wasm_bindgen_futures::spawn_local(async move {
+                worker::Delay::from(Duration::from_millis(delay)).await;
+                inner.flush_scheduled.set(false);
+                inner.flush();
+            });
+        }
+    }
+
+    /// Sends every queued frame, encoding each at most once per form.
+    fn flush(&self) {
+        loop {
+            let Ok(outgoing) = self.with_room(|room| room.take_outgoing()) else {
+                return;
+            };
+            if outgoing.is_empty() {
+                return;
+            }
+            for item in outgoing {
+                match item {
+                    Outgoing::Deliver { message, recipients } => self.deliver(&message, &recipients),
+                    Outgoing::Close { to, code, reason } => {
+                        let socket = self.sockets.borrow_mut().remove(&to);
+                        if let Some(socket) = socket {
+                            close(&socket, code, &reason);
+                        }
+                        let _ = self.with_room(|room| room.disconnect(to));
+                    }
+                }
             }
         }
     }
 
-    /// Sends `message` to every socket of the room, encoding it at most once per form.
-    fn broadcast(&self, message: &ServerMessage) {
-        for format in [Format::Json, Format::Binary] {
-            let sockets = self.state.get_websockets_with_tag(format.as_str());
-            if sockets.is_empty() {
+    fn deliver(&self, message: &ServerMessage, recipients: &[u64]) {
+        let mut encoded: [Option<WireFrame>; 2] = [None, None];
+        let Ok(room) = self.room.try_borrow() else {
+            return;
+        };
+        let Some(room) = room.as_ref() else { return };
+        let sockets = self.sockets.borrow();
+        for id in recipients {
+            let (Some(socket), Some(format)) = (sockets.get(id), room.format_of(*id)) else {
                 continue;
+            };
+            let slot = match format {
+                Format::Json => &mut encoded[0],
+                Format::Binary => &mut encoded[1],
+            };
+            send(socket, slot.get_or_insert_with(|| message.encode(format)));
+        }
+    }
+
+    /// Closes connections that sent nothing, not even a heartbeat `ping`, for too long.
+    fn drop_silent_connections(self: &Rc<Self>) {
+        let now = now_ms();
+        let sockets: Vec<(u64, WebSocket)> =
+            self.sockets.borrow().iter().map(|(id, ws)| (*id, ws.clone())).collect();
+        let Ok(silent) = self.with_room(|room| {
+            for (id, socket) in &sockets {
+                if let Some(at) = auto_response_ms(&self.state, socket) {
+                    room.touch(*id, at);
+                }
             }
-            let frame = message.encode(format);
-            for socket in &sockets {
-                send(socket, &frame);
+            room.silent_connections(now)
+        }) else {
+            return;
+        };
+        for id in silent {
+            if let Some(socket) = self.sockets.borrow_mut().remove(&id) {
+                close(&socket, close_code::HEARTBEAT_TIMEOUT, "no heartbeat");
             }
+            let _ = self.with_room(|room| room.disconnect(id));
+        }
+        Inner::after_event(self);
+    }
+
+    /// Keeps one alarm pending while the room has connections, to drop half-open ones.
+    async fn ensure_heartbeat_alarm(&self) {
+        let connections = self.with_room(|room| room.connection_count()).unwrap_or(0);
+        if connections == 0 {
+            return;
+        }
+        let storage = self.state.storage();
+        if matches!(storage.get_alarm().await, Ok(Some(_))) {
+            return;
+        }
+        let interval = Duration::from_millis((self.limits.heartbeat_timeout_ms / 2).max(1000));
+        if let Err(error) = storage.set_alarm(interval).await {
+            self.log.error(&format!("setting the heartbeat alarm failed: {error}"));
         }
     }
 }
 
-/// Sends one frame; a socket that is already closing just misses it (it will resume).
+/// When the runtime last answered this socket's heartbeat `ping` for us, if ever.
+fn auto_response_ms(state: &State, ws: &WebSocket) -> Option<u64> {
+    let raw: &worker::wasm_bindgen::JsValue = state.as_raw().as_ref();
+    let method = js_sys::Reflect::get(raw, &"getWebSocketAutoResponseTimestamp".into()).ok()?;
+    let method = method.dyn_into::<js_sys::Function>().ok()?;
+    let socket: &worker::wasm_bindgen::JsValue = ws.as_ref().as_ref();
+    let date = method.call1(raw, socket).ok()?.dyn_into::<js_sys::Date>().ok()?;
+    let ms = date.get_time();
+    (ms.is_finite() && ms >= 0.0).then_some(ms as u64)
+}
+
+fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+/// Sends one frame; a socket that is already closing just misses it (its client resumes).
 fn send(ws: &WebSocket, frame: &WireFrame) {
     let _ = match frame {
         WireFrame::Text(text) => ws.send_with_str(text),

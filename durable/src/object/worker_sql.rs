@@ -15,10 +15,7 @@ impl Sql for WorkerSql {
         let cursor = self.0.exec(sql, bindings).map_err(backend)?;
         cursor
             .raw()
-            .map(|row| {
-                row.map(|values| values.into_iter().map(from_storage).collect())
-                    .map_err(backend)
-            })
+            .map(|row| row.map(|values| values.into_iter().map(from_storage).collect()).map_err(backend))
             .collect()
     }
 }

@@ -1,0 +1,160 @@
+//! Frames waiting to be sent, and their coalescing into batches.
+//!
+//! Recipients are fixed when a frame is queued, so a connection that joins later never gets an
+//! older frame out of order (its `welcome` and replay already cover it). Consecutive events for
+//! the same recipients merge into one `events` frame of at most `batch_max_events` events: one
+//! frame per socket instead of one per event is what keeps a busy room fast.
+
+use edgeroom_protocol::{Event, Events, ServerMessage};
+
+/// One frame for a set of connections, or a close.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    /// Send `message` to each connection in `recipients`, in its own form.
+    Deliver {
+        /// The frame.
+        message: ServerMessage,
+        /// Connection ids.
+        recipients: Vec<u64>,
+    },
+    /// Close connection `to` with a close code and reason.
+    Close {
+        /// Connection id.
+        to: u64,
+        /// A code from `edgeroom_protocol::close_code`.
+        code: u16,
+        /// Human-readable reason.
+        reason: String,
+    },
+}
+
+#[derive(Debug)]
+enum Queued {
+    Events { events: Vec<Event>, recipients: Vec<u64> },
+    Other(Outgoing),
+}
+
+/// The queue of frames not yet sent.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    queue: Vec<Queued>,
+    events: usize,
+}
+
+impl Outbox {
+    /// Queues an event, merging it into the previous batch when that goes to the same recipients.
+    pub fn push_event(&mut self, event: Event, recipients: Vec<u64>, batch_max: usize) {
+        if recipients.is_empty() {
+            return;
+        }
+        self.events += 1;
+        if let Some(Queued::Events { events, recipients: last }) = self.queue.last_mut() {
+            if *last == recipients && events.len() < batch_max.max(1) {
+                events.push(event);
+                return;
+            }
+        }
+        self.queue.push(Queued::Events { events: vec![event], recipients });
+    }
+
+    /// Queues any other frame.
+    pub fn push(&mut self, message: ServerMessage, recipients: Vec<u64>) {
+        if !recipients.is_empty() {
+            self.queue.push(Queued::Other(Outgoing::Deliver { message, recipients }));
+        }
+    }
+
+    /// Queues a close.
+    pub fn close(&mut self, to: u64, code: u16, reason: String) {
+        self.queue.push(Queued::Other(Outgoing::Close { to, code, reason }));
+    }
+
+    /// Events queued since the last [`Outbox::take`].
+    pub fn pending_events(&self) -> usize {
+        self.events
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Everything queued, in order; a batch of one event is sent as a plain `event`.
+    pub fn take(&mut self) -> Vec<Outgoing> {
+        self.events = 0;
+        std::mem::take(&mut self.queue)
+            .into_iter()
+            .map(|queued| match queued {
+                Queued::Other(outgoing) => outgoing,
+                Queued::Events { mut events, recipients } => {
+                    let message = match (events.pop(), events.is_empty()) {
+                        (Some(only), true) => ServerMessage::Event(only),
+                        (Some(last), false) => {
+                            events.push(last);
+                            ServerMessage::Events(Events { events })
+                        }
+                        (None, _) => ServerMessage::Events(Events { events }),
+                    };
+                    Outgoing::Deliver { message, recipients }
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgeroom_protocol::{Body, EventKind, Pong};
+
+    fn event(seq: u64) -> Event {
+        Event { seq, kind: EventKind::Message, body: Body::null(), sender: None, topic: None, key: None }
+    }
+
+    fn seqs(message: &ServerMessage) -> Vec<u64> {
+        match message {
+            ServerMessage::Event(e) => vec![e.seq],
+            ServerMessage::Events(batch) => batch.events.iter().map(|e| e.seq).collect(),
+            _ => vec![],
+        }
+    }
+
+    #[test]
+    fn coalesces_consecutive_events_for_the_same_recipients() {
+        let mut outbox = Outbox::default();
+        for seq in 1..=5 {
+            outbox.push_event(event(seq), vec![1, 2], 3);
+        }
+        outbox.push(Pong { nonce: None }.into(), vec![1]);
+        outbox.push_event(event(6), vec![1, 2], 3);
+        outbox.push_event(event(7), vec![1, 2, 3], 3);
+        assert_eq!(outbox.pending_events(), 7);
+        let batches: Vec<(Vec<u64>, Vec<u64>)> = outbox
+            .take()
+            .iter()
+            .filter_map(|o| match o {
+                Outgoing::Deliver { message, recipients } => Some((seqs(message), recipients.clone())),
+                Outgoing::Close { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            batches,
+            vec![
+                (vec![1, 2, 3], vec![1, 2]),
+                (vec![4, 5], vec![1, 2]),
+                (vec![], vec![1]),
+                (vec![6], vec![1, 2]),
+                (vec![7], vec![1, 2, 3]),
+            ]
+        );
+        assert!(outbox.is_empty());
+        assert_eq!(outbox.pending_events(), 0);
+    }
+
+    #[test]
+    fn a_single_event_is_a_plain_event_frame() {
+        let mut outbox = Outbox::default();
+        outbox.push_event(event(1), vec![1], 100);
+        assert!(matches!(&outbox.take()[..], [Outgoing::Deliver { message: ServerMessage::Event(_), .. }]));
+    }
+}

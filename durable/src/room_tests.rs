@@ -1,0 +1,394 @@
+//! Native tests of the room state machine on a real (in-memory) SQLite database.
+
+use super::*;
+use crate::sql::testing::MemorySql;
+use edgeroom_protocol::Member;
+use serde_json::json;
+
+fn room_with(limits: Limits) -> Room<MemorySql> {
+    Room::open(MemorySql::new(), limits).unwrap()
+}
+
+fn room() -> Room<MemorySql> {
+    room_with(Limits::default())
+}
+
+fn join(room: &mut Room<MemorySql>) -> u64 {
+    room.connect(ConnectOptions::default(), 0).unwrap().id
+}
+
+fn json_frame(value: serde_json::Value) -> WireFrame {
+    WireFrame::Text(value.to_string())
+}
+
+fn publish_frame(body: serde_json::Value, op_id: Option<Uuid>) -> WireFrame {
+    json_frame(json!({"type": "publish", "body": body, "op_id": op_id}))
+}
+
+/// Every frame each connection would receive, with batches flattened into single events.
+fn deliveries<S: Sql>(room: &mut Room<S>, id: u64) -> Vec<ServerMessage> {
+    let mut out = Vec::new();
+    for outgoing in room.take_outgoing() {
+        if let Outgoing::Deliver { message, recipients } = outgoing {
+            if recipients.contains(&id) {
+                match message {
+                    ServerMessage::Events(batch) => {
+                        out.extend(batch.events.into_iter().map(ServerMessage::Event))
+                    }
+                    other => out.push(other),
+                }
+            }
+        }
+    }
+    out
+}
+
+fn event_seqs(messages: &[ServerMessage]) -> Vec<u64> {
+    messages.iter().filter_map(|m| if let ServerMessage::Event(e) = m { Some(e.seq) } else { None }).collect()
+}
+
+fn error_codes(messages: &[ServerMessage]) -> Vec<ErrorCode> {
+    messages
+        .iter()
+        .filter_map(|m| if let ServerMessage::Error(e) = m { Some(e.code) } else { None })
+        .collect()
+}
+
+#[test]
+fn a_new_connection_is_welcomed_and_members_learn_it_joined() {
+    let mut room = room();
+    let alice = join(&mut room);
+    let to_alice = deliveries(&mut room, alice);
+    assert!(matches!(&to_alice[..], [ServerMessage::Welcome(w)] if w.connection_id == alice && w.seq == 0));
+
+    let bob = join(&mut room);
+    let outgoing = room.take_outgoing();
+    let joined_for_alice = outgoing.iter().any(|o| {
+        matches!(o, Outgoing::Deliver { message: ServerMessage::Presence(diff), recipients }
+            if recipients == &vec![alice] && diff.joined.iter().any(|m| m.connection_id == bob))
+    });
+    assert!(joined_for_alice, "{outgoing:?}");
+    let bob_welcome = outgoing.iter().find_map(|o| match o {
+        Outgoing::Deliver { message: ServerMessage::Welcome(w), recipients } if recipients == &vec![bob] => {
+            Some(w)
+        }
+        _ => None,
+    });
+    let members: Vec<u64> = bob_welcome.unwrap().members.iter().map(|m| m.connection_id).collect();
+    assert_eq!(members, vec![alice, bob]);
+}
+
+#[test]
+fn publishes_are_stored_then_sent_to_every_member_with_increasing_seq() {
+    let mut room = room();
+    let alice = join(&mut room);
+    let bob = join(&mut room);
+    room.take_outgoing();
+    room.handle_frame(alice, &publish_frame(json!({"n": 1}), None), 5);
+    room.handle_frame(bob, &publish_frame(json!("two"), None), 6);
+    let outgoing = room.take_outgoing();
+    // Both events for the same members coalesce into one batch.
+    assert_eq!(outgoing.len(), 1, "{outgoing:?}");
+    let Outgoing::Deliver { message: ServerMessage::Events(batch), recipients } = &outgoing[0] else {
+        panic!("expected one batch, got {outgoing:?}")
+    };
+    assert_eq!(recipients, &vec![alice, bob]);
+    assert_eq!(batch.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(batch.events[1].sender, Some(bob));
+    let stored = room.store().events_after(0, 10).unwrap();
+    assert_eq!(stored.iter().map(|s| s.event.clone()).collect::<Vec<_>>(), batch.events);
+}
+
+#[test]
+fn batches_respect_the_batch_size() {
+    let mut room = room_with(Limits { batch_max_events: 4, ..Limits::default() });
+    let alice = join(&mut room);
+    room.take_outgoing();
+    for n in 0..10 {
+        room.handle_frame(alice, &publish_frame(json!(n), None), 1);
+    }
+    assert_eq!(room.pending_events(), 10);
+    let sizes: Vec<usize> = room
+        .take_outgoing()
+        .iter()
+        .map(|o| match o {
+            Outgoing::Deliver { message: ServerMessage::Events(b), .. } => b.events.len(),
+            Outgoing::Deliver { message: ServerMessage::Event(_), .. } => 1,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, vec![4, 4, 2]);
+}
+
+#[test]
+fn seq_continues_after_reopening_storage() {
+    let sql = std::rc::Rc::new(MemorySql::new());
+    let mut room = Room::open(sql.clone(), Limits::default()).unwrap();
+    let conn = room.connect(ConnectOptions::default(), 0).unwrap();
+    room.handle_frame(conn.id, &publish_frame(json!(1), None), 1);
+    drop(room);
+    let mut reopened = Room::open(sql, Limits::default()).unwrap();
+    reopened.restore(conn.clone(), 2);
+    reopened.handle_frame(conn.id, &publish_frame(json!(2), None), 2);
+    assert_eq!(event_seqs(&deliveries(&mut reopened, conn.id)), vec![2]);
+    // Connection ids are never reused either.
+    assert!(reopened.connect(ConnectOptions::default(), 3).unwrap().id > conn.id);
+}
+
+#[test]
+fn a_retried_op_is_applied_once_and_acked_with_its_original_seq() {
+    let mut room = room();
+    let alice = join(&mut room);
+    room.handle_frame(alice, &publish_frame(json!("x"), None), 1);
+    let op = Uuid::from_u128(7);
+    room.handle_frame(alice, &publish_frame(json!("once"), Some(op)), 1);
+    room.handle_frame(alice, &publish_frame(json!("once"), Some(op)), 1);
+    let frames = deliveries(&mut room, alice);
+    let acks: Vec<u64> = frames
+        .iter()
+        .filter_map(|m| if let ServerMessage::Ack(a) = m { Some(a.seq) } else { None })
+        .collect();
+    assert_eq!(acks, vec![2, 2]);
+    assert_eq!(event_seqs(&frames), vec![1, 2]);
+    assert_eq!(room.store().last_seq().unwrap(), 2);
+}
+
+#[test]
+fn shared_state_is_in_the_welcome_and_changes_are_events() {
+    let mut room = room();
+    let alice = join(&mut room);
+    let set = |key: &str, value: serde_json::Value| {
+        json_frame(json!({"type": "state_set", "key": key, "value": value}))
+    };
+    room.handle_frame(alice, &set("title", json!("Lobby")), 1);
+    room.handle_frame(alice, &set("count", json!(1)), 1);
+    room.handle_frame(alice, &set("count", json!(2)), 1);
+    room.handle_frame(alice, &json_frame(json!({"type": "state_delete", "key": "title"})), 1);
+    let frames = deliveries(&mut room, alice);
+    let kinds: Vec<EventKind> = frames
+        .iter()
+        .filter_map(|m| if let ServerMessage::Event(e) = m { Some(e.kind) } else { None })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![EventKind::StateSet, EventKind::StateSet, EventKind::StateSet, EventKind::StateDelete]
+    );
+
+    let bob = join(&mut room);
+    let welcome = deliveries(&mut room, bob);
+    let ServerMessage::Welcome(welcome) = &welcome[0] else { panic!("no welcome") };
+    assert_eq!(welcome.seq, 4);
+    assert_eq!(welcome.state.len(), 1);
+    assert_eq!(
+        (welcome.state[0].key.as_str(), welcome.state[0].value.as_str(), welcome.state[0].seq),
+        ("count", "2", 3)
+    );
+}
+
+#[test]
+fn state_limits_refuse_without_storing() {
+    let limits =
+        Limits { state_max_keys: 2, state_max_value_bytes: 10, state_max_bytes: 12, ..Limits::default() };
+    let mut room = room_with(limits);
+    let alice = join(&mut room);
+    room.take_outgoing();
+    let set = |key: &str, value: &str| json_frame(json!({"type": "state_set", "key": key, "value": value}));
+    room.handle_frame(alice, &set("a", "1"), 1);
+    room.handle_frame(alice, &set("b", "2"), 1);
+    room.handle_frame(alice, &set("c", "3"), 1); // third key
+    room.handle_frame(alice, &set("a", "0123456789"), 1); // value too large
+    room.handle_frame(alice, &set("", "x"), 1); // empty key
+    room.handle_frame(alice, &set("b", "1234567"), 1); // fits the value limit, not the room's bytes
+    room.handle_frame(alice, &set("b", "3"), 1); // replacing a key is fine
+    let frames = deliveries(&mut room, alice);
+    assert_eq!(
+        error_codes(&frames),
+        vec![ErrorCode::LimitExceeded, ErrorCode::TooLarge, ErrorCode::BadRequest, ErrorCode::LimitExceeded]
+    );
+    assert_eq!(event_seqs(&frames), vec![1, 2, 3]);
+    assert_eq!(room.store().state_size().unwrap().keys, 2);
+}
+
+#[test]
+fn resume_replays_exactly_the_missed_events_in_order() {
+    let mut room = room();
+    let alice = join(&mut room);
+    for n in 1..=30 {
+        room.handle_frame(alice, &publish_frame(json!(n), None), 1);
+    }
+    room.take_outgoing();
+    let options = ConnectOptions { resume_from: Some(12), ..ConnectOptions::default() };
+    let bob = room.connect(options, 2).unwrap().id;
+    room.handle_frame(alice, &publish_frame(json!("live"), None), 3);
+    let frames = deliveries(&mut room, bob);
+    assert!(matches!(&frames[0], ServerMessage::Welcome(w) if w.seq == 30));
+    assert_eq!(event_seqs(&frames), (13..=31).collect::<Vec<_>>());
+}
+
+#[test]
+fn resume_beyond_history_gets_a_gap() {
+    let limits = Limits { history_max_events: 10, rate_burst: 1000.0, ..Limits::default() };
+    let mut room = room_with(limits);
+    let alice = join(&mut room);
+    for n in 1..=200 {
+        room.handle_frame(alice, &publish_frame(json!(n), None), 1);
+    }
+    room.take_outgoing();
+    let oldest = room.store().oldest_seq().unwrap().unwrap();
+    assert!(oldest > 100, "history was trimmed (oldest {oldest})");
+    for resume_from in [5, 500] {
+        let options = ConnectOptions { resume_from: Some(resume_from), ..ConnectOptions::default() };
+        let bob = room.connect(options, 2).unwrap().id;
+        let frames = deliveries(&mut room, bob);
+        assert!(
+            matches!(&frames[..], [ServerMessage::Welcome(_), ServerMessage::Gap(g)] if g.resume_from == resume_from && g.seq == 200)
+        );
+    }
+    // Resuming from within history still works.
+    let options = ConnectOptions { resume_from: Some(195), ..ConnectOptions::default() };
+    let carol = room.connect(options, 2).unwrap().id;
+    assert_eq!(event_seqs(&deliveries(&mut room, carol)), vec![196, 197, 198, 199, 200]);
+}
+
+#[test]
+fn await_hello_holds_room_traffic_until_hello() {
+    let mut room = room();
+    let alice = join(&mut room);
+    room.handle_frame(alice, &publish_frame(json!(1), None), 1);
+    room.take_outgoing();
+    let options = ConnectOptions { await_hello: true, ..ConnectOptions::default() };
+    let bob = room.connect(options, 1).unwrap();
+    assert!(!bob.live);
+    room.handle_frame(alice, &publish_frame(json!(2), None), 1);
+    room.handle_frame(bob.id, &publish_frame(json!("early"), None), 1);
+    let early = deliveries(&mut room, bob.id);
+    assert_eq!(error_codes(&early), vec![ErrorCode::BadRequest]);
+    assert_eq!(event_seqs(&early), Vec::<u64>::new());
+
+    let saved = room.handle_frame(bob.id, &json_frame(json!({"type": "hello", "resume_from": 0})), 2);
+    assert!(saved.is_some_and(|c| c.live), "the attachment must record that the connection is live");
+    room.handle_frame(alice, &publish_frame(json!(3), None), 3);
+    let frames = deliveries(&mut room, bob.id);
+    assert!(matches!(&frames[0], ServerMessage::Welcome(w) if w.seq == 2));
+    assert_eq!(event_seqs(&frames), vec![1, 2, 3]);
+}
+
+#[test]
+fn presence_updates_and_leaves_reach_the_members() {
+    let mut room = room();
+    let alice = join(&mut room);
+    let bob = join(&mut room);
+    room.take_outgoing();
+    let saved =
+        room.handle_frame(bob, &json_frame(json!({"type": "presence_set", "data": {"cursor": [1, 2]}})), 1);
+    assert_eq!(saved.and_then(|c| c.presence).as_deref(), Some(r#"{"cursor":[1,2]}"#));
+    let frames = deliveries(&mut room, alice);
+    let expected =
+        Member { connection_id: bob, user: None, data: Body::from_json(r#"{"cursor":[1,2]}"#).unwrap() };
+    assert!(matches!(&frames[..], [ServerMessage::Presence(d)] if d.updated == vec![expected.clone()]));
+
+    room.disconnect(bob);
+    let frames = deliveries(&mut room, alice);
+    assert!(matches!(&frames[..], [ServerMessage::Presence(d)] if d.left == vec![bob]));
+    let carol = join(&mut room);
+    let ServerMessage::Welcome(welcome) = &deliveries(&mut room, carol)[0] else { panic!("no welcome") };
+    assert_eq!(welcome.members.iter().map(|m| m.connection_id).collect::<Vec<_>>(), vec![alice, carol]);
+}
+
+#[test]
+fn oversized_presence_is_refused() {
+    let mut room = room_with(Limits { presence_max_bytes: 8, ..Limits::default() });
+    let alice = join(&mut room);
+    room.take_outgoing();
+    let saved =
+        room.handle_frame(alice, &json_frame(json!({"type": "presence_set", "data": "0123456789"})), 1);
+    assert!(saved.is_none());
+    assert_eq!(error_codes(&deliveries(&mut room, alice)), vec![ErrorCode::TooLarge]);
+}
+
+#[test]
+fn bad_frames_get_errors_store_nothing_and_repeated_abuse_closes() {
+    let limits = Limits { max_frame_bytes: 64, max_strikes: 5, ..Limits::default() };
+    let mut room = room_with(limits);
+    let rude = join(&mut room);
+    let polite = join(&mut room);
+    room.take_outgoing();
+    let cases = [
+        (WireFrame::Text("{oops".into()), ErrorCode::MalformedFrame),
+        (json_frame(json!({"type": "teleport"})), ErrorCode::UnknownType),
+        (WireFrame::Binary(vec![42, 1]), ErrorCode::UnsupportedVersion),
+        // A binary publish whose body string is not UTF-8.
+        (WireFrame::Binary(vec![1, 1, 0, 2, 0xff, 0xfe, 0, 0]), ErrorCode::MalformedFrame),
+        (publish_frame(json!("x".repeat(100)), None), ErrorCode::TooLarge),
+    ];
+    for (frame, code) in cases {
+        room.handle_frame(rude, &frame, 1);
+        let frames = deliveries(&mut room, rude);
+        assert_eq!(error_codes(&frames), vec![code], "{frame:?}");
+    }
+    assert_eq!(room.store().last_seq().unwrap(), 0);
+    // The fifth strike closed the connection.
+    room.handle_frame(rude, &WireFrame::Text("{".into()), 1);
+    let closes: Vec<u16> = room
+        .take_outgoing()
+        .into_iter()
+        .filter_map(|o| {
+            if let Outgoing::Close { to, code, .. } = o {
+                (to == rude).then_some(code)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(closes, vec![close_code::PROTOCOL_ERROR]);
+    // Everyone else is still served.
+    room.handle_frame(polite, &publish_frame(json!("fine"), None), 2);
+    assert_eq!(event_seqs(&deliveries(&mut room, polite)), vec![1]);
+}
+
+#[test]
+fn the_rate_limit_refuses_bursts_and_closes_persistent_floods() {
+    let limits = Limits { rate_per_second: 10.0, rate_burst: 5.0, max_strikes: 20, ..Limits::default() };
+    let mut room = room_with(limits);
+    let alice = join(&mut room);
+    room.take_outgoing();
+    for _ in 0..8 {
+        room.handle_frame(alice, &publish_frame(json!(1), None), 1000);
+    }
+    let frames = deliveries(&mut room, alice);
+    assert_eq!(event_seqs(&frames).len(), 5);
+    assert_eq!(error_codes(&frames), vec![ErrorCode::RateLimited; 3]);
+    // 100 ms later one more token is there.
+    room.handle_frame(alice, &publish_frame(json!(2), None), 1100);
+    assert_eq!(event_seqs(&deliveries(&mut room, alice)), vec![6]);
+    for _ in 0..20 {
+        room.handle_frame(alice, &publish_frame(json!(3), None), 1100);
+    }
+    let closed = room
+        .take_outgoing()
+        .into_iter()
+        .any(|o| matches!(o, Outgoing::Close { code: close_code::RATE_LIMITED, .. }));
+    assert!(closed);
+}
+
+#[test]
+fn silent_connections_are_found_for_the_heartbeat() {
+    let mut room = room_with(Limits { heartbeat_timeout_ms: 1000, ..Limits::default() });
+    let alice = room.connect(ConnectOptions::default(), 0).unwrap().id;
+    let bob = room.connect(ConnectOptions::default(), 0).unwrap().id;
+    room.touch(bob, 900);
+    room.handle_frame(alice, &json_frame(json!({"type": "ping"})), 500);
+    assert_eq!(room.silent_connections(1400), Vec::<u64>::new());
+    assert_eq!(room.silent_connections(1600), vec![alice]);
+    assert_eq!(room.silent_connections(2000), vec![alice, bob]);
+}
+
+#[test]
+fn frames_follow_the_form_the_client_sends() {
+    let mut room = room();
+    let alice = join(&mut room);
+    let ping = ClientMessage::Ping(Ping { nonce: Some(1) });
+    let saved = room.handle_frame(alice, &WireFrame::Binary(ping.to_binary()), 1);
+    assert_eq!(saved.map(|c| c.format), Some(Format::Binary));
+    assert!(room.handle_frame(alice, &WireFrame::Binary(ping.to_binary()), 1).is_none());
+}
