@@ -259,12 +259,16 @@ impl Client {
         }
     }
 
-    /// The next event, skipping `welcome`, `presence` and `pong` frames; panics on anything else.
+    /// The next event, skipping `welcome`, `presence`, `ack` and `pong` frames; panics on anything
+    /// else.
     pub async fn next_event(&mut self) -> Event {
         loop {
             match self.next_message().await {
                 ServerMessage::Event(event) => return event,
-                ServerMessage::Welcome(_) | ServerMessage::Presence(_) | ServerMessage::Pong(_) => continue,
+                ServerMessage::Welcome(_)
+                | ServerMessage::Presence(_)
+                | ServerMessage::Pong(_)
+                | ServerMessage::Ack(_) => continue,
                 other => panic!("expected an event, got {other:?}"),
             }
         }
@@ -329,6 +333,8 @@ impl Client {
         loop {
             let next = tokio::time::timeout(RECV_TIMEOUT, self.stream.next()).await;
             match next.expect("timed out waiting for a frame") {
+                // The runtime's answer to a heartbeat `ping` text.
+                Some(Ok(Message::Text(text))) if text.as_str() == "pong" => continue,
                 Some(Ok(Message::Text(text))) => return WireFrame::Text(text.to_string()),
                 Some(Ok(Message::Binary(bytes))) => return WireFrame::Binary(bytes.to_vec()),
                 Some(Ok(Message::Close(frame))) => panic!("socket closed: {frame:?}"),
