@@ -6,7 +6,10 @@
 //! each, and its validity window. The admin API is guarded by a separate admin key.
 
 // A panic in wasm resets every object in the isolate: request paths must not panic.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 #![warn(missing_docs)]
 
 use std::collections::HashMap;
@@ -101,8 +104,8 @@ pub struct TenantSecrets(HashMap<String, String>);
 impl TenantSecrets {
     /// Parses the JSON object of secrets.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let map: HashMap<String, String> =
-            serde_json::from_str(text).map_err(|e| format!("TENANT_SECRETS must be a JSON object of strings: {e}"))?;
+        let map: HashMap<String, String> = serde_json::from_str(text)
+            .map_err(|e| format!("TENANT_SECRETS must be a JSON object of strings: {e}"))?;
         Ok(Self(map))
     }
 

@@ -1,6 +1,6 @@
 //! What the room knows about one WebSocket connection.
 
-use edgeroom_protocol::{Body, Format, Member};
+use edgeroom_protocol::{Body, Format, Member, Right, Rights};
 use serde::{Deserialize, Serialize};
 
 /// Per-connection data. The object shell keeps it in the socket's attachment (limit 16 KiB), so
@@ -15,11 +15,19 @@ pub struct Connection {
     pub user: Option<String>,
     /// Presence data as JSON text (`None` until the client sets it).
     pub presence: Option<String>,
-    /// Whether the connection got its `welcome` and is a member receiving room traffic.
+    /// Whether the connection got its `welcome` and receives room traffic.
     pub live: bool,
+    /// What the connection may do, as the router authorized it.
+    #[serde(default)]
+    pub rights: Rights,
 }
 
 impl Connection {
+    /// Whether the connection takes part in presence: it sees members and is one.
+    pub fn in_presence(&self) -> bool {
+        self.live && self.rights.has(Right::Presence)
+    }
+
     /// The connection as a presence member.
     pub fn member(&self) -> Member {
         let data = self.presence.as_deref().and_then(|text| Body::from_json(text).ok());
@@ -34,6 +42,8 @@ pub struct ConnectOptions {
     pub format: Format,
     /// Authenticated user id, if any (set by the router, never by the query).
     pub user: Option<String>,
+    /// Rights in the room (set by the router, never by the query).
+    pub rights: Rights,
     /// Replay every event after this sequence number (`?resume_from=N`).
     pub resume_from: Option<u64>,
     /// Wait for the client's `hello` before sending the `welcome` and any room traffic

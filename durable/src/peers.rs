@@ -53,9 +53,21 @@ impl Peers {
         self.live().map(|peer| peer.connection.id).filter(|id| Some(*id) != except).collect()
     }
 
-    /// The room's members: every live connection.
+    /// Ids of the connections that take part in presence, except `except`.
+    pub fn presence_ids_except(&self, except: Option<u64>) -> Vec<u64> {
+        self.iter()
+            .filter(|peer| peer.connection.in_presence())
+            .map(|peer| peer.connection.id)
+            .filter(|id| Some(*id) != except)
+            .collect()
+    }
+
+    /// The room's members: the live connections with the presence right.
     pub fn members(&self) -> Vec<Member> {
-        self.live().map(|peer| peer.connection.member()).collect()
+        self.iter()
+            .filter(|peer| peer.connection.in_presence())
+            .map(|peer| peer.connection.member())
+            .collect()
     }
 
     /// Every peer, live or waiting for its `hello`.

@@ -6,8 +6,9 @@
 //! [`Room::take_outgoing`] returns.
 
 use edgeroom_protocol::{
-    close_code, Ack, Body, ClientMessage, ErrorCode, ErrorFrame, Event, EventKind, Format, Gap, Hello, Ping,
-    Pong, PresenceDiff, PresenceSet, Publish, ServerMessage, StateDelete, StateSet, Welcome, WireFrame,
+    close_code, Ack, Body, ClientMessage, ErrorCode, ErrorFrame, Event, EventKind, Format, Gap, Hello,
+    HistoryPage, Ping, Pong, PresenceDiff, PresenceSet, Publish, PublishRequest, PublishResult, Right,
+    RoomView, ServerMessage, StateDelete, StateSet, Welcome, WireFrame,
 };
 use uuid::Uuid;
 
@@ -72,8 +73,14 @@ impl<S: Sql> Room<S> {
     /// Returns the connection to keep in the socket attachment.
     pub fn connect(&mut self, options: ConnectOptions, now_ms: u64) -> Result<Connection, StoreError> {
         let id = self.store.next_in_sequence(CONNECTION_COUNTER)?;
-        let connection =
-            Connection { id, format: options.format, user: options.user, presence: None, live: false };
+        let connection = Connection {
+            id,
+            format: options.format,
+            user: options.user,
+            presence: None,
+            live: false,
+            rights: options.rights,
+        };
         self.peers.insert(connection.clone(), self.limits.rate_burst, now_ms);
         if options.await_hello {
             return Ok(connection);
@@ -103,9 +110,9 @@ impl<S: Sql> Room<S> {
     /// The connection is gone (closed, errored or dropped): the members learn that it left.
     pub fn disconnect(&mut self, id: u64) {
         if let Some(peer) = self.peers.remove(id) {
-            if peer.connection.live {
+            if peer.connection.in_presence() {
                 let left = PresenceDiff { joined: vec![], left: vec![id], updated: vec![] };
-                self.outbox.push(left.into(), self.peers.live_ids_except(None));
+                self.outbox.push(left.into(), self.peers.presence_ids_except(None));
             }
         }
     }
@@ -191,24 +198,85 @@ impl<S: Sql> Room<S> {
         self.outbox.take()
     }
 
+    /// A server-side publish (REST): stored and broadcast like a client's, with no sender.
+    pub fn publish_from_server(
+        &mut self,
+        request: PublishRequest,
+        now_ms: u64,
+    ) -> Result<PublishResult, (ErrorCode, String)> {
+        let PublishRequest { body, op_id, topic } = request;
+        let seq = self
+            .apply_publish(None, Publish { op_id, body, topic }, now_ms)
+            .map_err(|Refusal(code, message)| (code, message))?;
+        Ok(PublishResult { seq, op_id })
+    }
+
+    /// Up to `limit` events after `after`, with the room's current and oldest kept seq.
+    pub fn history(&mut self, after: u64, limit: u64) -> Result<HistoryPage, StoreError> {
+        let events = self.store.events_after(after, limit)?.into_iter().map(|stored| stored.event).collect();
+        Ok(HistoryPage { events, seq: self.last_seq()?, oldest: self.store.oldest_seq()? })
+    }
+
+    /// The room's current state and members, as REST readers and the KV read model see it.
+    pub fn view(&mut self, tenant: &str, room: &str, now_ms: u64) -> Result<RoomView, StoreError> {
+        let state = self.store.state_entries()?.into_iter().map(|entry| (entry.key, entry.value)).collect();
+        Ok(RoomView {
+            tenant: tenant.to_owned(),
+            room: room.to_owned(),
+            seq: self.last_seq()?,
+            state,
+            members: self.peers.members(),
+            generated_ms: now_ms,
+        })
+    }
+
+    /// The room's current sequence number.
+    pub fn seq(&mut self) -> Result<u64, StoreError> {
+        self.last_seq()
+    }
+
     /// Dispatches a decoded message; returns whether the connection's data changed.
     fn handle(&mut self, id: u64, message: ClientMessage, now_ms: u64) -> bool {
-        let live = self.peers.get(id).is_some_and(|peer| peer.connection.live);
+        let Some(connection) = self.peers.get(id).map(|peer| &peer.connection) else { return false };
+        let (live, rights) = (connection.live, connection.rights);
         let op_id = message.op_id();
+        let needed = match &message {
+            ClientMessage::Publish(_) | ClientMessage::StateSet(_) | ClientMessage::StateDelete(_) => {
+                Some(Right::Write)
+            }
+            ClientMessage::PresenceSet(_) => Some(Right::Presence),
+            ClientMessage::Hello(_) | ClientMessage::Ping(_) => None,
+        };
         let result = match message {
-            ClientMessage::Hello(hello) => self.hello(id, hello, live),
+            ClientMessage::Hello(hello) => self.hello(id, hello, live).map(|changed| (changed, None)),
             _ if !live => Err(Refusal(ErrorCode::BadRequest, "send `hello` first".to_owned())),
-            ClientMessage::Publish(publish) => self.publish(id, publish, now_ms),
-            ClientMessage::StateSet(set) => self.state_set(id, set, now_ms),
-            ClientMessage::StateDelete(delete) => self.state_delete(id, delete, now_ms),
-            ClientMessage::PresenceSet(presence) => return self.presence_set(id, presence),
+            _ if needed.is_some_and(|right| !rights.has(right)) => Err(Refusal(
+                ErrorCode::Forbidden,
+                format!("this connection lacks the `{}` right", needed.map_or("", Right::as_str)),
+            )),
+            ClientMessage::Publish(publish) => {
+                self.apply_publish(Some(id), publish, now_ms).map(|seq| (false, Some(seq)))
+            }
+            ClientMessage::StateSet(set) => self.state_set(id, set, now_ms).map(|seq| (false, Some(seq))),
+            ClientMessage::StateDelete(delete) => {
+                self.state_delete(id, delete, now_ms).map(|seq| (false, Some(seq)))
+            }
+            ClientMessage::PresenceSet(presence) => {
+                self.presence_set(id, presence).map(|changed| (changed, None))
+            }
             ClientMessage::Ping(Ping { nonce }) => {
                 self.outbox.push(Pong { nonce }.into(), vec![id]);
-                Ok(false)
+                Ok((false, None))
             }
         };
         match result {
-            Ok(changed) => changed,
+            Ok((changed, seq)) => {
+                // Every applied (or already applied) operation is acknowledged with its seq.
+                if let (Some(op_id), Some(seq)) = (op_id, seq) {
+                    self.outbox.push(Ack { op_id, seq }.into(), vec![id]);
+                }
+                changed
+            }
             Err(Refusal(code, message)) => {
                 self.outbox.push(ErrorFrame { code, message, op_id }.into(), vec![id]);
                 false
@@ -238,18 +306,19 @@ impl<S: Sql> Room<S> {
         if let Some(resume_from) = resume_from {
             self.replay(id, resume_from, seq)?;
         }
-        if let Some(member) = self.connection(id).map(|c| c.member()) {
+        if let Some(member) = self.connection(id).filter(Connection::in_presence).map(|c| c.member()) {
             let joined = PresenceDiff { joined: vec![member], left: vec![], updated: vec![] };
-            self.outbox.push(joined.into(), self.peers.live_ids_except(Some(id)));
+            self.outbox.push(joined.into(), self.peers.presence_ids_except(Some(id)));
         }
         Ok(())
     }
 
     fn welcome(&mut self, id: u64) -> Result<ServerMessage, StoreError> {
+        let sees_presence = self.peers.get(id).is_some_and(|peer| peer.connection.in_presence());
         Ok(Welcome {
             connection_id: id,
             seq: self.last_seq()?,
-            members: self.peers.members(),
+            members: if sees_presence { self.peers.members() } else { Vec::new() },
             state: self.store.state_entries()?,
         }
         .into())
@@ -273,33 +342,33 @@ impl<S: Sql> Room<S> {
         Ok(())
     }
 
-    fn publish(&mut self, id: u64, publish: Publish, now_ms: u64) -> Result<bool, Refusal> {
+    /// Stores a message event (once per `op_id`) and returns its seq.
+    fn apply_publish(&mut self, sender: Option<u64>, publish: Publish, now_ms: u64) -> Result<u64, Refusal> {
         let Publish { op_id, body, topic } = publish;
-        if let Some(topic) = &topic {
-            if topic.len() > self.limits.topic_max_bytes {
-                return self.refuse_op(id, op_id, ErrorCode::TooLarge, "topic is too long");
-            }
+        if topic.as_ref().is_some_and(|topic| topic.len() > self.limits.topic_max_bytes) {
+            let message = format!("topics are at most {} bytes", self.limits.topic_max_bytes);
+            return Err(Refusal(ErrorCode::TooLarge, message));
         }
-        if self.ack_if_seen(id, op_id)? {
-            return Ok(false);
+        if let Some(seq) = self.seq_of(op_id)? {
+            return Ok(seq);
         }
-        let event = Event { seq: 0, kind: EventKind::Message, body, sender: Some(id), topic, key: None };
-        self.append(id, event, op_id, now_ms)?;
-        Ok(false)
+        let event = Event { seq: 0, kind: EventKind::Message, body, sender, topic, key: None };
+        Ok(self.append(event, op_id, now_ms)?.seq)
     }
 
-    fn state_set(&mut self, id: u64, set: StateSet, now_ms: u64) -> Result<bool, Refusal> {
+    fn state_set(&mut self, id: u64, set: StateSet, now_ms: u64) -> Result<u64, Refusal> {
         let StateSet { op_id, key, value } = set;
-        if key.is_empty() || key.len() > self.limits.state_max_key_bytes {
-            let message = format!("state keys are 1 to {} bytes", self.limits.state_max_key_bytes);
-            return self.refuse_op(id, op_id, ErrorCode::BadRequest, &message);
+        let limits = &self.limits;
+        if key.is_empty() || key.len() > limits.state_max_key_bytes {
+            let message = format!("state keys are 1 to {} bytes", limits.state_max_key_bytes);
+            return Err(Refusal(ErrorCode::BadRequest, message));
         }
-        if value.len() > self.limits.state_max_value_bytes {
-            let message = format!("state values are at most {} bytes", self.limits.state_max_value_bytes);
-            return self.refuse_op(id, op_id, ErrorCode::TooLarge, &message);
+        if value.len() > limits.state_max_value_bytes {
+            let message = format!("state values are at most {} bytes", limits.state_max_value_bytes);
+            return Err(Refusal(ErrorCode::TooLarge, message));
         }
-        if self.ack_if_seen(id, op_id)? {
-            return Ok(false);
+        if let Some(seq) = self.seq_of(op_id)? {
+            return Ok(seq);
         }
         let size = self.state_size()?;
         let existing = self.store.state_entry_bytes(&key)?;
@@ -307,11 +376,11 @@ impl<S: Sql> Room<S> {
         let bytes_after = size.bytes - existing.min(size.bytes) + key.len() + value.len();
         if keys_after > self.limits.state_max_keys {
             let message = format!("the room already has {} state keys", self.limits.state_max_keys);
-            return self.refuse_op(id, op_id, ErrorCode::LimitExceeded, &message);
+            return Err(Refusal(ErrorCode::LimitExceeded, message));
         }
         if bytes_after > self.limits.state_max_bytes {
             let message = format!("the room's state would exceed {} bytes", self.limits.state_max_bytes);
-            return self.refuse_op(id, op_id, ErrorCode::LimitExceeded, &message);
+            return Err(Refusal(ErrorCode::LimitExceeded, message));
         }
         let event = Event {
             seq: 0,
@@ -321,18 +390,18 @@ impl<S: Sql> Room<S> {
             topic: None,
             key: Some(key),
         };
-        let event = self.append(id, event, op_id, now_ms)?;
+        let event = self.append(event, op_id, now_ms)?;
         if let Some(key) = &event.key {
             self.store.put_state(key, &event.body, event.seq)?;
         }
         self.state_size = Some(StateSize { keys: keys_after, bytes: bytes_after });
-        Ok(false)
+        Ok(event.seq)
     }
 
-    fn state_delete(&mut self, id: u64, delete: StateDelete, now_ms: u64) -> Result<bool, Refusal> {
+    fn state_delete(&mut self, id: u64, delete: StateDelete, now_ms: u64) -> Result<u64, Refusal> {
         let StateDelete { op_id, key } = delete;
-        if self.ack_if_seen(id, op_id)? {
-            return Ok(false);
+        if let Some(seq) = self.seq_of(op_id)? {
+            return Ok(seq);
         }
         let existing = self.store.state_entry_bytes(&key)?;
         let event = Event {
@@ -343,7 +412,7 @@ impl<S: Sql> Room<S> {
             topic: None,
             key: Some(key),
         };
-        let event = self.append(id, event, op_id, now_ms)?;
+        let event = self.append(event, op_id, now_ms)?;
         if let Some(key) = &event.key {
             self.store.delete_state(key)?;
         }
@@ -353,47 +422,34 @@ impl<S: Sql> Room<S> {
                 bytes: size.bytes.saturating_sub(existing),
             });
         }
-        Ok(false)
+        Ok(event.seq)
     }
 
     /// Replaces the presence data of `id` and tells every member; returns whether it changed.
-    fn presence_set(&mut self, id: u64, presence: PresenceSet) -> bool {
+    fn presence_set(&mut self, id: u64, presence: PresenceSet) -> Result<bool, Refusal> {
         if presence.data.len() > self.limits.presence_max_bytes {
             let message = format!("presence data is at most {} bytes", self.limits.presence_max_bytes);
-            let _ = self.refuse_op(id, None, ErrorCode::TooLarge, &message);
-            return false;
+            return Err(Refusal(ErrorCode::TooLarge, message));
         }
-        let Some(peer) = self.peers.get_mut(id) else {
-            return false;
-        };
+        let Some(peer) = self.peers.get_mut(id) else { return Ok(false) };
         peer.connection.presence = Some(presence.data.as_str().to_owned());
         let member = peer.connection.member();
         let updated = PresenceDiff { joined: vec![], left: vec![], updated: vec![member] };
-        self.outbox.push(updated.into(), self.peers.live_ids_except(None));
-        true
+        self.outbox.push(updated.into(), self.peers.presence_ids_except(None));
+        Ok(true)
     }
 
-    /// Acknowledges a retried operation with its original seq; `true` if it was already applied.
-    fn ack_if_seen(&mut self, id: u64, op_id: Option<Uuid>) -> Result<bool, Refusal> {
-        let Some(op_id) = op_id else { return Ok(false) };
-        match self.store.seq_of_op(&op_id.to_string())? {
-            Some(seq) => {
-                self.outbox.push(Ack { op_id, seq }.into(), vec![id]);
-                Ok(true)
-            }
-            None => Ok(false),
+    /// The seq of the event an operation already produced, if it was applied before.
+    fn seq_of(&self, op_id: Option<Uuid>) -> Result<Option<u64>, StoreError> {
+        match op_id {
+            Some(op_id) => self.store.seq_of_op(&op_id.to_string()),
+            None => Ok(None),
         }
     }
 
-    /// Stores `event` under the next sequence number, then queues it for every member and the
-    /// ack for the sender. Only a stored event advances the sequence.
-    fn append(
-        &mut self,
-        id: u64,
-        mut event: Event,
-        op_id: Option<Uuid>,
-        now_ms: u64,
-    ) -> Result<Event, Refusal> {
+    /// Stores `event` under the next sequence number, then queues it for every live connection.
+    /// Only a stored event advances the sequence.
+    fn append(&mut self, mut event: Event, op_id: Option<Uuid>, now_ms: u64) -> Result<Event, StoreError> {
         let seq = self.last_seq()?.checked_add(1).ok_or(StoreError::BadRow("sequence exhausted"))?;
         event.seq = seq;
         let stored = StoredEvent { event, op_id: op_id.map(|id| id.to_string()), at_ms: now_ms };
@@ -405,22 +461,7 @@ impl<S: Sql> Room<S> {
         }
         let event = stored.event;
         self.outbox.push_event(event.clone(), self.peers.live_ids_except(None), self.limits.batch_max_events);
-        if let Some(op_id) = op_id {
-            self.outbox.push(Ack { op_id, seq }.into(), vec![id]);
-        }
         Ok(event)
-    }
-
-    /// Queues an `error` for a refused operation (not counted as abuse).
-    fn refuse_op(
-        &mut self,
-        id: u64,
-        op_id: Option<Uuid>,
-        code: ErrorCode,
-        message: &str,
-    ) -> Result<bool, Refusal> {
-        self.outbox.push(ErrorFrame { code, message: message.to_owned(), op_id }.into(), vec![id]);
-        Ok(false)
     }
 
     /// Queues an `error` for a refused frame and closes connections that keep sending bad ones.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::sql::testing::MemorySql;
-use edgeroom_protocol::Member;
+use edgeroom_protocol::{Member, Rights};
 use serde_json::json;
 
 fn room_with(limits: Limits) -> Room<MemorySql> {
@@ -13,8 +13,13 @@ fn room() -> Room<MemorySql> {
     room_with(Limits::default())
 }
 
+/// A connection with every right, as in local dev mode.
+fn options() -> ConnectOptions {
+    ConnectOptions { rights: Rights::ALL, ..ConnectOptions::default() }
+}
+
 fn join(room: &mut Room<MemorySql>) -> u64 {
-    room.connect(ConnectOptions::default(), 0).unwrap().id
+    room.connect(options(), 0).unwrap().id
 }
 
 fn json_frame(value: serde_json::Value) -> WireFrame {
@@ -124,7 +129,7 @@ fn batches_respect_the_batch_size() {
 fn seq_continues_after_reopening_storage() {
     let sql = std::rc::Rc::new(MemorySql::new());
     let mut room = Room::open(sql.clone(), Limits::default()).unwrap();
-    let conn = room.connect(ConnectOptions::default(), 0).unwrap();
+    let conn = room.connect(options(), 0).unwrap();
     room.handle_frame(conn.id, &publish_frame(json!(1), None), 1);
     drop(room);
     let mut reopened = Room::open(sql, Limits::default()).unwrap();
@@ -132,7 +137,7 @@ fn seq_continues_after_reopening_storage() {
     reopened.handle_frame(conn.id, &publish_frame(json!(2), None), 2);
     assert_eq!(event_seqs(&deliveries(&mut reopened, conn.id)), vec![2]);
     // Connection ids are never reused either.
-    assert!(reopened.connect(ConnectOptions::default(), 3).unwrap().id > conn.id);
+    assert!(reopened.connect(options(), 3).unwrap().id > conn.id);
 }
 
 #[test]
@@ -217,7 +222,7 @@ fn resume_replays_exactly_the_missed_events_in_order() {
         room.handle_frame(alice, &publish_frame(json!(n), None), 1);
     }
     room.take_outgoing();
-    let options = ConnectOptions { resume_from: Some(12), ..ConnectOptions::default() };
+    let options = ConnectOptions { resume_from: Some(12), ..options() };
     let bob = room.connect(options, 2).unwrap().id;
     room.handle_frame(alice, &publish_frame(json!("live"), None), 3);
     let frames = deliveries(&mut room, bob);
@@ -237,7 +242,7 @@ fn resume_beyond_history_gets_a_gap() {
     let oldest = room.store().oldest_seq().unwrap().unwrap();
     assert!(oldest > 100, "history was trimmed (oldest {oldest})");
     for resume_from in [5, 500] {
-        let options = ConnectOptions { resume_from: Some(resume_from), ..ConnectOptions::default() };
+        let options = ConnectOptions { resume_from: Some(resume_from), ..options() };
         let bob = room.connect(options, 2).unwrap().id;
         let frames = deliveries(&mut room, bob);
         assert!(
@@ -245,7 +250,7 @@ fn resume_beyond_history_gets_a_gap() {
         );
     }
     // Resuming from within history still works.
-    let options = ConnectOptions { resume_from: Some(195), ..ConnectOptions::default() };
+    let options = ConnectOptions { resume_from: Some(195), ..options() };
     let carol = room.connect(options, 2).unwrap().id;
     assert_eq!(event_seqs(&deliveries(&mut room, carol)), vec![196, 197, 198, 199, 200]);
 }
@@ -256,7 +261,7 @@ fn await_hello_holds_room_traffic_until_hello() {
     let alice = join(&mut room);
     room.handle_frame(alice, &publish_frame(json!(1), None), 1);
     room.take_outgoing();
-    let options = ConnectOptions { await_hello: true, ..ConnectOptions::default() };
+    let options = ConnectOptions { await_hello: true, ..options() };
     let bob = room.connect(options, 1).unwrap();
     assert!(!bob.live);
     room.handle_frame(alice, &publish_frame(json!(2), None), 1);
@@ -374,8 +379,8 @@ fn the_rate_limit_refuses_bursts_and_closes_persistent_floods() {
 #[test]
 fn silent_connections_are_found_for_the_heartbeat() {
     let mut room = room_with(Limits { heartbeat_timeout_ms: 1000, ..Limits::default() });
-    let alice = room.connect(ConnectOptions::default(), 0).unwrap().id;
-    let bob = room.connect(ConnectOptions::default(), 0).unwrap().id;
+    let alice = room.connect(options(), 0).unwrap().id;
+    let bob = room.connect(options(), 0).unwrap().id;
     room.touch(bob, 900);
     room.handle_frame(alice, &json_frame(json!({"type": "ping"})), 500);
     assert_eq!(room.silent_connections(1400), Vec::<u64>::new());
@@ -391,4 +396,73 @@ fn frames_follow_the_form_the_client_sends() {
     let saved = room.handle_frame(alice, &WireFrame::Binary(ping.to_binary()), 1);
     assert_eq!(saved.map(|c| c.format), Some(Format::Binary));
     assert!(room.handle_frame(alice, &WireFrame::Binary(ping.to_binary()), 1).is_none());
+}
+
+#[test]
+fn rights_gate_writes_and_presence() {
+    let mut room = room();
+    let owner = join(&mut room);
+    let reader_rights: Rights = [Right::Read].into_iter().collect();
+    let reader =
+        room.connect(ConnectOptions { rights: reader_rights, ..ConnectOptions::default() }, 0).unwrap().id;
+    let reader_frames = deliveries(&mut room, reader);
+    assert!(
+        matches!(&reader_frames[..], [ServerMessage::Welcome(w)] if w.members.is_empty()),
+        "no presence right: no members in the welcome"
+    );
+    let op = Uuid::from_u128(1);
+    room.handle_frame(reader, &publish_frame(json!("nope"), Some(op)), 1);
+    room.handle_frame(reader, &json_frame(json!({"type": "state_set", "key": "k", "value": 1})), 1);
+    room.handle_frame(reader, &json_frame(json!({"type": "presence_set", "data": 1})), 1);
+    let frames = deliveries(&mut room, reader);
+    assert_eq!(error_codes(&frames), vec![ErrorCode::Forbidden; 3]);
+    assert!(matches!(&frames[0], ServerMessage::Error(e) if e.op_id == Some(op)));
+    assert_eq!(room.store().last_seq().unwrap(), 0);
+
+    // The reader still receives events, but never presence, and is not a member.
+    room.handle_frame(owner, &json_frame(json!({"type": "presence_set", "data": "here"})), 1);
+    room.handle_frame(owner, &publish_frame(json!("hello"), None), 1);
+    let frames = deliveries(&mut room, reader);
+    assert_eq!(event_seqs(&frames), vec![1]);
+    assert!(!frames.iter().any(|m| matches!(m, ServerMessage::Presence(_))));
+    let view = room.view("acme", "lobby", 5).unwrap();
+    assert_eq!(view.members.iter().map(|m| m.connection_id).collect::<Vec<_>>(), vec![owner]);
+}
+
+#[test]
+fn server_publishes_reach_members_and_are_idempotent() {
+    let mut room = room();
+    let alice = join(&mut room);
+    room.take_outgoing();
+    let request = |op: Option<Uuid>| PublishRequest {
+        body: Body::from_value("from server").unwrap(),
+        op_id: op,
+        topic: None,
+    };
+    let op = Uuid::from_u128(9);
+    assert_eq!(room.publish_from_server(request(Some(op)), 1).unwrap().seq, 1);
+    assert_eq!(room.publish_from_server(request(Some(op)), 1).unwrap().seq, 1);
+    assert_eq!(room.publish_from_server(request(None), 1).unwrap().seq, 2);
+    let frames = deliveries(&mut room, alice);
+    assert_eq!(event_seqs(&frames), vec![1, 2]);
+    assert!(matches!(&frames[0], ServerMessage::Event(e) if e.sender.is_none()));
+    let long_topic = PublishRequest { topic: Some("t".repeat(500)), ..request(None) };
+    assert_eq!(room.publish_from_server(long_topic, 1).unwrap_err().0, ErrorCode::TooLarge);
+}
+
+#[test]
+fn history_pages_and_the_view() {
+    let mut room = room();
+    let alice = join(&mut room);
+    for n in 1..=5 {
+        room.handle_frame(alice, &publish_frame(json!(n), None), 1);
+    }
+    room.handle_frame(alice, &json_frame(json!({"type": "state_set", "key": "k", "value": [1]})), 1);
+    let page = room.history(2, 2).unwrap();
+    assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!((page.seq, page.oldest), (6, Some(1)));
+    let view = room.view("acme", "lobby", 77).unwrap();
+    assert_eq!(view.seq, 6);
+    assert_eq!(view.state.get("k").map(Body::as_str), Some("[1]"));
+    assert_eq!(view.generated_ms, 77);
 }

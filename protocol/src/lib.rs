@@ -20,6 +20,7 @@ mod codec;
 mod error;
 mod message;
 mod names;
+mod rest;
 mod rights;
 
 pub use body::{Body, BodyError};
@@ -30,6 +31,7 @@ pub use message::{
     PresenceSet, Publish, ServerMessage, StateDelete, StateEntry, StateSet, Welcome,
 };
 pub use names::{validate_name, NameError, RoomAddress, MAX_NAME_LEN};
+pub use rest::{HistoryPage, PublishRequest, PublishResult, RoomView};
 pub use rights::{Right, Rights};
 
 /// Version byte that starts every binary frame. A peer that receives another value answers with
