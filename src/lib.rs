@@ -1,8 +1,9 @@
 //! The edgeroom router Worker: the entry point wrangler runs.
 //!
-//! It validates every request and forwards it to the Durable Object that owns its shard key
-//! (`<tenant>/room/<room>`). The Durable Object classes are re-exported here so the runtime finds
-//! them in this module.
+//! Every request is parsed into a [`Route`](edgeroom_protocol::Route), authenticated, rate
+//! limited and forwarded to the Durable Object that owns its shard key (`<tenant>/room/<room>`),
+//! or answered from the KV read model. The Durable Object classes are re-exported here so the
+//! runtime finds them in this module.
 
 // A panic in wasm resets every object in the isolate: request paths must not panic.
 #![cfg_attr(
@@ -11,13 +12,27 @@
 )]
 #![warn(missing_docs)]
 
+mod admin;
+mod auth;
+mod cors;
+mod rest;
 mod router;
 
+use edgeroom_durable::object::{json_error, Log};
+use edgeroom_protocol::ErrorCode;
 use worker::{event, Context, Env, Request, Response, Result};
 
 pub use edgeroom_durable::object::RoomObject;
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    router::handle(req, &env).await
+    let origin = req.headers().get("Origin").ok().flatten();
+    let response = match router::handle(req, &env).await {
+        Ok(response) => response,
+        Err(error) => {
+            Log::from_env(&env).error(&format!("request failed: {error}"));
+            json_error(ErrorCode::Internal, "internal error; the request may be retried")?
+        }
+    };
+    cors::apply(&env, origin.as_deref(), response)
 }

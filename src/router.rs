@@ -1,69 +1,79 @@
-//! Routing: maps a request to a [`Route`], validates names, and forwards room traffic to the
-//! room's Durable Object.
+//! Routing: parses the path, answers preflights and wrong methods, applies the per-IP and
+//! per-token rate limits, checks rights, and hands each route to its handler.
 
-use edgeroom_durable::object::{is_websocket_upgrade, json_error, USER_HEADER};
-use edgeroom_protocol::{ErrorCode, RoomAddress};
+use edgeroom_durable::object::{json_error, RoomOp};
+use edgeroom_protocol::{ErrorCode, Right, Route, RouteError};
 use worker::{Env, Method, Request, Response, Result};
 
-/// Binding name of the room Durable Object namespace (see `wrangler.toml`).
-const ROOMS_BINDING: &str = "ROOMS";
+use crate::auth::{authenticate, Principal};
+use crate::{admin, rest};
 
-/// Every route the router serves.
-#[derive(Debug, PartialEq, Eq)]
-enum Route<'a> {
-    /// `GET /healthz`
-    Health,
-    /// `GET /v1/t/{tenant}/rooms/{room}/ws`
-    RoomSocket { tenant: &'a str, room: &'a str },
-}
+/// Rate limiter binding keyed by client IP (see `[[ratelimits]]` in `wrangler.toml`).
+const IP_LIMITER: &str = "IP_RATE_LIMITER";
+/// Rate limiter binding keyed by token subject.
+const TOKEN_LIMITER: &str = "TOKEN_RATE_LIMITER";
 
-impl<'a> Route<'a> {
-    /// Matches a path; `None` when no route has this shape.
-    fn parse(path: &'a str) -> Option<Self> {
-        let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
-        match segments.as_slice() {
-            ["healthz"] => Some(Self::Health),
-            ["v1", "t", tenant, "rooms", room, "ws"] => Some(Self::RoomSocket { tenant, room }),
-            _ => None,
-        }
-    }
-
-    /// The only method each route answers.
-    fn method(&self) -> Method {
-        Method::Get
-    }
-}
-
-/// Serves one request. Every failure becomes a JSON error response.
+/// Serves one request. Every refusal is a JSON error response.
 pub async fn handle(req: Request, env: &Env) -> Result<Response> {
     let url = req.url()?;
-    let Some(route) = Route::parse(url.path()) else {
-        return json_error(ErrorCode::NotFound, &format!("no route for {}", url.path()));
+    let route = match Route::parse(url.path()) {
+        Ok(route) => route,
+        Err(error @ RouteError::NotFound(_)) => return json_error(ErrorCode::NotFound, &error.to_string()),
+        Err(RouteError::BadName(error)) => return json_error(ErrorCode::BadName, &error.to_string()),
     };
-    if req.method() != route.method() {
-        let allowed = route.method().to_string();
+    if req.method() == Method::Options {
+        return Ok(Response::empty()?.with_status(204));
+    }
+    let allowed = route.method().as_str();
+    if req.method().to_string() != allowed {
         let mut response = json_error(
             ErrorCode::MethodNotAllowed,
             &format!("{} is not allowed here; use {allowed}", req.method()),
         )?;
-        response.headers_mut().set("Allow", &allowed)?;
+        response.headers_mut().set("Allow", allowed)?;
         return Ok(response);
     }
-    match route {
-        Route::Health => Response::ok("ok"),
-        Route::RoomSocket { tenant, room } => {
-            let address = match RoomAddress::new(tenant, room) {
-                Ok(address) => address,
-                Err(name_error) => return json_error(ErrorCode::BadName, &name_error.to_string()),
-            };
-            if !is_websocket_upgrade(&req)? {
-                return json_error(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade");
-            }
-            // Only the router may say who the user is; the object validates the query.
-            let mut forwarded = req.clone_mut()?;
-            forwarded.headers_mut()?.delete(USER_HEADER)?;
-            let stub = env.durable_object(ROOMS_BINDING)?.id_from_name(&address.shard_key())?.get_stub()?;
-            stub.fetch_with_request(forwarded).await
+    if route == Route::Health {
+        return Response::ok("ok");
+    }
+    let ip = req.headers().get("CF-Connecting-IP")?.unwrap_or_else(|| "unknown".to_owned());
+    if over_limit(env, IP_LIMITER, &format!("ip:{ip}")).await {
+        return json_error(ErrorCode::RateLimited, "too many requests from this address; retry shortly");
+    }
+    let (address, op) = match route {
+        Route::Health => return Response::ok("ok"),
+        Route::AdminToken(_) | Route::AdminRoom(_) => return admin::handle(route, req, env).await,
+        Route::RoomSocket(address) => (address, RoomOp::Socket),
+        Route::RoomState(address) => (address, RoomOp::State),
+        Route::RoomHistory(address) => (address, RoomOp::History),
+        Route::RoomMessages(address) => (address, RoomOp::Publish),
+    };
+    let principal = match authenticate(&req, &url, env, &address) {
+        Ok(principal) => principal,
+        Err((code, message)) => return json_error(code, &message),
+    };
+    if let Some(key) = &principal.rate_key {
+        if over_limit(env, TOKEN_LIMITER, key).await {
+            return json_error(ErrorCode::RateLimited, "too many requests for this token; retry shortly");
         }
+    }
+    let needed = if op == RoomOp::Publish { Right::Write } else { Right::Read };
+    if !principal.rights.has(needed) {
+        return forbidden(&principal, needed);
+    }
+    rest::room(op, &address, principal, req, env).await
+}
+
+fn forbidden(principal: &Principal, needed: Right) -> Result<Response> {
+    let who = principal.user.as_deref().unwrap_or("anonymous");
+    json_error(ErrorCode::Forbidden, &format!("{who} lacks the `{}` right in this room", needed.as_str()))
+}
+
+/// Whether `key` is over the limit of `binding`. A missing binding or a limiter failure lets the
+/// request through: availability over strictness.
+async fn over_limit(env: &Env, binding: &str, key: &str) -> bool {
+    match env.rate_limiter(binding) {
+        Ok(limiter) => limiter.limit(key.to_owned()).await.is_ok_and(|outcome| !outcome.success),
+        Err(_) => false,
     }
 }

@@ -82,6 +82,46 @@ impl ConnectOptions {
     }
 }
 
+/// The query of a history read: `after` (default 0) and `limit` (default 100, at most 1,000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Events with `seq > after`.
+    pub after: u64,
+    /// At most this many events.
+    pub limit: u64,
+}
+
+impl HistoryQuery {
+    /// Largest page.
+    pub const MAX_LIMIT: u64 = 1000;
+
+    /// Reads `after` and `limit` from query pairs.
+    pub fn from_query<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, String> {
+        let mut query = Self { after: 0, limit: 100 };
+        for (name, value) in pairs {
+            let value = value.as_ref();
+            match name.as_ref() {
+                "after" => {
+                    query.after = value
+                        .parse()
+                        .map_err(|_| format!("after must be a sequence number, not {value:?}"))?
+                }
+                "limit" => {
+                    query.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|limit| (1..=Self::MAX_LIMIT).contains(limit))
+                        .ok_or_else(|| format!("limit must be 1 to {}, not {value:?}", Self::MAX_LIMIT))?
+                }
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +138,15 @@ mod tests {
         assert!(ConnectOptions::from_query([("format", "xml")]).is_err());
         assert!(ConnectOptions::from_query([("resume_from", "-1")]).is_err());
         assert!(ConnectOptions::from_query([("handshake", "maybe")]).is_err());
+    }
+
+    #[test]
+    fn history_query_defaults_and_bounds() {
+        let empty: [(&str, &str); 0] = [];
+        assert_eq!(HistoryQuery::from_query(empty).unwrap(), HistoryQuery { after: 0, limit: 100 });
+        assert_eq!(HistoryQuery::from_query([("after", "7"), ("limit", "1000")]).unwrap().limit, 1000);
+        for bad in [("limit", "0"), ("limit", "1001"), ("after", "x"), ("limit", "-1")] {
+            assert!(HistoryQuery::from_query([bad]).is_err(), "{bad:?}");
+        }
     }
 }

@@ -27,7 +27,7 @@ mod store;
 #[cfg(feature = "worker")]
 pub mod object;
 
-pub use connection::{ConnectOptions, Connection};
+pub use connection::{ConnectOptions, Connection, HistoryQuery};
 pub use limits::Limits;
 pub use outbox::Outgoing;
 pub use room::Room;

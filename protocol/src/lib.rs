@@ -22,6 +22,7 @@ mod message;
 mod names;
 mod rest;
 mod rights;
+mod route;
 
 pub use body::{Body, BodyError};
 pub use codec::{DecodeError, Format, WireFrame};
@@ -33,6 +34,7 @@ pub use message::{
 pub use names::{validate_name, NameError, RoomAddress, MAX_NAME_LEN};
 pub use rest::{HistoryPage, PublishRequest, PublishResult, RoomView};
 pub use rights::{Right, Rights};
+pub use route::{Method, Route, RouteError};
 
 /// Version byte that starts every binary frame. A peer that receives another value answers with
 /// [`ErrorCode::UnsupportedVersion`].

@@ -13,8 +13,52 @@ pub use worker_sql::WorkerSql;
 
 use edgeroom_protocol::{ErrorCode, HttpError};
 
-/// Header with the authenticated user id that the router sets on requests to an object.
-pub const USER_HEADER: &str = "x-edgeroom-user";
+/// Headers the router sets on every request it forwards to a room object (and strips from
+/// what clients send): the operation, the room's names, and who asks with which rights.
+pub mod headers {
+    /// `ws`, `state`, `history` or `publish` (see [`super::RoomOp`]).
+    pub const OP: &str = "x-edgeroom-op";
+    /// The tenant name.
+    pub const TENANT: &str = "x-edgeroom-tenant";
+    /// The room name.
+    pub const ROOM: &str = "x-edgeroom-room";
+    /// The authenticated user id, if any.
+    pub const USER: &str = "x-edgeroom-user";
+    /// The caller's rights in the room, as `read,write,…`.
+    pub const RIGHTS: &str = "x-edgeroom-rights";
+    /// Every internal header, for stripping them from client requests.
+    pub const ALL: [&str; 5] = [OP, TENANT, ROOM, USER, RIGHTS];
+}
+
+/// What the router asks a room object to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomOp {
+    /// Accept a WebSocket.
+    Socket,
+    /// Answer the room's current state.
+    State,
+    /// Answer a page of history.
+    History,
+    /// Store a server-side publish.
+    Publish,
+}
+
+impl RoomOp {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Socket => "ws",
+            Self::State => "state",
+            Self::History => "history",
+            Self::Publish => "publish",
+        }
+    }
+
+    /// Parses the header value.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Socket, Self::State, Self::History, Self::Publish].into_iter().find(|op| op.as_str() == name)
+    }
+}
 
 /// A JSON error response `{"error":{"code","message"}}` with the code's HTTP status; shared by
 /// the objects and the router so every error looks the same.

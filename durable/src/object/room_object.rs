@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use edgeroom_protocol::{close_code, ErrorCode, Format, ServerMessage, WireFrame};
+use edgeroom_protocol::{close_code, ErrorCode, Format, PublishRequest, Rights, ServerMessage, WireFrame};
 use worker::js_sys;
 use worker::wasm_bindgen::JsCast;
 use worker::worker_sys::WebSocketRequestResponsePair;
@@ -16,8 +16,8 @@ use worker::{
     WebSocketIncomingMessage, WebSocketPair,
 };
 
-use super::{is_websocket_upgrade, json_error, Log, WorkerSql};
-use crate::{ConnectOptions, Connection, Limits, Outgoing, Room};
+use super::{headers, is_websocket_upgrade, json_error, Log, RoomOp, WorkerSql};
+use crate::{ConnectOptions, Connection, HistoryQuery, Limits, Outgoing, Room};
 
 /// Text frame that the runtime answers with `pong` without waking the object (the heartbeat).
 const HEARTBEAT_PING: &str = "ping";
@@ -63,30 +63,41 @@ impl DurableObject for RoomObject {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        if !is_websocket_upgrade(&req)? {
-            return json_error(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade");
-        }
-        let mut options = match ConnectOptions::from_query(req.url()?.query_pairs()) {
-            Ok(options) => options,
-            Err(message) => return json_error(ErrorCode::BadRequest, &message),
+        let header = |name: &str| req.headers().get(name).ok().flatten();
+        let Some(op) = header(headers::OP).as_deref().and_then(RoomOp::from_name) else {
+            return json_error(ErrorCode::NotFound, "unknown room operation");
         };
-        options.user = req.headers().get(super::USER_HEADER)?;
-        let inner = &self.inner;
-        let now = now_ms();
-        let connection = match inner.with_room(|room| room.connect(options, now).map_err(|e| e.to_string())) {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(message)) | Err(message) => {
-                inner.log.error(&format!("connect failed: {message}"));
-                return json_error(ErrorCode::Internal, &message);
+        let rights = header(headers::RIGHTS).as_deref().and_then(Rights::parse).unwrap_or(Rights::NONE);
+        let (tenant, room) =
+            (header(headers::TENANT).unwrap_or_default(), header(headers::ROOM).unwrap_or_default());
+        match op {
+            RoomOp::Socket => self.accept(&req, rights, header(headers::USER)).await,
+            RoomOp::State => {
+                let now = now_ms();
+                respond(self.inner.with_room(|r| r.view(&tenant, &room, now).map_err(internal)))
             }
-        };
-        let pair = WebSocketPair::new()?;
-        inner.state.accept_web_socket(&pair.server);
-        pair.server.serialize_attachment(&connection)?;
-        inner.sockets.borrow_mut().insert(connection.id, pair.server);
-        Inner::after_event(inner);
-        inner.ensure_heartbeat_alarm().await;
-        Response::from_websocket(pair.client)
+            RoomOp::History => {
+                let query = match HistoryQuery::from_query(req.url()?.query_pairs()) {
+                    Ok(query) => query,
+                    Err(message) => return json_error(ErrorCode::BadRequest, &message),
+                };
+                respond(self.inner.with_room(|r| r.history(query.after, query.limit).map_err(internal)))
+            }
+            RoomOp::Publish => {
+                let mut req = req;
+                // serde_json, not the runtime's JSON: bodies are kept as raw JSON text.
+                let request: PublishRequest = match serde_json::from_str(&req.text().await?) {
+                    Ok(request) => request,
+                    Err(error) => {
+                        return json_error(ErrorCode::BadRequest, &format!("bad publish body: {error}"))
+                    }
+                };
+                let now = now_ms();
+                let result = self.inner.with_room(|r| r.publish_from_server(request, now));
+                Inner::after_event(&self.inner);
+                respond(result)
+            }
+        }
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
@@ -131,6 +142,37 @@ impl DurableObject for RoomObject {
         inner.drop_silent_connections();
         inner.ensure_heartbeat_alarm().await;
         Response::ok("ok")
+    }
+}
+
+impl RoomObject {
+    /// Accepts a WebSocket into the room (hibernatable) and queues its welcome.
+    async fn accept(&self, req: &Request, rights: Rights, user: Option<String>) -> Result<Response> {
+        if !is_websocket_upgrade(req)? {
+            return json_error(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade");
+        }
+        let mut options = match ConnectOptions::from_query(req.url()?.query_pairs()) {
+            Ok(options) => options,
+            Err(message) => return json_error(ErrorCode::BadRequest, &message),
+        };
+        options.user = user;
+        options.rights = rights;
+        let inner = &self.inner;
+        let now = now_ms();
+        let connection = match inner.with_room(|room| room.connect(options, now).map_err(|e| e.to_string())) {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(message)) | Err(message) => {
+                inner.log.error(&format!("connect failed: {message}"));
+                return json_error(ErrorCode::Internal, &message);
+            }
+        };
+        let pair = WebSocketPair::new()?;
+        inner.state.accept_web_socket(&pair.server);
+        pair.server.serialize_attachment(&connection)?;
+        inner.sockets.borrow_mut().insert(connection.id, pair.server);
+        Inner::after_event(inner);
+        inner.ensure_heartbeat_alarm().await;
+        Response::from_websocket(pair.client)
     }
 }
 
@@ -285,6 +327,21 @@ impl Inner {
             self.log.error(&format!("setting the heartbeat alarm failed: {error}"));
         }
     }
+}
+
+/// A JSON answer from a room call: the value with 200, or the error with its status.
+fn respond<T: serde::Serialize>(
+    result: std::result::Result<std::result::Result<T, (ErrorCode, String)>, String>,
+) -> Result<Response> {
+    match result {
+        Ok(Ok(value)) => Response::from_json(&value),
+        Ok(Err((code, message))) => json_error(code, &message),
+        Err(message) => json_error(ErrorCode::Internal, &message),
+    }
+}
+
+fn internal(error: crate::StoreError) -> (ErrorCode, String) {
+    (ErrorCode::Internal, error.to_string())
 }
 
 /// When the runtime last answered this socket's heartbeat `ping` for us, if ever.

@@ -1,0 +1,130 @@
+//! The HTTP routes of edgeroom: parsed by the router, built by clients.
+
+use crate::{validate_name, NameError, RoomAddress};
+
+/// An HTTP method the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `POST`
+    Post,
+}
+
+impl Method {
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+        }
+    }
+}
+
+/// Every route of the API (`docs/openapi.yaml`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /healthz`
+    Health,
+    /// `GET /v1/t/{tenant}/rooms/{room}/ws`: WebSocket into a room.
+    RoomSocket(RoomAddress),
+    /// `GET /v1/t/{tenant}/rooms/{room}`: the room's state.
+    RoomState(RoomAddress),
+    /// `GET /v1/t/{tenant}/rooms/{room}/history`: a page of history.
+    RoomHistory(RoomAddress),
+    /// `POST /v1/t/{tenant}/rooms/{room}/messages`: server-side publish.
+    RoomMessages(RoomAddress),
+    /// `POST /v1/admin/t/{tenant}/tokens`: mint a token (admin key).
+    AdminToken(String),
+    /// `GET /v1/admin/t/{tenant}/rooms/{room}`: the room's live state (admin key).
+    AdminRoom(RoomAddress),
+}
+
+/// Why a path is not a route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// No route has this shape.
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// The shape fits but a name breaks the naming rules.
+    #[error(transparent)]
+    BadName(#[from] NameError),
+}
+
+impl Route {
+    /// Matches a URL path (without query) and validates the names in it.
+    pub fn parse(path: &str) -> Result<Self, RouteError> {
+        let not_found = || RouteError::NotFound(path.to_owned());
+        let segments: Vec<&str> = path.strip_prefix('/').ok_or_else(not_found)?.split('/').collect();
+        let room = |tenant: &str, room: &str| RoomAddress::new(tenant, room);
+        Ok(match segments.as_slice() {
+            ["healthz"] => Self::Health,
+            ["v1", "t", tenant, "rooms", name, "ws"] => Self::RoomSocket(room(tenant, name)?),
+            ["v1", "t", tenant, "rooms", name] => Self::RoomState(room(tenant, name)?),
+            ["v1", "t", tenant, "rooms", name, "history"] => Self::RoomHistory(room(tenant, name)?),
+            ["v1", "t", tenant, "rooms", name, "messages"] => Self::RoomMessages(room(tenant, name)?),
+            ["v1", "admin", "t", tenant, "tokens"] => {
+                validate_name("tenant", tenant)?;
+                Self::AdminToken((*tenant).to_owned())
+            }
+            ["v1", "admin", "t", tenant, "rooms", name] => Self::AdminRoom(room(tenant, name)?),
+            _ => return Err(not_found()),
+        })
+    }
+
+    /// The one method this route answers (besides CORS preflight `OPTIONS`).
+    pub fn method(&self) -> Method {
+        match self {
+            Self::RoomMessages(_) | Self::AdminToken(_) => Method::Post,
+            _ => Method::Get,
+        }
+    }
+
+    /// The route's path.
+    pub fn path(&self) -> String {
+        let room = |a: &RoomAddress, suffix: &str| format!("/v1/t/{}/rooms/{}{suffix}", a.tenant(), a.room());
+        match self {
+            Self::Health => "/healthz".to_owned(),
+            Self::RoomSocket(a) => room(a, "/ws"),
+            Self::RoomState(a) => room(a, ""),
+            Self::RoomHistory(a) => room(a, "/history"),
+            Self::RoomMessages(a) => room(a, "/messages"),
+            Self::AdminToken(tenant) => format!("/v1/admin/t/{tenant}/tokens"),
+            Self::AdminRoom(a) => format!("/v1/admin/t/{}/rooms/{}", a.tenant(), a.room()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_parses_back_from_its_path() {
+        let lobby = RoomAddress::new("acme", "lobby").unwrap();
+        let routes = [
+            Route::Health,
+            Route::RoomSocket(lobby.clone()),
+            Route::RoomState(lobby.clone()),
+            Route::RoomHistory(lobby.clone()),
+            Route::RoomMessages(lobby.clone()),
+            Route::AdminToken("acme".into()),
+            Route::AdminRoom(lobby),
+        ];
+        for route in routes {
+            assert_eq!(Route::parse(&route.path()), Ok(route.clone()));
+        }
+    }
+
+    #[test]
+    fn unknown_shapes_and_bad_names() {
+        for path in
+            ["/", "/v1", "/v1/t/acme/rooms", "/v1/t/acme/rooms/a/b/c", "healthz", "/v1/t/acme/rooms/x/ws/"]
+        {
+            assert!(matches!(Route::parse(path), Err(RouteError::NotFound(_))), "{path}");
+        }
+        assert!(matches!(Route::parse("/v1/t/acme/rooms/a%20b/ws"), Err(RouteError::BadName(_))));
+        assert!(matches!(Route::parse("/v1/t//rooms/x"), Err(RouteError::BadName(_))));
+        assert_eq!(Route::parse("/v1/t/a/rooms/b/messages").unwrap().method(), Method::Post);
+    }
+}

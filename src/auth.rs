@@ -1,0 +1,64 @@
+//! Who is asking, and with which rights: the token (or local dev mode) of a room request.
+
+use edgeroom_auth::{verify, AuthMode, TenantSecrets};
+use edgeroom_protocol::{ErrorCode, Rights, RoomAddress};
+use worker::{Env, Request, Url};
+
+/// The authenticated caller of one room request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The token's subject; `None` for anonymous dev-mode access.
+    pub user: Option<String>,
+    /// Rights in the addressed room.
+    pub rights: Rights,
+    /// Key for the per-token rate limit.
+    pub rate_key: Option<String>,
+}
+
+/// A refused request: the error code and message.
+pub type Refusal = (ErrorCode, String);
+
+/// Authenticates a request for `address`: a token from `Authorization: Bearer` or `?token=`,
+/// verified with the tenant's secret; without a token only local dev mode lets it in.
+pub fn authenticate(
+    req: &Request,
+    url: &Url,
+    env: &Env,
+    address: &RoomAddress,
+) -> Result<Principal, Refusal> {
+    let Some(token) = token(req, url) else {
+        return match AuthMode::from_var(string_binding(env, "AUTH_MODE").as_deref()) {
+            AuthMode::Dev => Ok(Principal { user: None, rights: Rights::ALL, rate_key: None }),
+            AuthMode::Token => Err(unauthorized(edgeroom_auth::AuthError::Missing)),
+        };
+    };
+    let secrets = match string_binding(env, "TENANT_SECRETS") {
+        Some(json) => TenantSecrets::from_json(&json).map_err(|e| (ErrorCode::Internal, e))?,
+        None => TenantSecrets::default(),
+    };
+    let now_secs = worker::Date::now().as_millis() / 1000;
+    let claims = verify(&token, &secrets, now_secs).map_err(unauthorized)?;
+    if claims.tenant != address.tenant() {
+        return Err((ErrorCode::Forbidden, format!("the token is for tenant {:?}", claims.tenant)));
+    }
+    let rights = claims.rights_in(address.tenant(), address.room());
+    let rate_key = Some(format!("{}:{}", claims.tenant, claims.sub));
+    Ok(Principal { user: Some(claims.sub), rights, rate_key })
+}
+
+/// A secret (production) or var (local `.dev.vars`, `--var`) by name.
+pub fn string_binding(env: &Env, name: &str) -> Option<String> {
+    env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string())).ok()
+}
+
+fn token(req: &Request, url: &Url) -> Option<String> {
+    let header = req.headers().get("Authorization").ok().flatten();
+    if let Some(token) = header.as_deref().and_then(|h| h.strip_prefix("Bearer ")) {
+        return Some(token.trim().to_owned());
+    }
+    url.query_pairs().find(|(name, _)| name == "token").map(|(_, value)| value.into_owned())
+}
+
+fn unauthorized(error: edgeroom_auth::AuthError) -> Refusal {
+    (ErrorCode::Unauthorized, error.to_string())
+}

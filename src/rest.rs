@@ -1,0 +1,170 @@
+//! Room requests: WebSocket upgrades, state reads (KV read model first), history pages and
+//! server-side publishes, forwarded to the room's Durable Object.
+
+use edgeroom_durable::object::{headers, is_websocket_upgrade, json_error, Log, RoomOp};
+use edgeroom_protocol::{ErrorCode, PublishRequest, RoomAddress, RoomView};
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Result, Stub};
+
+use crate::auth::Principal;
+
+/// Binding name of the room Durable Object namespace (see `wrangler.toml`).
+const ROOMS_BINDING: &str = "ROOMS";
+/// Binding name of the KV namespace holding read models.
+const READ_MODEL_BINDING: &str = "READ_MODEL";
+/// Largest request body accepted, in bytes.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The KV key of a room's read model.
+pub fn read_model_key(address: &RoomAddress) -> String {
+    format!("read:{address}")
+}
+
+/// Serves one authorized room request.
+pub async fn room(
+    op: RoomOp,
+    address: &RoomAddress,
+    who: Principal,
+    mut req: Request,
+    env: &Env,
+) -> Result<Response> {
+    match op {
+        RoomOp::Socket => {
+            if !is_websocket_upgrade(&req)? {
+                return json_error(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade");
+            }
+            forward(env, address, op, &who, req).await
+        }
+        RoomOp::History => forward(env, address, op, &who, req).await,
+        RoomOp::State => state(env, address, &who, req).await,
+        RoomOp::Publish => {
+            let body = match read_body(&mut req).await? {
+                Ok(body) => body,
+                Err(response) => return Ok(response),
+            };
+            let mut publish: PublishRequest = match serde_json::from_slice(&body) {
+                Ok(publish) => publish,
+                Err(error) => {
+                    return json_error(ErrorCode::BadRequest, &format!("bad publish body: {error}"))
+                }
+            };
+            if publish.op_id.is_none() {
+                if let Some(key) = req.headers().get("Idempotency-Key")? {
+                    match key.parse() {
+                        Ok(op_id) => publish.op_id = Some(op_id),
+                        Err(_) => return json_error(ErrorCode::BadRequest, "Idempotency-Key must be a UUID"),
+                    }
+                }
+            }
+            let json =
+                serde_json::to_string(&publish).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post).with_body(Some(json.into()));
+            let internal = Request::new_with_init("https://room.internal/publish", &init)?;
+            forward(env, address, op, &who, internal).await
+        }
+    }
+}
+
+/// `GET /rooms/{room}`: from the KV read model unless `?consistency=strong`; a KV miss or
+/// failure falls back to the object. Answers 304 when `If-None-Match` has the current ETag.
+async fn state(env: &Env, address: &RoomAddress, who: &Principal, req: Request) -> Result<Response> {
+    let url = req.url()?;
+    let strong = match url.query_pairs().find(|(name, _)| name == "consistency").map(|(_, v)| v.into_owned())
+    {
+        None => false,
+        Some(value) if value == "strong" => true,
+        Some(value) if value == "eventual" => false,
+        Some(value) => {
+            return json_error(
+                ErrorCode::BadRequest,
+                &format!("consistency is strong or eventual, not {value:?}"),
+            )
+        }
+    };
+    let if_none_match = req.headers().get("If-None-Match")?;
+    if !strong {
+        match read_model(env, address).await {
+            Ok(Some(view)) => return view_response(&view, "kv", if_none_match.as_deref()),
+            Ok(None) => {}
+            Err(error) => {
+                Log::from_env(env).warn(&format!("KV read of {address} failed, asking the room: {error}"))
+            }
+        }
+    }
+    let mut response = forward(env, address, RoomOp::State, who, req).await?;
+    if response.status_code() != 200 {
+        return Ok(response);
+    }
+    let view: RoomView = response.json().await?;
+    view_response(&view, "object", if_none_match.as_deref())
+}
+
+async fn read_model(env: &Env, address: &RoomAddress) -> Result<Option<RoomView>> {
+    let kv = env.kv(READ_MODEL_BINDING)?;
+    let text =
+        kv.get(&read_model_key(address)).text().await.map_err(|e| worker::Error::RustError(e.to_string()))?;
+    Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
+}
+
+fn view_response(view: &RoomView, source: &str, if_none_match: Option<&str>) -> Result<Response> {
+    let etag = format!("\"{}\"", view.seq);
+    let age_ms = worker::Date::now().as_millis().saturating_sub(view.generated_ms);
+    let headers = Headers::new();
+    headers.set("ETag", &etag)?;
+    headers.set("Cache-Control", "private, max-age=1")?;
+    headers.set("X-Edgeroom-Seq", &view.seq.to_string())?;
+    headers.set("X-Edgeroom-Age-Ms", &age_ms.to_string())?;
+    headers.set("X-Edgeroom-Source", source)?;
+    let matches = if_none_match
+        .is_some_and(|value| value.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    if matches {
+        return Ok(Response::empty()?.with_status(304).with_headers(headers));
+    }
+    headers.set("Content-Type", "application/json")?;
+    Ok(Response::from_json(view)?.with_headers(headers))
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`]; a larger one is a 413 response.
+async fn read_body(req: &mut Request) -> Result<std::result::Result<Vec<u8>, Response>> {
+    let declared = req.headers().get("Content-Length")?.and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Ok(Err(too_large()?));
+    }
+    let body = req.bytes().await?;
+    if body.len() > MAX_BODY_BYTES {
+        return Ok(Err(too_large()?));
+    }
+    Ok(Ok(body))
+}
+
+fn too_large() -> Result<Response> {
+    json_error(ErrorCode::TooLarge, &format!("request bodies are at most {MAX_BODY_BYTES} bytes"))
+}
+
+/// Forwards `req` to the room's object with the internal headers set (and any the client sent
+/// under those names removed).
+pub async fn forward(
+    env: &Env,
+    address: &RoomAddress,
+    op: RoomOp,
+    who: &Principal,
+    req: Request,
+) -> Result<Response> {
+    let mut forwarded = req.clone_mut()?;
+    let headers = forwarded.headers_mut()?;
+    for name in headers::ALL {
+        headers.delete(name)?;
+    }
+    headers.set(headers::OP, op.as_str())?;
+    headers.set(headers::TENANT, address.tenant())?;
+    headers.set(headers::ROOM, address.room())?;
+    headers.set(headers::RIGHTS, &who.rights.to_string())?;
+    if let Some(user) = &who.user {
+        headers.set(headers::USER, user)?;
+    }
+    room_stub(env, address)?.fetch_with_request(forwarded).await
+}
+
+fn room_stub(env: &Env, address: &RoomAddress) -> Result<Stub> {
+    env.durable_object(ROOMS_BINDING)?.id_from_name(&address.shard_key())?.get_stub()
+}
