@@ -1,7 +1,7 @@
 //! Room requests: WebSocket upgrades, state reads (KV read model first), history pages and
 //! server-side publishes, forwarded to the room's Durable Object.
 
-use edgeroom_durable::object::{headers, is_websocket_upgrade, json_error, Log, RoomOp};
+use edgeroom_durable::object::{headers, is_websocket_upgrade, json_error, Log, RoomOp, READ_MODEL_BINDING};
 use edgeroom_protocol::{ErrorCode, PublishRequest, RoomAddress, RoomView};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result, Stub};
 
@@ -9,15 +9,8 @@ use crate::auth::Principal;
 
 /// Binding name of the room Durable Object namespace (see `wrangler.toml`).
 const ROOMS_BINDING: &str = "ROOMS";
-/// Binding name of the KV namespace holding read models.
-const READ_MODEL_BINDING: &str = "READ_MODEL";
 /// Largest request body accepted, in bytes.
 const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// The KV key of a room's read model.
-pub fn read_model_key(address: &RoomAddress) -> String {
-    format!("read:{address}")
-}
 
 /// Serves one authorized room request.
 pub async fn room(
@@ -101,8 +94,11 @@ async fn state(env: &Env, address: &RoomAddress, who: &Principal, req: Request) 
 
 async fn read_model(env: &Env, address: &RoomAddress) -> Result<Option<RoomView>> {
     let kv = env.kv(READ_MODEL_BINDING)?;
-    let text =
-        kv.get(&read_model_key(address)).text().await.map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let text = kv
+        .get(&address.read_model_key())
+        .text()
+        .await
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
     Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
 }
 

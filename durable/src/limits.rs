@@ -74,6 +74,8 @@ limits! {
     batch_max_events: usize = 100, "BATCH_MAX_EVENTS";
     /// How long events wait to be coalesced before they are sent, in milliseconds (0: no wait).
     batch_delay_ms: u64 = 2, "BATCH_DELAY_MS";
+    /// Least time between two flushes of a changed room (read model, snapshots), in milliseconds.
+    flush_interval_ms: u64 = 5_000, "FLUSH_INTERVAL_MS";
     /// A connection silent (no frame, no `ping` text) for this long is dropped, in milliseconds.
     heartbeat_timeout_ms: u64 = 60_000, "HEARTBEAT_TIMEOUT_MS";
 }

@@ -20,6 +20,9 @@ use crate::{ConnectOptions, Connection, Limits, RoomStore, Sql, StoreError, Stor
 /// Name of the persistent counter that numbers connections.
 const CONNECTION_COUNTER: &str = "connection";
 
+/// Persistent counter holding the seq of the last published read model.
+const PUBLISHED_COUNTER: &str = "read_model_seq";
+
 /// History is trimmed once every this many events, not on every append.
 const TRIM_EVERY: u64 = 64;
 
@@ -43,6 +46,9 @@ pub struct Room<S> {
     outbox: Outbox,
     last_seq: Option<u64>,
     state_size: Option<StateSize>,
+    /// Presence changed since the read model was last published (memory only: presence is
+    /// not sequenced, and the next event republishes anyway).
+    presence_changed: bool,
 }
 
 impl<S: Sql> Room<S> {
@@ -55,6 +61,7 @@ impl<S: Sql> Room<S> {
             outbox: Outbox::default(),
             last_seq: None,
             state_size: None,
+            presence_changed: false,
         })
     }
 
@@ -113,6 +120,7 @@ impl<S: Sql> Room<S> {
             if peer.connection.in_presence() {
                 let left = PresenceDiff { joined: vec![], left: vec![id], updated: vec![] };
                 self.outbox.push(left.into(), self.peers.presence_ids_except(None));
+                self.presence_changed = true;
             }
         }
     }
@@ -235,6 +243,31 @@ impl<S: Sql> Room<S> {
         self.last_seq()
     }
 
+    /// Remembers the room's names (the object only learns them from the router's requests).
+    pub fn remember_names(&self, tenant: &str, room: &str) -> Result<(), StoreError> {
+        if self.store.meta("tenant")?.as_deref() != Some(tenant) {
+            self.store.set_meta("tenant", tenant)?;
+            self.store.set_meta("room", room)?;
+        }
+        Ok(())
+    }
+
+    /// The room's names, once a router request told them.
+    pub fn names(&self) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self.store.meta("tenant")?.zip(self.store.meta("room")?))
+    }
+
+    /// Whether the read model lags behind the room (a new event or a presence change).
+    pub fn read_model_stale(&mut self) -> Result<bool, StoreError> {
+        Ok(self.presence_changed || self.last_seq()? > self.store.counter(PUBLISHED_COUNTER)?)
+    }
+
+    /// Records that the read model of `seq` was published.
+    pub fn read_model_published(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.presence_changed = false;
+        self.store.set_counter(PUBLISHED_COUNTER, seq)
+    }
+
     /// Dispatches a decoded message; returns whether the connection's data changed.
     fn handle(&mut self, id: u64, message: ClientMessage, now_ms: u64) -> bool {
         let Some(connection) = self.peers.get(id).map(|peer| &peer.connection) else { return false };
@@ -309,6 +342,7 @@ impl<S: Sql> Room<S> {
         if let Some(member) = self.connection(id).filter(Connection::in_presence).map(|c| c.member()) {
             let joined = PresenceDiff { joined: vec![member], left: vec![], updated: vec![] };
             self.outbox.push(joined.into(), self.peers.presence_ids_except(Some(id)));
+            self.presence_changed = true;
         }
         Ok(())
     }
@@ -436,6 +470,7 @@ impl<S: Sql> Room<S> {
         let member = peer.connection.member();
         let updated = PresenceDiff { joined: vec![], left: vec![], updated: vec![member] };
         self.outbox.push(updated.into(), self.peers.presence_ids_except(None));
+        self.presence_changed = true;
         Ok(true)
     }
 

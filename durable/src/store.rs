@@ -20,6 +20,7 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS events_by_op_id ON events (op_id) WHERE op_id IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ];
 
 /// Number of keys and bytes (keys plus values) of the shared state.
@@ -179,6 +180,36 @@ impl<S: Sql> RoomStore<S> {
         Ok(())
     }
 
+    /// A stored setting of the room (its names, what was last published, …).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let rows = self.sql.query("SELECT value FROM meta WHERE key = ?", &[key.into()])?;
+        Ok(rows.into_iter().next().and_then(|row| row.into_iter().next()).and_then(SqlValue::into_text))
+    }
+
+    /// Stores a setting of the room.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.sql.query(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[key.into(), value.into()],
+        )?;
+        Ok(())
+    }
+
+    /// The current value of the named persistent counter (0 if never incremented).
+    pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
+        let rows = self.sql.query("SELECT value FROM counters WHERE name = ?", &[name.into()])?;
+        Ok(first_value(&rows).and_then(SqlValue::as_u64).unwrap_or(0))
+    }
+
+    /// Sets the named persistent counter.
+    pub fn set_counter(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        self.sql.query(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            &[name.into(), value.into()],
+        )?;
+        Ok(())
+    }
+
     /// Increments the named persistent counter and returns its new value (1 the first time).
     pub fn next_in_sequence(&self, name: &str) -> Result<u64, StoreError> {
         let rows = self.sql.query(
@@ -293,6 +324,18 @@ mod tests {
         assert_eq!(store.state_entries().unwrap()[0].seq, 2);
         store.delete_state("k").unwrap();
         assert_eq!(store.state_size().unwrap(), StateSize::default());
+    }
+
+    #[test]
+    fn meta_and_counters_round_trip() {
+        let store = RoomStore::open(MemorySql::new()).unwrap();
+        assert_eq!(store.meta("tenant").unwrap(), None);
+        store.set_meta("tenant", "acme").unwrap();
+        store.set_meta("tenant", "globex").unwrap();
+        assert_eq!(store.meta("tenant").unwrap().as_deref(), Some("globex"));
+        assert_eq!(store.counter("published").unwrap(), 0);
+        store.set_counter("published", 42).unwrap();
+        assert_eq!(store.counter("published").unwrap(), 42);
     }
 
     #[test]

@@ -85,6 +85,13 @@ impl RoomAddress {
     }
 }
 
+impl RoomAddress {
+    /// The KV key of the room's JSON read model (`read:<tenant>/<room>`).
+    pub fn read_model_key(&self) -> String {
+        format!("read:{}/{}", self.tenant, self.room)
+    }
+}
+
 impl fmt::Display for RoomAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.tenant, self.room)

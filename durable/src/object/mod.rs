@@ -13,6 +13,9 @@ pub use worker_sql::WorkerSql;
 
 use edgeroom_protocol::{ErrorCode, HttpError};
 
+/// Binding name of the KV namespace holding the rooms' JSON read models.
+pub const READ_MODEL_BINDING: &str = "READ_MODEL";
+
 /// Headers the router sets on every request it forwards to a room object (and strips from
 /// what clients send): the operation, the room's names, and who asks with which rights.
 pub mod headers {

@@ -32,6 +32,7 @@ pub struct RoomObject {
 /// Everything the object holds, shared with the task that sends coalesced frames later.
 struct Inner {
     state: State,
+    env: Env,
     log: Log,
     limits: Limits,
     /// Opened on first use; a cache of storage plus the connections found on sockets.
@@ -39,6 +40,12 @@ struct Inner {
     /// The accepted sockets by connection id, rebuilt from the runtime after a wake-up.
     sockets: RefCell<HashMap<u64, WebSocket>>,
     flush_scheduled: Cell<bool>,
+    /// An alarm is pending for the read-model flush.
+    flush_armed: Cell<bool>,
+    /// Consecutive failed flushes, for the backoff.
+    flush_failures: Cell<u32>,
+    /// The room's names were stored by this instance.
+    names_saved: Cell<bool>,
 }
 
 impl DurableObject for RoomObject {
@@ -53,11 +60,15 @@ impl DurableObject for RoomObject {
         }
         let inner = Inner {
             state,
+            env,
             log,
             limits,
             room: RefCell::new(None),
             sockets: RefCell::new(HashMap::new()),
             flush_scheduled: Cell::new(false),
+            flush_armed: Cell::new(false),
+            flush_failures: Cell::new(0),
+            names_saved: Cell::new(false),
         };
         Self { inner: Rc::new(inner) }
     }
@@ -70,6 +81,11 @@ impl DurableObject for RoomObject {
         let rights = header(headers::RIGHTS).as_deref().and_then(Rights::parse).unwrap_or(Rights::NONE);
         let (tenant, room) =
             (header(headers::TENANT).unwrap_or_default(), header(headers::ROOM).unwrap_or_default());
+        if !self.inner.names_saved.get() && !tenant.is_empty() {
+            if let Ok(Ok(())) = self.inner.with_room(|r| r.remember_names(&tenant, &room)) {
+                self.inner.names_saved.set(true);
+            }
+        }
         match op {
             RoomOp::Socket => self.accept(&req, rights, header(headers::USER)).await,
             RoomOp::State => {
@@ -139,6 +155,8 @@ impl DurableObject for RoomObject {
 
     async fn alarm(&self) -> Result<Response> {
         let inner = &self.inner;
+        inner.flush_armed.set(false);
+        inner.flush().await;
         inner.drop_silent_connections();
         inner.ensure_heartbeat_alarm().await;
         Response::ok("ok")
@@ -223,8 +241,21 @@ impl Inner {
         }
     }
 
-    /// Sends queued frames now, or soon when events may still coalesce into a bigger batch.
+    /// Sends queued frames now, or soon when events may still coalesce into a bigger batch, and
+    /// makes sure a changed room gets flushed.
     fn after_event(self: &Rc<Self>) {
+        self.send_soon();
+        if !self.flush_armed.get()
+            && self.with_room(|room| room.read_model_stale()).is_ok_and(|s| s.unwrap_or(false))
+        {
+            self.flush_armed.set(true);
+            let inner = Rc::clone(self);
+            let delay = self.limits.flush_interval_ms;
+            worker::wasm_bindgen_futures::spawn_local(async move { inner.arm_alarm_within(delay).await });
+        }
+    }
+
+    fn send_soon(self: &Rc<Self>) {
         let Ok((outgoing, events)) = self.with_room(|room| (room.has_outgoing(), room.pending_events()))
         else {
             return;
@@ -234,19 +265,85 @@ impl Inner {
         }
         let delay = self.limits.batch_delay_ms;
         if events == 0 || delay == 0 || events >= self.limits.batch_max_events {
-            self.flush();
+            self.send_queued();
         } else if !self.flush_scheduled.replace(true) {
             let inner = Rc::clone(self);
             worker::wasm_bindgen_futures::spawn_local(async move {
                 worker::Delay::from(Duration::from_millis(delay)).await;
                 inner.flush_scheduled.set(false);
-                inner.flush();
+                inner.send_queued();
             });
         }
     }
 
+    /// Makes sure the alarm fires within `delay_ms` (an earlier pending alarm is kept).
+    async fn arm_alarm_within(&self, delay_ms: u64) {
+        let storage = self.state.storage();
+        let target = now_ms().saturating_add(delay_ms);
+        if let Ok(Some(at)) = storage.get_alarm().await {
+            if u64::try_from(at).is_ok_and(|at| at <= target) {
+                return;
+            }
+        }
+        if let Err(error) = storage.set_alarm(Duration::from_millis(delay_ms)).await {
+            self.flush_armed.set(false);
+            self.log.error(&format!("setting the flush alarm failed: {error}"));
+        }
+    }
+
+    /// Publishes the read model to KV when the room changed since the last one. A failure keeps
+    /// the room dirty and retries with capped exponential backoff.
+    async fn flush(&self) {
+        let now = now_ms();
+        let view = self.with_room(
+            |room| -> std::result::Result<Option<edgeroom_protocol::RoomView>, crate::StoreError> {
+                if !room.read_model_stale()? {
+                    return Ok(None);
+                }
+                let Some((tenant, name)) = room.names()? else { return Ok(None) };
+                Ok(Some(room.view(&tenant, &name, now)?))
+            },
+        );
+        let view = match view {
+            Ok(Ok(Some(view))) => view,
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => {
+                return self.log.error(&format!("reading the room for the flush failed: {error}"))
+            }
+            Err(message) => return self.log.error(&message),
+        };
+        match self.publish_read_model(&view).await {
+            Ok(()) => {
+                self.flush_failures.set(0);
+                if let Err(error) = self.with_room(|room| room.read_model_published(view.seq)) {
+                    self.log.error(&error);
+                }
+            }
+            Err(error) => {
+                let failures = self.flush_failures.get().saturating_add(1);
+                self.flush_failures.set(failures);
+                let backoff = self.limits.flush_interval_ms.saturating_mul(1 << failures.min(6)).min(300_000);
+                self.log
+                    .warn(&format!("flush failed ({failures} in a row), retrying in {backoff} ms: {error}"));
+                self.flush_armed.set(true);
+                self.arm_alarm_within(backoff).await;
+            }
+        }
+    }
+
+    async fn publish_read_model(&self, view: &edgeroom_protocol::RoomView) -> Result<()> {
+        let address = edgeroom_protocol::RoomAddress::new(&view.tenant, &view.room)
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let json = serde_json::to_string(view).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let kv = self.env.kv(super::READ_MODEL_BINDING)?;
+        kv.put(&address.read_model_key(), json)?
+            .execute()
+            .await
+            .map_err(|e| worker::Error::RustError(e.to_string()))
+    }
+
     /// Sends every queued frame, encoding each at most once per form.
-    fn flush(&self) {
+    fn send_queued(&self) {
         loop {
             let Ok(outgoing) = self.with_room(|room| room.take_outgoing()) else {
                 return;
