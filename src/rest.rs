@@ -34,19 +34,22 @@ pub async fn room(
                 Ok(body) => body,
                 Err(response) => return Ok(response),
             };
+            // serde would also take a JSON array for a struct; the API takes an object.
+            if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                return json_error(ErrorCode::BadRequest, "the publish body must be a JSON object");
+            }
             let mut publish: PublishRequest = match serde_json::from_slice(&body) {
                 Ok(publish) => publish,
                 Err(error) => {
                     return json_error(ErrorCode::BadRequest, &format!("bad publish body: {error}"))
                 }
             };
-            if publish.op_id.is_none() {
-                if let Some(key) = req.headers().get("Idempotency-Key")? {
-                    match key.parse() {
-                        Ok(op_id) => publish.op_id = Some(op_id),
-                        Err(_) => return json_error(ErrorCode::BadRequest, "Idempotency-Key must be a UUID"),
-                    }
-                }
+            if let Some(key) = req.headers().get("Idempotency-Key")? {
+                let Ok(op_id) = key.parse() else {
+                    return json_error(ErrorCode::BadRequest, "Idempotency-Key must be a UUID");
+                };
+                // The body's op_id, when it has one, wins.
+                publish.op_id.get_or_insert(op_id);
             }
             let json =
                 serde_json::to_string(&publish).map_err(|e| worker::Error::RustError(e.to_string()))?;

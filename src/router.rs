@@ -3,7 +3,7 @@
 
 use edgeroom_durable::object::{json_error, RoomOp};
 use edgeroom_protocol::{ErrorCode, Right, Route, RouteError};
-use worker::{Env, Method, Request, Response, Result};
+use worker::{Env, Request, Response, Result};
 
 use crate::auth::{authenticate, Principal};
 use crate::{admin, rest};
@@ -21,17 +21,24 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
         Err(error @ RouteError::NotFound(_)) => return json_error(ErrorCode::NotFound, &error.to_string()),
         Err(RouteError::BadName(error)) => return json_error(ErrorCode::BadName, &error.to_string()),
     };
-    if req.method() == Method::Options {
+    // The raw method: the worker crate maps methods it does not know to GET.
+    let method = req.inner().method();
+    if method == "OPTIONS" {
         return Ok(Response::empty()?.with_status(204));
     }
     let allowed = route.method().as_str();
-    if req.method().to_string() != allowed {
-        let mut response = json_error(
-            ErrorCode::MethodNotAllowed,
-            &format!("{} is not allowed here; use {allowed}", req.method()),
-        )?;
+    if method != allowed {
+        let mut response =
+            json_error(ErrorCode::MethodNotAllowed, &format!("{method} is not allowed here; use {allowed}"))?;
         response.headers_mut().set("Allow", allowed)?;
         return Ok(response);
+    }
+    if let Some((name, _)) =
+        url.query_pairs().find(|(name, _)| !route.query_params().contains(&name.as_ref()))
+    {
+        let known = route.query_params().join(", ");
+        let message = format!("unknown query parameter {name:?}; this route takes: {known}");
+        return json_error(ErrorCode::BadRequest, &message);
     }
     if route == Route::Health {
         return Response::ok("ok");

@@ -45,6 +45,9 @@ pub enum AuthError {
     /// `nbf` is in the future.
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// A token request asks for something impossible.
+    #[error("bad token request: {0}")]
+    BadRequest(String),
 }
 
 /// Rights in the rooms whose names match `room`.
@@ -191,7 +194,13 @@ impl TokenRequest {
         now_secs: u64,
     ) -> Result<TokenResponse, AuthError> {
         let secret = secrets.get(tenant).ok_or_else(|| AuthError::UnknownTenant(tenant.to_owned()))?;
-        let ttl = self.ttl_secs.unwrap_or(3600).clamp(1, MAX_TOKEN_TTL_SECS);
+        if self.sub.is_empty() {
+            return Err(AuthError::BadRequest("sub must not be empty".to_owned()));
+        }
+        let ttl = self.ttl_secs.unwrap_or(3600);
+        if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
+            return Err(AuthError::BadRequest(format!("ttl_secs must be 1 to {MAX_TOKEN_TTL_SECS}")));
+        }
         let exp = now_secs.saturating_add(ttl);
         let claims = Claims { sub: self.sub, tenant: tenant.to_owned(), rooms: self.rooms, exp, nbf: None };
         Ok(TokenResponse { token: sign(&claims, secret)?, exp })

@@ -1,6 +1,6 @@
 //! What the room knows about one WebSocket connection.
 
-use edgeroom_protocol::{Body, Format, Member, Right, Rights};
+use edgeroom_protocol::{Body, Format, Member, Right, Rights, MAX_SEQ};
 use serde::{Deserialize, Serialize};
 
 /// Per-connection data. The object shell keeps it in the socket's attachment (limit 16 KiB), so
@@ -82,6 +82,11 @@ impl ConnectOptions {
     }
 }
 
+/// A sequence number from a query: digits, at most [`MAX_SEQ`].
+fn parse_seq(value: &str) -> Option<u64> {
+    value.parse::<u64>().ok().filter(|seq| *seq <= MAX_SEQ)
+}
+
 /// The query of a history read: `after` (default 0) and `limit` (default 100, at most 1,000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryQuery {
@@ -104,9 +109,8 @@ impl HistoryQuery {
             let value = value.as_ref();
             match name.as_ref() {
                 "after" => {
-                    query.after = value
-                        .parse()
-                        .map_err(|_| format!("after must be a sequence number, not {value:?}"))?
+                    query.after = parse_seq(value)
+                        .ok_or_else(|| format!("after must be a sequence number, not {value:?}"))?
                 }
                 "limit" => {
                     query.limit = value
@@ -145,7 +149,13 @@ mod tests {
         let empty: [(&str, &str); 0] = [];
         assert_eq!(HistoryQuery::from_query(empty).unwrap(), HistoryQuery { after: 0, limit: 100 });
         assert_eq!(HistoryQuery::from_query([("after", "7"), ("limit", "1000")]).unwrap().limit, 1000);
-        for bad in [("limit", "0"), ("limit", "1001"), ("after", "x"), ("limit", "-1")] {
+        for bad in [
+            ("limit", "0"),
+            ("limit", "1001"),
+            ("after", "x"),
+            ("limit", "-1"),
+            ("after", "9007199254740992"),
+        ] {
             assert!(HistoryQuery::from_query([bad]).is_err(), "{bad:?}");
         }
     }

@@ -381,7 +381,7 @@ impl<S: Sql> Room<S> {
         let Publish { op_id, body, topic } = publish;
         if topic.as_ref().is_some_and(|topic| topic.len() > self.limits.topic_max_bytes) {
             let message = format!("topics are at most {} bytes", self.limits.topic_max_bytes);
-            return Err(Refusal(ErrorCode::TooLarge, message));
+            return Err(Refusal(ErrorCode::BadRequest, message));
         }
         if let Some(seq) = self.seq_of(op_id)? {
             return Ok(seq);

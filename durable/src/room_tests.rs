@@ -447,7 +447,7 @@ fn server_publishes_reach_members_and_are_idempotent() {
     assert_eq!(event_seqs(&frames), vec![1, 2]);
     assert!(matches!(&frames[0], ServerMessage::Event(e) if e.sender.is_none()));
     let long_topic = PublishRequest { topic: Some("t".repeat(500)), ..request(None) };
-    assert_eq!(room.publish_from_server(long_topic, 1).unwrap_err().0, ErrorCode::TooLarge);
+    assert_eq!(room.publish_from_server(long_topic, 1).unwrap_err().0, ErrorCode::BadRequest);
 }
 
 #[test]

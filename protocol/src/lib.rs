@@ -36,6 +36,10 @@ pub use rest::{HistoryPage, PublishRequest, PublishResult, RoomView};
 pub use rights::{Right, Rights};
 pub use route::{Method, Route, RouteError};
 
+/// Largest sequence number a request may name: 2^53 - 1, so every sequence number is exact in
+/// JavaScript and in the runtime's SQLite bindings.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
 /// Version byte that starts every binary frame. A peer that receives another value answers with
 /// [`ErrorCode::UnsupportedVersion`].
 pub const PROTOCOL_VERSION: u8 = 1;

@@ -80,6 +80,18 @@ impl Route {
         }
     }
 
+    /// The query parameters this route understands; any other is refused, so a typo such as
+    /// `resume_form=5` fails loudly instead of silently not resuming.
+    pub fn query_params(&self) -> &'static [&'static str] {
+        match self {
+            Self::Health | Self::AdminToken(_) | Self::AdminRoom(_) => &[],
+            Self::RoomSocket(_) => &["format", "resume_from", "handshake", "token"],
+            Self::RoomState(_) => &["consistency", "token"],
+            Self::RoomHistory(_) => &["after", "limit", "token"],
+            Self::RoomMessages(_) => &["token"],
+        }
+    }
+
     /// The route's path.
     pub fn path(&self) -> String {
         let room = |a: &RoomAddress, suffix: &str| format!("/v1/t/{}/rooms/{}{suffix}", a.tenant(), a.room());
@@ -126,5 +138,6 @@ mod tests {
         assert!(matches!(Route::parse("/v1/t/acme/rooms/a%20b/ws"), Err(RouteError::BadName(_))));
         assert!(matches!(Route::parse("/v1/t//rooms/x"), Err(RouteError::BadName(_))));
         assert_eq!(Route::parse("/v1/t/a/rooms/b/messages").unwrap().method(), Method::Post);
+        assert!(Route::parse("/v1/t/a/rooms/b/ws").unwrap().query_params().contains(&"resume_from"));
     }
 }
