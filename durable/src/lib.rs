@@ -21,6 +21,7 @@ mod outbox;
 mod peers;
 mod rate;
 mod room;
+mod snapshot;
 mod sql;
 mod store;
 
@@ -31,5 +32,8 @@ pub use connection::{ConnectOptions, Connection, HistoryQuery};
 pub use limits::Limits;
 pub use outbox::Outgoing;
 pub use room::Room;
+pub use snapshot::{
+    snapshot_key, snapshots_to_delete, Snapshot, SnapshotError, SnapshotInfo, SNAPSHOT_FORMAT,
+};
 pub use sql::{Sql, SqlValue, StoreError};
 pub use store::{RoomStore, StateSize, StoredEvent};

@@ -15,10 +15,13 @@ use uuid::Uuid;
 use crate::outbox::{Outbox, Outgoing};
 use crate::peers::Peers;
 use crate::store::StateSize;
-use crate::{ConnectOptions, Connection, Limits, RoomStore, Sql, StoreError, StoredEvent};
+use crate::{ConnectOptions, Connection, Limits, RoomStore, Snapshot, Sql, StoreError, StoredEvent};
 
 /// Name of the persistent counter that numbers connections.
 const CONNECTION_COUNTER: &str = "connection";
+
+/// Persistent counter below which sequence numbers are taken (set by a restore).
+const SEQ_FLOOR_COUNTER: &str = "seq_floor";
 
 /// Persistent counter holding the seq of the last published read model.
 const PUBLISHED_COUNTER: &str = "read_model_seq";
@@ -100,7 +103,7 @@ impl<S: Sql> Room<S> {
     }
 
     /// Re-registers a connection found on a socket after the object woke up.
-    pub fn restore(&mut self, connection: Connection, now_ms: u64) {
+    pub fn restore_connection(&mut self, connection: Connection, now_ms: u64) {
         self.peers.insert(connection, self.limits.rate_burst, now_ms);
     }
 
@@ -255,6 +258,59 @@ impl<S: Sql> Room<S> {
     /// The room's names, once a router request told them.
     pub fn names(&self) -> Result<Option<(String, String)>, StoreError> {
         Ok(self.store.meta("tenant")?.zip(self.store.meta("room")?))
+    }
+
+    /// Whether the room's storage is empty (a new object, or one whose storage was wiped).
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        self.store.is_empty()
+    }
+
+    /// The room as a snapshot: its state, its counters and up to `max_events` recent events.
+    pub fn snapshot(
+        &mut self,
+        tenant: &str,
+        room: &str,
+        max_events: u64,
+        now_ms: u64,
+    ) -> Result<Snapshot, StoreError> {
+        let seq = self.last_seq()?;
+        Ok(Snapshot {
+            tenant: tenant.to_owned(),
+            room: room.to_owned(),
+            seq,
+            created_ms: now_ms,
+            state: self.store.state_entries()?,
+            events: self.store.events_after(seq.saturating_sub(max_events), max_events)?,
+            counters: self.store.counters()?,
+        })
+    }
+
+    /// Replaces the room's history and state with a snapshot's. Sequence numbers and connection
+    /// ids keep counting from the highest ever seen, so none is handed out twice; every live
+    /// connection gets a fresh `welcome` and a `gap` (its history no longer matches).
+    pub fn restore_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let seq_before = self.last_seq()?;
+        self.store.clear_room()?;
+        for stored in &snapshot.events {
+            self.store.append(stored)?;
+        }
+        for entry in &snapshot.state {
+            self.store.put_state(&entry.key, &entry.value, entry.seq)?;
+        }
+        for (name, value) in &snapshot.counters {
+            let current = self.store.counter(name)?;
+            self.store.set_counter(name, current.max(*value))?;
+        }
+        let seq = seq_before.max(snapshot.seq);
+        self.store.set_counter(SEQ_FLOOR_COUNTER, seq)?;
+        self.last_seq = Some(seq);
+        self.state_size = None;
+        for id in self.peers.live_ids_except(None) {
+            let welcome = self.welcome(id)?;
+            self.outbox.push(welcome, vec![id]);
+            self.outbox.push(Gap { resume_from: seq, seq }.into(), vec![id]);
+        }
+        Ok(())
     }
 
     /// Whether the read model lags behind the room (a new event or a presence change).

@@ -133,7 +133,7 @@ fn seq_continues_after_reopening_storage() {
     room.handle_frame(conn.id, &publish_frame(json!(1), None), 1);
     drop(room);
     let mut reopened = Room::open(sql, Limits::default()).unwrap();
-    reopened.restore(conn.clone(), 2);
+    reopened.restore_connection(conn.clone(), 2);
     reopened.handle_frame(conn.id, &publish_frame(json!(2), None), 2);
     assert_eq!(event_seqs(&deliveries(&mut reopened, conn.id)), vec![2]);
     // Connection ids are never reused either.
@@ -481,4 +481,37 @@ fn the_read_model_is_stale_after_events_and_presence_until_published() {
     assert!(!room.read_model_stale().unwrap());
     room.remember_names("acme", "lobby").unwrap();
     assert_eq!(room.names().unwrap(), Some(("acme".to_owned(), "lobby".to_owned())));
+}
+
+#[test]
+fn snapshots_restore_into_an_empty_room_and_over_a_newer_one() {
+    let mut room = room();
+    let alice = join(&mut room);
+    room.handle_frame(alice, &json_frame(json!({"type": "state_set", "key": "k", "value": "v1"})), 1);
+    for n in 0..5 {
+        room.handle_frame(alice, &publish_frame(json!(n), None), 1);
+    }
+    let snapshot = room.snapshot("acme", "lobby", 3, 99).unwrap();
+    assert_eq!(snapshot.seq, 6);
+    assert_eq!(snapshot.events.iter().map(|e| e.event.seq).collect::<Vec<_>>(), vec![4, 5, 6]);
+    let bytes = snapshot.encode().unwrap().0;
+
+    // An empty room (its storage wiped) becomes the snapshot.
+    let mut fresh = Room::open(MemorySql::new(), Limits::default()).unwrap();
+    assert!(fresh.is_empty().unwrap());
+    fresh.restore_snapshot(Snapshot::decode(&bytes).unwrap()).unwrap();
+    assert_eq!(fresh.seq().unwrap(), 6);
+    assert_eq!(fresh.view("acme", "lobby", 0).unwrap().state.get("k").map(Body::as_str), Some(r#""v1""#));
+    assert!(fresh.connect(options(), 0).unwrap().id > alice, "connection ids are not reused");
+
+    // Restoring an older snapshot over a newer room keeps the seq counting upwards.
+    room.handle_frame(alice, &json_frame(json!({"type": "state_set", "key": "k", "value": "v2"})), 1);
+    room.handle_frame(alice, &publish_frame(json!("later"), None), 1);
+    room.take_outgoing();
+    room.restore_snapshot(snapshot).unwrap();
+    let frames = deliveries(&mut room, alice);
+    assert!(matches!(&frames[..], [ServerMessage::Welcome(w), ServerMessage::Gap(g)]
+        if w.seq == 8 && w.state[0].value.as_str() == r#""v1""# && g.seq == 8));
+    room.handle_frame(alice, &publish_frame(json!("after restore"), None), 1);
+    assert_eq!(event_seqs(&deliveries(&mut room, alice)), vec![9]);
 }

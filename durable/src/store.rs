@@ -33,7 +33,7 @@ pub struct StateSize {
 }
 
 /// One event as stored: the broadcast [`Event`] plus what only the server keeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredEvent {
     /// The event as clients see it.
     pub event: Event,
@@ -57,10 +57,46 @@ impl<S: Sql> RoomStore<S> {
         Ok(Self { sql })
     }
 
-    /// The highest sequence number ever assigned (0 for a new room).
+    /// The highest sequence number ever assigned (0 for a new room). A restore of an older
+    /// snapshot leaves a floor in `counters`, so numbers are never handed out twice.
     pub fn last_seq(&self) -> Result<u64, StoreError> {
-        let rows = self.sql.query("SELECT MAX(seq) FROM events", &[])?;
+        let rows = self.sql.query(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),
+                        COALESCE((SELECT value FROM counters WHERE name = 'seq_floor'), 0))",
+            &[],
+        )?;
         Ok(first_value(&rows).and_then(SqlValue::as_u64).unwrap_or(0))
+    }
+
+    /// Whether the room has never stored anything (a new or wiped object).
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let rows = self.sql.query(
+            "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM state) + (SELECT COUNT(*) FROM counters)",
+            &[],
+        )?;
+        Ok(first_value(&rows).and_then(SqlValue::as_u64) == Some(0))
+    }
+
+    /// Every persistent counter.
+    pub fn counters(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = self.sql.query("SELECT name, value FROM counters ORDER BY name", &[])?;
+        rows.into_iter()
+            .map(|row| {
+                let mut values = row.into_iter();
+                let name =
+                    values.next().and_then(SqlValue::into_text).ok_or(StoreError::BadRow("counter name"))?;
+                let value =
+                    values.next().and_then(|v| v.as_u64()).ok_or(StoreError::BadRow("counter value"))?;
+                Ok((name, value))
+            })
+            .collect()
+    }
+
+    /// Deletes history and shared state (counters and meta stay).
+    pub fn clear_room(&self) -> Result<(), StoreError> {
+        self.sql.query("DELETE FROM events", &[])?;
+        self.sql.query("DELETE FROM state", &[])?;
+        Ok(())
     }
 
     /// Appends one event. Its `seq` must be above every stored one (the primary key enforces it).

@@ -208,7 +208,7 @@ impl Inner {
             for socket in sockets {
                 if let Ok(Some(connection)) = socket.deserialize_attachment::<Connection>() {
                     registry.insert(connection.id, socket);
-                    room.restore(connection, now);
+                    room.restore_connection(connection, now);
                 }
             }
             self.log.info(&format!("room opened with {} connected sockets", registry.len()));
@@ -226,7 +226,7 @@ impl Inner {
         let id = connection.id;
         let known = self.with_room(|room| room.has_connection(id)).ok()?;
         if !known {
-            self.with_room(|room| room.restore(connection, now_ms())).ok()?;
+            self.with_room(|room| room.restore_connection(connection, now_ms())).ok()?;
             self.sockets.borrow_mut().insert(id, ws.clone());
         }
         Some(id)
