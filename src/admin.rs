@@ -1,10 +1,10 @@
-//! The admin API (`/v1/admin/...`), guarded by the `ADMIN_KEY` secret: minting tokens and
-//! reading a room's live state.
+//! The admin API (`/v1/admin/...`), guarded by the `ADMIN_KEY` secret: minting tokens, the
+//! rooms index, a room's live state and snapshots, restores, and (in tests) flush faults.
 
 use edgeroom_auth::{admin_key_matches, TenantSecrets, TokenRequest};
-use edgeroom_durable::object::{json_error, RoomOp};
-use edgeroom_protocol::{ErrorCode, Rights, Route};
-use worker::{Env, Request, Response, Result};
+use edgeroom_durable::object::{json_error, list_snapshots, RoomOp, DB_BINDING};
+use edgeroom_protocol::{ErrorCode, Rights, RoomAddress, RoomRecord, Route};
+use worker::{Env, Method, Request, RequestInit, Response, Result};
 
 use crate::auth::{string_binding, Principal};
 use crate::rest;
@@ -40,8 +40,67 @@ pub async fn handle(route: Route, mut req: Request, env: &Env) -> Result<Respons
             }
         }
         Route::AdminRoom(address) => rest::forward(env, &address, RoomOp::State, &admin, req).await,
+        Route::AdminSnapshots(address) => Response::from_json(&list_snapshots(env, &address, 100).await?),
+        Route::AdminRooms(tenant) => Response::from_json(&list_rooms(env, &tenant).await?),
+        Route::AdminRestore(address) => forward_body(env, &address, RoomOp::Restore, &admin, req).await,
+        Route::AdminFaults(address) => forward_body(env, &address, RoomOp::Faults, &admin, req).await,
         _ => json_error(ErrorCode::NotFound, "not an admin route"),
     }
+}
+
+/// Forwards a JSON body (at most 64 KiB) to the room object as `op`.
+async fn forward_body(
+    env: &Env,
+    address: &RoomAddress,
+    op: RoomOp,
+    who: &Principal,
+    req: Request,
+) -> Result<Response> {
+    let mut req = req;
+    let body = match rest::read_body(&mut req).await? {
+        Ok(body) => body,
+        Err(response) => return Ok(response),
+    };
+    let text = String::from_utf8(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(text.into()));
+    rest::forward(env, address, op, who, Request::new_with_init("https://room.internal/admin", &init)?).await
+}
+
+/// A `rooms` row as D1 returns it.
+#[derive(serde::Deserialize)]
+struct RoomRow {
+    room: String,
+    seq: String,
+    members: f64,
+    last_activity_ms: f64,
+    last_snapshot_key: Option<String>,
+    last_snapshot_bytes: Option<f64>,
+}
+
+/// The tenant's rooms from the D1 index, most recently active first.
+async fn list_rooms(env: &Env, tenant: &str) -> Result<Vec<RoomRecord>> {
+    let rows: Vec<RoomRow> = env
+        .d1(DB_BINDING)?
+        .prepare(
+            "SELECT room, seq, members, last_activity_ms, last_snapshot_key, last_snapshot_bytes FROM rooms
+             WHERE tenant = ?1 ORDER BY last_activity_ms DESC LIMIT 1000",
+        )
+        .bind(&[tenant.into()])?
+        .all()
+        .await?
+        .results()?;
+    Ok(rows
+        .into_iter()
+        .map(|row| RoomRecord {
+            room: row.room,
+            seq: row.seq.parse().unwrap_or(0),
+            members: row.members as u64,
+            last_activity_ms: row.last_activity_ms as u64,
+            last_snapshot_key: row.last_snapshot_key,
+            last_snapshot_bytes: row.last_snapshot_bytes.map(|bytes| bytes as u64),
+        })
+        .collect())
 }
 
 fn presented_key(req: &Request) -> Result<Option<String>> {

@@ -16,11 +16,12 @@ mod admin;
 mod auth;
 mod cors;
 mod rest;
+mod retention;
 mod router;
 
 use edgeroom_durable::object::{json_error, Log};
 use edgeroom_protocol::ErrorCode;
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 pub use edgeroom_durable::object::RoomObject;
 
@@ -35,4 +36,14 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         }
     };
     cors::apply(&env, origin.as_deref(), response)
+}
+
+/// The Cron Trigger: snapshot retention.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let log = Log::from_env(&env);
+    match retention::run(&env, worker::Date::now().as_millis()).await {
+        Ok(deleted) => log.info(&format!("retention deleted {deleted} snapshots")),
+        Err(error) => log.error(&format!("retention failed: {error}")),
+    }
 }

@@ -28,6 +28,8 @@ pub async fn room(
             forward(env, address, op, &who, req).await
         }
         RoomOp::History => forward(env, address, op, &who, req).await,
+        // Admin operations come through `admin.rs`, never from a room route.
+        RoomOp::Restore | RoomOp::Faults => json_error(ErrorCode::NotFound, "not a room route"),
         RoomOp::State => state(env, address, &who, req).await,
         RoomOp::Publish => {
             let body = match read_body(&mut req).await? {
@@ -124,7 +126,7 @@ fn view_response(view: &RoomView, source: &str, if_none_match: Option<&str>) -> 
 }
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`]; a larger one is a 413 response.
-async fn read_body(req: &mut Request) -> Result<std::result::Result<Vec<u8>, Response>> {
+pub async fn read_body(req: &mut Request) -> Result<std::result::Result<Vec<u8>, Response>> {
     let declared = req.headers().get("Content-Length")?.and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         return Ok(Err(too_large()?));

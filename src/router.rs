@@ -49,7 +49,12 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
     }
     let (address, op) = match route {
         Route::Health => return Response::ok("ok"),
-        Route::AdminToken(_) | Route::AdminRoom(_) => return admin::handle(route, req, env).await,
+        Route::AdminToken(_)
+        | Route::AdminRoom(_)
+        | Route::AdminRooms(_)
+        | Route::AdminSnapshots(_)
+        | Route::AdminRestore(_)
+        | Route::AdminFaults(_) => return admin::handle(route, req, env).await,
         Route::RoomSocket(address) => (address, RoomOp::Socket),
         Route::RoomState(address) => (address, RoomOp::State),
         Route::RoomHistory(address) => (address, RoomOp::History),

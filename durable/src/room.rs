@@ -23,8 +23,8 @@ const CONNECTION_COUNTER: &str = "connection";
 /// Persistent counter below which sequence numbers are taken (set by a restore).
 const SEQ_FLOOR_COUNTER: &str = "seq_floor";
 
-/// Persistent counter holding the seq of the last published read model.
-const PUBLISHED_COUNTER: &str = "read_model_seq";
+/// Persistent counter holding the seq of the last complete flush (R2, D1 and KV).
+const FLUSHED_COUNTER: &str = "flushed_seq";
 
 /// History is trimmed once every this many events, not on every append.
 const TRIM_EVERY: u64 = 64;
@@ -49,9 +49,9 @@ pub struct Room<S> {
     outbox: Outbox,
     last_seq: Option<u64>,
     state_size: Option<StateSize>,
-    /// Presence changed since the read model was last published (memory only: presence is
-    /// not sequenced, and the next event republishes anyway).
-    presence_changed: bool,
+    /// Presence changed, or a snapshot was restored, since the last flush (memory only: presence
+    /// is not sequenced, and the next event flushes anyway).
+    unflushed_change: bool,
 }
 
 impl<S: Sql> Room<S> {
@@ -64,7 +64,7 @@ impl<S: Sql> Room<S> {
             outbox: Outbox::default(),
             last_seq: None,
             state_size: None,
-            presence_changed: false,
+            unflushed_change: false,
         })
     }
 
@@ -123,7 +123,7 @@ impl<S: Sql> Room<S> {
             if peer.connection.in_presence() {
                 let left = PresenceDiff { joined: vec![], left: vec![id], updated: vec![] };
                 self.outbox.push(left.into(), self.peers.presence_ids_except(None));
-                self.presence_changed = true;
+                self.unflushed_change = true;
             }
         }
     }
@@ -260,6 +260,16 @@ impl<S: Sql> Room<S> {
         Ok(self.store.meta("tenant")?.zip(self.store.meta("room")?))
     }
 
+    /// The injected flush faults (tests only; see `object::Faults`).
+    pub fn faults(&self) -> Result<String, StoreError> {
+        Ok(self.store.meta("faults")?.unwrap_or_default())
+    }
+
+    /// Sets the injected flush faults, a comma-separated list of stores.
+    pub fn set_faults(&self, list: &str) -> Result<(), StoreError> {
+        self.store.set_meta("faults", list)
+    }
+
     /// Whether the room's storage is empty (a new object, or one whose storage was wiped).
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         self.store.is_empty()
@@ -305,6 +315,7 @@ impl<S: Sql> Room<S> {
         self.store.set_counter(SEQ_FLOOR_COUNTER, seq)?;
         self.last_seq = Some(seq);
         self.state_size = None;
+        self.unflushed_change = true;
         for id in self.peers.live_ids_except(None) {
             let welcome = self.welcome(id)?;
             self.outbox.push(welcome, vec![id]);
@@ -313,15 +324,15 @@ impl<S: Sql> Room<S> {
         Ok(())
     }
 
-    /// Whether the read model lags behind the room (a new event or a presence change).
-    pub fn read_model_stale(&mut self) -> Result<bool, StoreError> {
-        Ok(self.presence_changed || self.last_seq()? > self.store.counter(PUBLISHED_COUNTER)?)
+    /// Whether the room changed since its last complete flush (a new event, presence, a restore).
+    pub fn needs_flush(&mut self) -> Result<bool, StoreError> {
+        Ok(self.unflushed_change || self.last_seq()? > self.store.counter(FLUSHED_COUNTER)?)
     }
 
-    /// Records that the read model of `seq` was published.
-    pub fn read_model_published(&mut self, seq: u64) -> Result<(), StoreError> {
-        self.presence_changed = false;
-        self.store.set_counter(PUBLISHED_COUNTER, seq)
+    /// Records a complete flush of the room at `seq`.
+    pub fn flushed(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.unflushed_change = false;
+        self.store.set_counter(FLUSHED_COUNTER, seq)
     }
 
     /// Dispatches a decoded message; returns whether the connection's data changed.
@@ -398,7 +409,7 @@ impl<S: Sql> Room<S> {
         if let Some(member) = self.connection(id).filter(Connection::in_presence).map(|c| c.member()) {
             let joined = PresenceDiff { joined: vec![member], left: vec![], updated: vec![] };
             self.outbox.push(joined.into(), self.peers.presence_ids_except(Some(id)));
-            self.presence_changed = true;
+            self.unflushed_change = true;
         }
         Ok(())
     }
@@ -526,7 +537,7 @@ impl<S: Sql> Room<S> {
         let member = peer.connection.member();
         let updated = PresenceDiff { joined: vec![], left: vec![], updated: vec![member] };
         self.outbox.push(updated.into(), self.peers.presence_ids_except(None));
-        self.presence_changed = true;
+        self.unflushed_change = true;
         Ok(true)
     }
 

@@ -470,15 +470,15 @@ fn history_pages_and_the_view() {
 #[test]
 fn the_read_model_is_stale_after_events_and_presence_until_published() {
     let mut room = room();
-    assert!(!room.read_model_stale().unwrap());
+    assert!(!room.needs_flush().unwrap());
     let alice = join(&mut room);
-    assert!(room.read_model_stale().unwrap(), "a join changes presence");
-    room.read_model_published(0).unwrap();
-    assert!(!room.read_model_stale().unwrap());
+    assert!(room.needs_flush().unwrap(), "a join changes presence");
+    room.flushed(0).unwrap();
+    assert!(!room.needs_flush().unwrap());
     room.handle_frame(alice, &publish_frame(json!(1), None), 1);
-    assert!(room.read_model_stale().unwrap());
-    room.read_model_published(1).unwrap();
-    assert!(!room.read_model_stale().unwrap());
+    assert!(room.needs_flush().unwrap());
+    room.flushed(1).unwrap();
+    assert!(!room.needs_flush().unwrap());
     room.remember_names("acme", "lobby").unwrap();
     assert_eq!(room.names().unwrap(), Some(("acme".to_owned(), "lobby".to_owned())));
 }

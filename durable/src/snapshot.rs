@@ -136,7 +136,7 @@ pub fn snapshots_to_delete(
 ) -> Vec<u64> {
     const DAY_MS: u64 = 24 * 60 * 60 * 1000;
     let mut newest_first: Vec<SnapshotInfo> = snapshots.to_vec();
-    newest_first.sort_by(|a, b| b.seq.cmp(&a.seq));
+    newest_first.sort_by_key(|info| std::cmp::Reverse(info.seq));
     let today = now_ms / DAY_MS;
     let mut days_kept = std::collections::BTreeSet::new();
     newest_first

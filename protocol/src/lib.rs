@@ -32,7 +32,10 @@ pub use message::{
     PresenceSet, Publish, ServerMessage, StateDelete, StateEntry, StateSet, Welcome,
 };
 pub use names::{validate_name, NameError, RoomAddress, MAX_NAME_LEN};
-pub use rest::{HistoryPage, PublishRequest, PublishResult, RoomView};
+pub use rest::{
+    FaultRequest, HistoryPage, PublishRequest, PublishResult, RestoreRequest, RestoreResult, RoomRecord,
+    RoomView, SnapshotRecord,
+};
 pub use rights::{Right, Rights};
 pub use route::{Method, Route, RouteError};
 

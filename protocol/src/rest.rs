@@ -58,3 +58,62 @@ pub struct PublishResult {
     /// The operation id, when one was given.
     pub op_id: Option<Uuid>,
 }
+
+/// One snapshot of a room, as `GET /v1/admin/t/{tenant}/rooms/{room}/snapshots` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// The room's seq in the snapshot.
+    pub seq: u64,
+    /// Its R2 key.
+    pub r2_key: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// When it was taken, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// CRC-32 of its body, hex.
+    pub checksum: String,
+    /// Whether the R2 object exists (checked with a HEAD request).
+    pub in_r2: bool,
+}
+
+/// One room of the D1 index, as `GET /v1/admin/t/{tenant}/rooms` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    /// The room.
+    pub room: String,
+    /// Its seq at the last flush.
+    pub seq: u64,
+    /// Members at the last flush.
+    pub members: u64,
+    /// Time of the last flush, in milliseconds since the Unix epoch.
+    pub last_activity_ms: u64,
+    /// Key of the last snapshot.
+    pub last_snapshot_key: Option<String>,
+    /// Size of the last snapshot.
+    pub last_snapshot_bytes: Option<u64>,
+}
+
+/// Body of `POST /v1/admin/t/{tenant}/rooms/{room}/restore`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    /// The snapshot to restore (its seq); the latest when absent.
+    #[serde(default)]
+    pub seq: Option<u64>,
+}
+
+/// Answer of a restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreResult {
+    /// The seq of the restored snapshot.
+    pub restored_seq: u64,
+    /// The room's seq after the restore (never lower than before).
+    pub seq: u64,
+}
+
+/// Body of `POST /v1/admin/t/{tenant}/rooms/{room}/faults` (tests only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRequest {
+    /// Stores whose writes fail during this room's flushes: any of `d1`, `r2`, `kv`.
+    #[serde(default)]
+    pub fail: Vec<String>,
+}

@@ -38,6 +38,15 @@ pub enum Route {
     AdminToken(String),
     /// `GET /v1/admin/t/{tenant}/rooms/{room}`: the room's live state (admin key).
     AdminRoom(RoomAddress),
+    /// `GET /v1/admin/t/{tenant}/rooms`: the tenant's rooms from the D1 index (admin key).
+    AdminRooms(String),
+    /// `GET /v1/admin/t/{tenant}/rooms/{room}/snapshots`: the room's snapshots (admin key).
+    AdminSnapshots(RoomAddress),
+    /// `POST /v1/admin/t/{tenant}/rooms/{room}/restore`: restore a snapshot (admin key).
+    AdminRestore(RoomAddress),
+    /// `POST /v1/admin/t/{tenant}/rooms/{room}/faults`: make the room's flushes fail, for tests
+    /// (only with `ALLOW_FAULT_INJECTION=yes` in local dev mode; 404 otherwise).
+    AdminFaults(RoomAddress),
 }
 
 /// Why a path is not a route.
@@ -68,6 +77,15 @@ impl Route {
                 Self::AdminToken((*tenant).to_owned())
             }
             ["v1", "admin", "t", tenant, "rooms", name] => Self::AdminRoom(room(tenant, name)?),
+            ["v1", "admin", "t", tenant, "rooms"] => {
+                validate_name("tenant", tenant)?;
+                Self::AdminRooms((*tenant).to_owned())
+            }
+            ["v1", "admin", "t", tenant, "rooms", name, "snapshots"] => {
+                Self::AdminSnapshots(room(tenant, name)?)
+            }
+            ["v1", "admin", "t", tenant, "rooms", name, "restore"] => Self::AdminRestore(room(tenant, name)?),
+            ["v1", "admin", "t", tenant, "rooms", name, "faults"] => Self::AdminFaults(room(tenant, name)?),
             _ => return Err(not_found()),
         })
     }
@@ -75,7 +93,9 @@ impl Route {
     /// The one method this route answers (besides CORS preflight `OPTIONS`).
     pub fn method(&self) -> Method {
         match self {
-            Self::RoomMessages(_) | Self::AdminToken(_) => Method::Post,
+            Self::RoomMessages(_) | Self::AdminToken(_) | Self::AdminRestore(_) | Self::AdminFaults(_) => {
+                Method::Post
+            }
             _ => Method::Get,
         }
     }
@@ -84,7 +104,13 @@ impl Route {
     /// `resume_form=5` fails loudly instead of silently not resuming.
     pub fn query_params(&self) -> &'static [&'static str] {
         match self {
-            Self::Health | Self::AdminToken(_) | Self::AdminRoom(_) => &[],
+            Self::Health
+            | Self::AdminToken(_)
+            | Self::AdminRoom(_)
+            | Self::AdminRooms(_)
+            | Self::AdminSnapshots(_)
+            | Self::AdminRestore(_)
+            | Self::AdminFaults(_) => &[],
             Self::RoomSocket(_) => &["format", "resume_from", "handshake", "token"],
             Self::RoomState(_) => &["consistency", "token"],
             Self::RoomHistory(_) => &["after", "limit", "token"],
@@ -103,6 +129,10 @@ impl Route {
             Self::RoomMessages(a) => room(a, "/messages"),
             Self::AdminToken(tenant) => format!("/v1/admin/t/{tenant}/tokens"),
             Self::AdminRoom(a) => format!("/v1/admin/t/{}/rooms/{}", a.tenant(), a.room()),
+            Self::AdminRooms(tenant) => format!("/v1/admin/t/{tenant}/rooms"),
+            Self::AdminSnapshots(a) => format!("/v1/admin/t/{}/rooms/{}/snapshots", a.tenant(), a.room()),
+            Self::AdminRestore(a) => format!("/v1/admin/t/{}/rooms/{}/restore", a.tenant(), a.room()),
+            Self::AdminFaults(a) => format!("/v1/admin/t/{}/rooms/{}/faults", a.tenant(), a.room()),
         }
     }
 }
@@ -121,7 +151,11 @@ mod tests {
             Route::RoomHistory(lobby.clone()),
             Route::RoomMessages(lobby.clone()),
             Route::AdminToken("acme".into()),
-            Route::AdminRoom(lobby),
+            Route::AdminRoom(lobby.clone()),
+            Route::AdminRooms("acme".into()),
+            Route::AdminSnapshots(lobby.clone()),
+            Route::AdminRestore(lobby.clone()),
+            Route::AdminFaults(lobby),
         ];
         for route in routes {
             assert_eq!(Route::parse(&route.path()), Ok(route.clone()));

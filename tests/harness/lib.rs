@@ -89,6 +89,19 @@ impl StateDir {
     pub fn path(&self) -> &Path {
         self.0.path()
     }
+
+    /// Deletes the SQLite storage of every room object (as if the objects were lost), keeping
+    /// D1, KV and R2. Only while no server runs on this state.
+    pub fn wipe_room_objects(&self) -> usize {
+        let dir = self.path().join("v3/do/edgeroom-RoomObject");
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
 }
 
 impl Default for StateDir {
@@ -121,6 +134,11 @@ impl Server {
         Self::launch(state, &[]).await
     }
 
+    /// Starts a server on the given state folder with wrangler vars overridden.
+    pub async fn start_on_with_vars(state: StateDir, vars: &[(&str, &str)]) -> Self {
+        Self::launch(state, vars).await
+    }
+
     async fn launch(state: StateDir, vars: &[(&str, &str)]) -> Self {
         ensure_built();
         let port = free_port();
@@ -128,7 +146,16 @@ impl Server {
         let log_file = std::fs::File::create(&log).expect("create wrangler log");
         let mut command = wrangler();
         command
-            .args(["dev", "--local", "--ip", "127.0.0.1", "--inspector-port", "0", "--port"])
+            .args([
+                "dev",
+                "--local",
+                "--test-scheduled",
+                "--ip",
+                "127.0.0.1",
+                "--inspector-port",
+                "0",
+                "--port",
+            ])
             .arg(port.to_string())
             .arg("--persist-to")
             .arg(state.path())

@@ -5,16 +5,15 @@ mod log;
 // `#[durable_object]` generates undocumented JS bindings.
 #[allow(missing_docs)]
 mod room_object;
+mod stores;
 mod worker_sql;
 
 pub use log::Log;
 pub use room_object::RoomObject;
+pub use stores::{list_snapshots, load_snapshot, Faults, DB_BINDING, READ_MODEL_BINDING, SNAPSHOTS_BINDING};
 pub use worker_sql::WorkerSql;
 
 use edgeroom_protocol::{ErrorCode, HttpError};
-
-/// Binding name of the KV namespace holding the rooms' JSON read models.
-pub const READ_MODEL_BINDING: &str = "READ_MODEL";
 
 /// Headers the router sets on every request it forwards to a room object (and strips from
 /// what clients send): the operation, the room's names, and who asks with which rights.
@@ -44,6 +43,10 @@ pub enum RoomOp {
     History,
     /// Store a server-side publish.
     Publish,
+    /// Restore a snapshot (admin).
+    Restore,
+    /// Set the injected flush faults (tests).
+    Faults,
 }
 
 impl RoomOp {
@@ -54,12 +57,16 @@ impl RoomOp {
             Self::State => "state",
             Self::History => "history",
             Self::Publish => "publish",
+            Self::Restore => "restore",
+            Self::Faults => "faults",
         }
     }
 
     /// Parses the header value.
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Socket, Self::State, Self::History, Self::Publish].into_iter().find(|op| op.as_str() == name)
+        [Self::Socket, Self::State, Self::History, Self::Publish, Self::Restore, Self::Faults]
+            .into_iter()
+            .find(|op| op.as_str() == name)
     }
 }
 

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use edgeroom_protocol::{close_code, ErrorCode, Format, PublishRequest, Rights, ServerMessage, WireFrame};
+use edgeroom_protocol::{
+    close_code, ErrorCode, FaultRequest, Format, PublishRequest, RestoreRequest, RestoreResult, Rights,
+    RoomAddress, ServerMessage, WireFrame,
+};
 use worker::js_sys;
 use worker::wasm_bindgen::JsCast;
 use worker::worker_sys::WebSocketRequestResponsePair;
@@ -16,7 +19,8 @@ use worker::{
     WebSocketIncomingMessage, WebSocketPair,
 };
 
-use super::{headers, is_websocket_upgrade, json_error, Log, RoomOp, WorkerSql};
+use super::stores::write_flush;
+use super::{headers, is_websocket_upgrade, json_error, load_snapshot, Faults, Log, RoomOp, WorkerSql};
 use crate::{ConnectOptions, Connection, HistoryQuery, Limits, Outgoing, Room};
 
 /// Text frame that the runtime answers with `pong` without waking the object (the heartbeat).
@@ -85,6 +89,16 @@ impl DurableObject for RoomObject {
             if let Ok(Ok(())) = self.inner.with_room(|r| r.remember_names(&tenant, &room)) {
                 self.inner.names_saved.set(true);
             }
+            // A wiped or lost object comes back from its latest snapshot before anything else runs.
+            let inner = Rc::clone(&self.inner);
+            let (t, r) = (tenant.clone(), room.clone());
+            self.inner
+                .state
+                .block_concurrency_while(async move {
+                    inner.restore_if_empty(&t, &r).await;
+                    Ok(())
+                })
+                .await?;
         }
         match op {
             RoomOp::Socket => self.accept(&req, rights, header(headers::USER)).await,
@@ -111,6 +125,46 @@ impl DurableObject for RoomObject {
                 let now = now_ms();
                 let result = self.inner.with_room(|r| r.publish_from_server(request, now));
                 Inner::after_event(&self.inner);
+                respond(result)
+            }
+            RoomOp::Restore => {
+                let mut req = req;
+                let request: RestoreRequest = match serde_json::from_str(&req.text().await?) {
+                    Ok(request) => request,
+                    Err(error) => {
+                        return json_error(ErrorCode::BadRequest, &format!("bad restore body: {error}"))
+                    }
+                };
+                let Ok(address) = RoomAddress::new(&tenant, &room) else {
+                    return json_error(ErrorCode::BadRequest, "unknown room");
+                };
+                let Some(snapshot) = load_snapshot(&self.inner.env, &address, request.seq).await? else {
+                    return json_error(ErrorCode::NotFound, "no such snapshot in the index");
+                };
+                let restored_seq = snapshot.seq;
+                let result = self
+                    .inner
+                    .with_room(|r| r.restore_snapshot(snapshot).and_then(|()| r.seq()).map_err(internal));
+                Inner::after_event(&self.inner);
+                respond(result.map(|inner| inner.map(|seq| RestoreResult { restored_seq, seq })))
+            }
+            RoomOp::Faults => {
+                if !Faults::allowed(&self.inner.env) {
+                    return json_error(ErrorCode::NotFound, "fault injection is off");
+                }
+                let mut req = req;
+                let request: FaultRequest = match serde_json::from_str(&req.text().await?) {
+                    Ok(request) => request,
+                    Err(error) => {
+                        return json_error(ErrorCode::BadRequest, &format!("bad faults body: {error}"))
+                    }
+                };
+                let list = request.fail.join(",");
+                let result =
+                    self.inner.with_room(|r| r.set_faults(&list).map(|()| request).map_err(internal));
+                // A cleared fault should not wait out the backoff: retry within one interval.
+                self.inner.flush_failures.set(0);
+                self.inner.arm_alarm_within(self.inner.limits.flush_interval_ms.max(1000)).await;
                 respond(result)
             }
         }
@@ -246,11 +300,11 @@ impl Inner {
     fn after_event(self: &Rc<Self>) {
         self.send_soon();
         if !self.flush_armed.get()
-            && self.with_room(|room| room.read_model_stale()).is_ok_and(|s| s.unwrap_or(false))
+            && self.with_room(|room| room.needs_flush()).is_ok_and(|s| s.unwrap_or(false))
         {
             self.flush_armed.set(true);
             let inner = Rc::clone(self);
-            let delay = self.limits.flush_interval_ms;
+            let delay = self.limits.flush_interval_ms.max(1000);
             worker::wasm_bindgen_futures::spawn_local(async move { inner.arm_alarm_within(delay).await });
         }
     }
@@ -277,6 +331,7 @@ impl Inner {
     }
 
     /// Makes sure the alarm fires within `delay_ms` (an earlier pending alarm is kept).
+    /// Flushes never come closer than a second apart: KV takes one write per key per second.
     async fn arm_alarm_within(&self, delay_ms: u64) {
         let storage = self.state.storage();
         let target = now_ms().saturating_add(delay_ms);
@@ -291,38 +346,47 @@ impl Inner {
         }
     }
 
-    /// Publishes the read model to KV when the room changed since the last one. A failure keeps
-    /// the room dirty and retries with capped exponential backoff.
+    /// Flushes a changed room: snapshot to R2, index rows to D1, read model to KV. Only a
+    /// complete flush is recorded; a failure keeps the room dirty and retries with capped
+    /// exponential backoff, while live traffic goes on untouched.
     async fn flush(&self) {
         let now = now_ms();
-        let view = self.with_room(
-            |room| -> std::result::Result<Option<edgeroom_protocol::RoomView>, crate::StoreError> {
-                if !room.read_model_stale()? {
-                    return Ok(None);
-                }
-                let Some((tenant, name)) = room.names()? else { return Ok(None) };
-                Ok(Some(room.view(&tenant, &name, now)?))
-            },
-        );
-        let view = match view {
-            Ok(Ok(Some(view))) => view,
+        let max_events = self.limits.snapshot_max_events;
+        let plan = self.with_room(|room| -> std::result::Result<_, crate::StoreError> {
+            if !room.needs_flush()? {
+                return Ok(None);
+            }
+            let Some((tenant, name)) = room.names()? else { return Ok(None) };
+            let view = room.view(&tenant, &name, now)?;
+            let snapshot = room.snapshot(&tenant, &name, max_events, now)?;
+            Ok(Some((view, snapshot, Faults::parse(&room.faults()?))))
+        });
+        let (view, snapshot, faults) = match plan {
+            Ok(Ok(Some(plan))) => plan,
             Ok(Ok(None)) => return,
             Ok(Err(error)) => {
                 return self.log.error(&format!("reading the room for the flush failed: {error}"))
             }
             Err(message) => return self.log.error(&message),
         };
-        match self.publish_read_model(&view).await {
+        let faults = if Faults::allowed(&self.env) { faults } else { Faults::default() };
+        match write_flush(&self.env, faults, &snapshot, &view).await {
             Ok(()) => {
                 self.flush_failures.set(0);
-                if let Err(error) = self.with_room(|room| room.read_model_published(view.seq)) {
+                if let Err(error) = self.with_room(|room| room.flushed(snapshot.seq)) {
                     self.log.error(&error);
+                }
+                // Changes that arrived while the flush was writing get their own flush.
+                if self.with_room(|room| room.needs_flush()).is_ok_and(|stale| stale.unwrap_or(false)) {
+                    self.flush_armed.set(true);
+                    self.arm_alarm_within(self.limits.flush_interval_ms.max(1000)).await;
                 }
             }
             Err(error) => {
                 let failures = self.flush_failures.get().saturating_add(1);
                 self.flush_failures.set(failures);
-                let backoff = self.limits.flush_interval_ms.saturating_mul(1 << failures.min(6)).min(300_000);
+                let interval = self.limits.flush_interval_ms.max(1000);
+                let backoff = interval.saturating_mul(1 << failures.min(6)).min(300_000);
                 self.log
                     .warn(&format!("flush failed ({failures} in a row), retrying in {backoff} ms: {error}"));
                 self.flush_armed.set(true);
@@ -331,15 +395,26 @@ impl Inner {
         }
     }
 
-    async fn publish_read_model(&self, view: &edgeroom_protocol::RoomView) -> Result<()> {
-        let address = edgeroom_protocol::RoomAddress::new(&view.tenant, &view.room)
-            .map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let json = serde_json::to_string(view).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let kv = self.env.kv(super::READ_MODEL_BINDING)?;
-        kv.put(&address.read_model_key(), json)?
-            .execute()
-            .await
-            .map_err(|e| worker::Error::RustError(e.to_string()))
+    /// Restores the latest snapshot (found through D1) into an object whose storage is empty.
+    async fn restore_if_empty(&self, tenant: &str, room: &str) {
+        if !self.with_room(|r| r.is_empty()).is_ok_and(|empty| empty.unwrap_or(false)) {
+            return;
+        }
+        let Ok(address) = RoomAddress::new(tenant, room) else { return };
+        match load_snapshot(&self.env, &address, None).await {
+            Ok(Some(snapshot)) => {
+                let seq = snapshot.seq;
+                match self.with_room(|r| r.restore_snapshot(snapshot)) {
+                    Ok(Ok(())) => {
+                        self.log.warn(&format!("{address}: storage was empty, restored snapshot {seq}"))
+                    }
+                    Ok(Err(error)) => self.log.error(&format!("{address}: restore failed: {error}")),
+                    Err(message) => self.log.error(&message),
+                }
+            }
+            Ok(None) => {}
+            Err(error) => self.log.error(&format!("{address}: looking for a snapshot failed: {error}")),
+        }
     }
 
     /// Sends every queued frame, encoding each at most once per form.
