@@ -22,7 +22,11 @@ pub async fn handle(route: Route, mut req: Request, env: &Env) -> Result<Respons
     let admin = Principal { user: Some("admin".to_owned()), rights: Rights::ALL, rate_key: None };
     match route {
         Route::AdminToken(tenant) => {
-            let request: TokenRequest = match serde_json::from_str(&req.text().await?) {
+            let body = match rest::read_body(&mut req).await? {
+                Ok(body) => body,
+                Err(response) => return Ok(response),
+            };
+            let request: TokenRequest = match serde_json::from_slice(&body) {
                 Ok(request) => request,
                 Err(error) => {
                     return json_error(ErrorCode::BadRequest, &format!("bad token request: {error}"))
@@ -61,7 +65,9 @@ async fn forward_body(
         Ok(body) => body,
         Err(response) => return Ok(response),
     };
-    let text = String::from_utf8(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let Ok(text) = String::from_utf8(body) else {
+        return json_error(ErrorCode::BadRequest, "the body must be UTF-8 JSON");
+    };
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(text.into()));
     rest::forward(env, address, op, who, Request::new_with_init("https://room.internal/admin", &init)?).await
