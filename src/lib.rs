@@ -15,6 +15,7 @@
 mod admin;
 mod auth;
 mod cors;
+mod counters;
 mod rest;
 mod retention;
 mod router;
@@ -23,7 +24,7 @@ use edgeroom_durable::object::{json_error, Log};
 use edgeroom_protocol::ErrorCode;
 use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
-pub use edgeroom_durable::object::RoomObject;
+pub use edgeroom_durable::object::{CounterObject, RoomObject};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {

@@ -6,7 +6,7 @@ use edgeroom_protocol::{ErrorCode, Right, Route, RouteError};
 use worker::{Env, Request, Response, Result};
 
 use crate::auth::{authenticate, Principal};
-use crate::{admin, rest};
+use crate::{admin, counters, rest};
 
 /// Rate limiter binding keyed by client IP (see `[[ratelimits]]` in `wrangler.toml`).
 const IP_LIMITER: &str = "IP_RATE_LIMITER";
@@ -47,6 +47,30 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
     if over_limit(env, IP_LIMITER, &format!("ip:{ip}")).await {
         return json_error(ErrorCode::RateLimited, "too many requests from this address; retry shortly");
     }
+    if let Route::CounterState(address)
+    | Route::CounterSocket(address)
+    | Route::CounterAdd(address)
+    | Route::CounterSet(address)
+    | Route::CounterReset(address)
+    | Route::CounterShards(address) = &route
+    {
+        let address = address.clone();
+        let principal = match authenticate(&req, &url, env, &address) {
+            Ok(principal) => principal,
+            Err((code, message)) => return json_error(code, &message),
+        };
+        if let Some(key) = &principal.rate_key {
+            if over_limit(env, TOKEN_LIMITER, key).await {
+                return json_error(ErrorCode::RateLimited, "too many requests for this token; retry shortly");
+            }
+        }
+        let needed =
+            if route.method() == edgeroom_protocol::Method::Post { Right::Write } else { Right::Read };
+        if !principal.rights.has(needed) {
+            return forbidden(&principal, needed);
+        }
+        return counters::handle(route, &address, req, env).await;
+    }
     let (address, op) = match route {
         Route::Health => return Response::ok("ok"),
         Route::AdminToken(_)
@@ -59,6 +83,7 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
         Route::RoomState(address) => (address, RoomOp::State),
         Route::RoomHistory(address) => (address, RoomOp::History),
         Route::RoomMessages(address) => (address, RoomOp::Publish),
+        _ => return json_error(ErrorCode::NotFound, "no such route"),
     };
     let principal = match authenticate(&req, &url, env, &address) {
         Ok(principal) => principal,

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod connection;
+mod counter;
 mod limits;
 mod outbox;
 mod peers;
@@ -29,6 +30,7 @@ mod store;
 pub mod object;
 
 pub use connection::{ConnectOptions, Connection, HistoryQuery};
+pub use counter::{shard_for, sum_shards, Counter, CounterError, CounterState};
 pub use limits::Limits;
 pub use outbox::Outgoing;
 pub use room::Room;

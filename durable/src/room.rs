@@ -345,7 +345,11 @@ impl<S: Sql> Room<S> {
                 Some(Right::Write)
             }
             ClientMessage::PresenceSet(_) => Some(Right::Presence),
-            ClientMessage::Hello(_) | ClientMessage::Ping(_) => None,
+            ClientMessage::Hello(_)
+            | ClientMessage::Ping(_)
+            | ClientMessage::CounterAdd(_)
+            | ClientMessage::CounterSet(_)
+            | ClientMessage::CounterReset(_) => None,
         };
         let result = match message {
             ClientMessage::Hello(hello) => self.hello(id, hello, live).map(|changed| (changed, None)),
@@ -367,6 +371,9 @@ impl<S: Sql> Room<S> {
             ClientMessage::Ping(Ping { nonce }) => {
                 self.outbox.push(Pong { nonce }.into(), vec![id]);
                 Ok((false, None))
+            }
+            ClientMessage::CounterAdd(_) | ClientMessage::CounterSet(_) | ClientMessage::CounterReset(_) => {
+                Err(Refusal(ErrorCode::UnknownType, "counter operations go to a counter socket".to_owned()))
             }
         };
         match result {

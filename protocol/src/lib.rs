@@ -28,13 +28,15 @@ pub use body::{Body, BodyError};
 pub use codec::{DecodeError, Format, WireFrame};
 pub use error::{close_code, ErrorCode, HttpError, HttpErrorDetail};
 pub use message::{
-    Ack, ClientMessage, ErrorFrame, Event, EventKind, Events, Gap, Hello, Member, Ping, Pong, PresenceDiff,
-    PresenceSet, Publish, ServerMessage, StateDelete, StateEntry, StateSet, Welcome,
+    Ack, ClientMessage, CounterAdd, CounterReset, CounterSet, CounterValue, ErrorFrame, Event, EventKind,
+    Events, Gap, Hello, Member, Ping, Pong, PresenceDiff, PresenceSet, Publish, ServerMessage, StateDelete,
+    StateEntry, StateSet, Welcome,
 };
 pub use names::{validate_name, NameError, RoomAddress, MAX_NAME_LEN};
 pub use rest::{
-    FaultRequest, HistoryPage, PublishRequest, PublishResult, RestoreRequest, RestoreResult, RoomRecord,
-    RoomView, SnapshotRecord,
+    CounterAddRequest, CounterOp, CounterResetRequest, CounterSetRequest, CounterShardsRequest, CounterView,
+    CounterWriteResult, FaultRequest, HistoryPage, PublishRequest, PublishResult, RestoreRequest,
+    RestoreResult, RoomRecord, RoomView, SnapshotRecord,
 };
 pub use rights::{Right, Rights};
 pub use route::{Method, Route, RouteError};

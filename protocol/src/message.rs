@@ -66,6 +66,12 @@ messages! {
         PresenceSet(PresenceSet) = "presence_set",
         /// Asks for a [`Pong`]; used by clients to measure latency and detect dead links.
         Ping(Ping) = "ping",
+        /// Adds to the counter this socket is subscribed to.
+        CounterAdd(CounterAdd) = "counter_add",
+        /// Sets the counter this socket is subscribed to.
+        CounterSet(CounterSet) = "counter_set",
+        /// Resets the counter this socket is subscribed to to zero.
+        CounterReset(CounterReset) = "counter_reset",
     }
 }
 
@@ -88,6 +94,8 @@ messages! {
         Pong(Pong) = "pong",
         /// Several events coalesced into one frame, in sequence order.
         Events(Events) = "events",
+        /// A counter's value after a change (and on subscribe).
+        Counter(CounterValue) = "counter",
     }
 }
 
@@ -98,6 +106,9 @@ impl ClientMessage {
             Self::Publish(Publish { op_id, .. })
             | Self::StateSet(StateSet { op_id, .. })
             | Self::StateDelete(StateDelete { op_id, .. }) => *op_id,
+            Self::CounterAdd(CounterAdd { op_id, .. })
+            | Self::CounterSet(CounterSet { op_id, .. })
+            | Self::CounterReset(CounterReset { op_id }) => Some(*op_id),
             Self::Hello(_) | Self::PresenceSet(_) | Self::Ping(_) => None,
         }
     }
@@ -301,4 +312,40 @@ pub struct Gap {
 pub struct Pong {
     /// The ping's nonce.
     pub nonce: Option<u64>,
+}
+
+/// `counter_add`: adds a signed delta (the `ack` carries the new version as `seq`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterAdd {
+    /// Required: a retry with the same id is applied once.
+    pub op_id: Uuid,
+    /// The delta; the sum must stay within i64.
+    pub delta: i64,
+}
+
+/// `counter_set`: sets the value (unsharded counters only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterSet {
+    /// Required operation id.
+    pub op_id: Uuid,
+    /// The new value.
+    pub value: i64,
+}
+
+/// `counter_reset`: sets the value to zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterReset {
+    /// Required operation id.
+    pub op_id: Uuid,
+}
+
+/// `counter`: a counter's value and version (the version grows by one per applied write).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterValue {
+    /// The counter's name.
+    pub name: String,
+    /// Its value.
+    pub value: i64,
+    /// Its version.
+    pub version: u64,
 }

@@ -53,7 +53,8 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// A validated tenant and room: the address of one room object.
+/// A validated tenant and name: the address of one room (or, with the `counter_*` keys, one
+/// counter).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RoomAddress {
     tenant: String,
@@ -86,6 +87,17 @@ impl RoomAddress {
 }
 
 impl RoomAddress {
+    /// The Durable Object name of shard `shard` of the counter named like this room
+    /// (`<tenant>/counter/<name>/<shard>`); shard 0 is the counter's home.
+    pub fn counter_shard_key(&self, shard: u32) -> String {
+        format!("{}/counter/{}/{shard}", self.tenant, self.room)
+    }
+
+    /// The KV key of a counter's JSON read model (`counter:<tenant>/<name>`).
+    pub fn counter_read_model_key(&self) -> String {
+        format!("counter:{}/{}", self.tenant, self.room)
+    }
+
     /// The KV key of the room's JSON read model (`read:<tenant>/<room>`).
     pub fn read_model_key(&self) -> String {
         format!("read:{}/{}", self.tenant, self.room)

@@ -117,3 +117,78 @@ pub struct FaultRequest {
     #[serde(default)]
     pub fail: Vec<String>,
 }
+
+/// `GET /v1/t/{tenant}/counters/{name}`: a counter's value, summed over its shards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterView {
+    /// The tenant.
+    pub tenant: String,
+    /// The counter.
+    pub name: String,
+    /// The value: the sum of every shard's value.
+    pub value: i64,
+    /// The sum of every shard's version: grows with every applied write.
+    pub version: u64,
+    /// Number of shards.
+    pub shards: u32,
+    /// When the view was made, in milliseconds since the Unix epoch.
+    pub generated_ms: u64,
+}
+
+/// A counter write over REST or between the router and a counter object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CounterOp {
+    /// Add a signed delta.
+    Add(i64),
+    /// Set the value.
+    Set(i64),
+    /// Set the value to zero.
+    Reset,
+}
+
+/// Body of `POST /counters/{name}/add`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterAddRequest {
+    /// The delta.
+    pub delta: i64,
+    /// Operation id (or the `Idempotency-Key` header); required.
+    #[serde(default)]
+    pub op_id: Option<Uuid>,
+}
+
+/// Body of `POST /counters/{name}/set`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterSetRequest {
+    /// The value.
+    pub value: i64,
+    /// Operation id (or the `Idempotency-Key` header); required.
+    #[serde(default)]
+    pub op_id: Option<Uuid>,
+}
+
+/// Body of `POST /counters/{name}/reset`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterResetRequest {
+    /// Operation id (or the `Idempotency-Key` header); required.
+    #[serde(default)]
+    pub op_id: Option<Uuid>,
+}
+
+/// Body of `POST /counters/{name}/shards`: spread the counter over `shards` objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterShardsRequest {
+    /// 1 to 64; a counter's shards can grow, never shrink.
+    pub shards: u32,
+}
+
+/// Answer to a counter write: the written shard's value and version after the write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterWriteResult {
+    /// The shard that applied it (0 for unsharded counters).
+    pub shard: u32,
+    /// That shard's value after the write (the counter's value when unsharded).
+    pub value: i64,
+    /// That shard's version after the write.
+    pub version: u64,
+}

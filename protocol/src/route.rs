@@ -34,6 +34,18 @@ pub enum Route {
     RoomHistory(RoomAddress),
     /// `POST /v1/t/{tenant}/rooms/{room}/messages`: server-side publish.
     RoomMessages(RoomAddress),
+    /// `GET /v1/t/{tenant}/counters/{name}`: a counter's value.
+    CounterState(RoomAddress),
+    /// `GET /v1/t/{tenant}/counters/{name}/ws`: live counter subscription.
+    CounterSocket(RoomAddress),
+    /// `POST /v1/t/{tenant}/counters/{name}/add`
+    CounterAdd(RoomAddress),
+    /// `POST /v1/t/{tenant}/counters/{name}/set`
+    CounterSet(RoomAddress),
+    /// `POST /v1/t/{tenant}/counters/{name}/reset`
+    CounterReset(RoomAddress),
+    /// `POST /v1/t/{tenant}/counters/{name}/shards`
+    CounterShards(RoomAddress),
     /// `POST /v1/admin/t/{tenant}/tokens`: mint a token (admin key).
     AdminToken(String),
     /// `GET /v1/admin/t/{tenant}/rooms/{room}`: the room's live state (admin key).
@@ -72,6 +84,12 @@ impl Route {
             ["v1", "t", tenant, "rooms", name] => Self::RoomState(room(tenant, name)?),
             ["v1", "t", tenant, "rooms", name, "history"] => Self::RoomHistory(room(tenant, name)?),
             ["v1", "t", tenant, "rooms", name, "messages"] => Self::RoomMessages(room(tenant, name)?),
+            ["v1", "t", tenant, "counters", name] => Self::CounterState(room(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "ws"] => Self::CounterSocket(room(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "add"] => Self::CounterAdd(room(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "set"] => Self::CounterSet(room(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "reset"] => Self::CounterReset(room(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "shards"] => Self::CounterShards(room(tenant, name)?),
             ["v1", "admin", "t", tenant, "tokens"] => {
                 validate_name("tenant", tenant)?;
                 Self::AdminToken((*tenant).to_owned())
@@ -93,9 +111,14 @@ impl Route {
     /// The one method this route answers (besides CORS preflight `OPTIONS`).
     pub fn method(&self) -> Method {
         match self {
-            Self::RoomMessages(_) | Self::AdminToken(_) | Self::AdminRestore(_) | Self::AdminFaults(_) => {
-                Method::Post
-            }
+            Self::RoomMessages(_)
+            | Self::AdminToken(_)
+            | Self::AdminRestore(_)
+            | Self::AdminFaults(_)
+            | Self::CounterAdd(_)
+            | Self::CounterSet(_)
+            | Self::CounterReset(_)
+            | Self::CounterShards(_) => Method::Post,
             _ => Method::Get,
         }
     }
@@ -114,7 +137,13 @@ impl Route {
             Self::RoomSocket(_) => &["format", "resume_from", "handshake", "token"],
             Self::RoomState(_) => &["consistency", "token"],
             Self::RoomHistory(_) => &["after", "limit", "token"],
-            Self::RoomMessages(_) => &["token"],
+            Self::RoomMessages(_)
+            | Self::CounterAdd(_)
+            | Self::CounterSet(_)
+            | Self::CounterReset(_)
+            | Self::CounterShards(_)
+            | Self::CounterSocket(_) => &["token"],
+            Self::CounterState(_) => &["consistency", "token"],
         }
     }
 
@@ -127,6 +156,12 @@ impl Route {
             Self::RoomState(a) => room(a, ""),
             Self::RoomHistory(a) => room(a, "/history"),
             Self::RoomMessages(a) => room(a, "/messages"),
+            Self::CounterState(a) => format!("/v1/t/{}/counters/{}", a.tenant(), a.room()),
+            Self::CounterSocket(a) => format!("/v1/t/{}/counters/{}/ws", a.tenant(), a.room()),
+            Self::CounterAdd(a) => format!("/v1/t/{}/counters/{}/add", a.tenant(), a.room()),
+            Self::CounterSet(a) => format!("/v1/t/{}/counters/{}/set", a.tenant(), a.room()),
+            Self::CounterReset(a) => format!("/v1/t/{}/counters/{}/reset", a.tenant(), a.room()),
+            Self::CounterShards(a) => format!("/v1/t/{}/counters/{}/shards", a.tenant(), a.room()),
             Self::AdminToken(tenant) => format!("/v1/admin/t/{tenant}/tokens"),
             Self::AdminRoom(a) => format!("/v1/admin/t/{}/rooms/{}", a.tenant(), a.room()),
             Self::AdminRooms(tenant) => format!("/v1/admin/t/{tenant}/rooms"),
@@ -150,6 +185,12 @@ mod tests {
             Route::RoomState(lobby.clone()),
             Route::RoomHistory(lobby.clone()),
             Route::RoomMessages(lobby.clone()),
+            Route::CounterState(lobby.clone()),
+            Route::CounterSocket(lobby.clone()),
+            Route::CounterAdd(lobby.clone()),
+            Route::CounterSet(lobby.clone()),
+            Route::CounterReset(lobby.clone()),
+            Route::CounterShards(lobby.clone()),
             Route::AdminToken("acme".into()),
             Route::AdminRoom(lobby.clone()),
             Route::AdminRooms("acme".into()),

@@ -1,6 +1,9 @@
 //! The thin workers-rs shells that bind the pure room logic to a Durable Object's storage and
 //! hibernatable WebSockets. Compiled only with the `worker` feature (by the deployable Worker).
 
+// `#[durable_object]` generates undocumented JS bindings.
+#[allow(missing_docs)]
+mod counter_object;
 mod log;
 // `#[durable_object]` generates undocumented JS bindings.
 #[allow(missing_docs)]
@@ -8,6 +11,10 @@ mod room_object;
 mod stores;
 mod worker_sql;
 
+pub use counter_object::{
+    shard_request, CounterObject, CounterRequest, CounterWrite, ShardState, COUNTERS_BINDING, MAX_SHARDS,
+    SHARD_HEADER,
+};
 pub use log::Log;
 pub use room_object::RoomObject;
 pub use stores::{list_snapshots, load_snapshot, Faults, DB_BINDING, READ_MODEL_BINDING, SNAPSHOTS_BINDING};

@@ -1,0 +1,234 @@
+//! One counter shard: an exact 64-bit value with a version, changed by idempotent operations.
+//!
+//! The value is stored as text (the runtime's SQLite bindings are exact only up to 2^53), and
+//! every applied operation remembers its result under its op id, so a retry returns the original
+//! value and version instead of applying twice.
+
+use edgeroom_protocol::CounterOp;
+
+use crate::sql::{Sql, SqlValue, StoreError};
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS counter_state (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL, version INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS counter_ops (op_id TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL, at_ms INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS counter_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+];
+
+/// Applied operations remembered for retries, at the least.
+const REMEMBERED_OPS: u64 = 10_000;
+
+/// A shard's value and version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterState {
+    /// The value.
+    pub value: i64,
+    /// Grows by one with every applied operation.
+    pub version: u64,
+}
+
+/// Why an operation was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CounterError {
+    /// The result would leave the i64 range.
+    #[error("{value} + {delta} overflows a 64-bit counter")]
+    Overflow {
+        /// The value before.
+        value: i64,
+        /// The refused delta.
+        delta: i64,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One counter shard over its SQL storage.
+pub struct Counter<S> {
+    sql: S,
+    cached: Option<CounterState>,
+}
+
+impl<S: Sql> Counter<S> {
+    /// Opens the shard, creating its tables on first use.
+    pub fn open(sql: S) -> Result<Self, StoreError> {
+        for statement in SCHEMA {
+            sql.query(statement, &[])?;
+        }
+        Ok(Self { sql, cached: None })
+    }
+
+    /// The current value and version.
+    pub fn get(&mut self) -> Result<CounterState, StoreError> {
+        if let Some(state) = self.cached {
+            return Ok(state);
+        }
+        let rows = self.sql.query("SELECT value, version FROM counter_state WHERE id = 1", &[])?;
+        let state = match rows.into_iter().next() {
+            Some(row) => state_from_row(row)?,
+            None => CounterState::default(),
+        };
+        self.cached = Some(state);
+        Ok(state)
+    }
+
+    /// Applies `op` once per `op_id`: a retry returns the state the first application produced.
+    /// Returns the state and whether this call applied it.
+    pub fn apply(
+        &mut self,
+        op_id: &str,
+        op: &CounterOp,
+        now_ms: u64,
+    ) -> Result<(CounterState, bool), CounterError> {
+        let seen =
+            self.sql.query("SELECT value, version FROM counter_ops WHERE op_id = ?", &[op_id.into()])?;
+        if let Some(row) = seen.into_iter().next() {
+            return Ok((state_from_row(row)?, false));
+        }
+        let current = self.get()?;
+        let value = match *op {
+            CounterOp::Add(delta) => current
+                .value
+                .checked_add(delta)
+                .ok_or(CounterError::Overflow { value: current.value, delta })?,
+            CounterOp::Set(value) => value,
+            CounterOp::Reset => 0,
+        };
+        let next = CounterState { value, version: current.version.saturating_add(1) };
+        self.sql.query(
+            "INSERT INTO counter_state (id, value, version) VALUES (1, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET value = excluded.value, version = excluded.version",
+            &[value.to_string().into(), next.version.into()],
+        )?;
+        self.sql.query(
+            "INSERT INTO counter_ops (op_id, value, version, at_ms) VALUES (?, ?, ?, ?)",
+            &[op_id.into(), value.to_string().into(), next.version.into(), now_ms.into()],
+        )?;
+        if next.version.is_multiple_of(64) {
+            self.sql.query(
+                "DELETE FROM counter_ops WHERE version <= ?",
+                &[next.version.saturating_sub(REMEMBERED_OPS).into()],
+            )?;
+        }
+        self.cached = Some(next);
+        Ok((next, true))
+    }
+
+    /// Number of shards of the counter (stored in its home shard; 1 when never declared).
+    pub fn shards(&self) -> Result<u32, StoreError> {
+        let rows = self.sql.query("SELECT value FROM counter_meta WHERE key = 'shards'", &[])?;
+        let shards =
+            rows.into_iter().next().and_then(|row| row.into_iter().next()).and_then(SqlValue::into_text);
+        Ok(shards.and_then(|text| text.parse().ok()).unwrap_or(1))
+    }
+
+    /// Stores the number of shards.
+    pub fn set_shards(&self, shards: u32) -> Result<(), StoreError> {
+        self.sql.query(
+            "INSERT INTO counter_meta (key, value) VALUES ('shards', ?)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[shards.to_string().into()],
+        )?;
+        Ok(())
+    }
+}
+
+fn state_from_row(row: Vec<SqlValue>) -> Result<CounterState, StoreError> {
+    let mut values = row.into_iter();
+    let value = values.next().and_then(SqlValue::into_text).and_then(|t| t.parse().ok());
+    let version = values.next().and_then(|v| v.as_u64());
+    match (value, version) {
+        (Some(value), Some(version)) => Ok(CounterState { value, version }),
+        _ => Err(StoreError::BadRow("counter state")),
+    }
+}
+
+/// The shard an operation goes to: a stable hash of its op id, so a retry reaches the shard that
+/// remembers it.
+pub fn shard_for(op_id: &str, shards: u32) -> u32 {
+    // FNV-1a: tiny, stable across builds and platforms.
+    let hash = op_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % u64::from(shards.max(1))) as u32
+}
+
+/// Sums shard states without overflow: `None` when the sum leaves the i64 range.
+pub fn sum_shards(states: &[CounterState]) -> Option<CounterState> {
+    let value: i128 = states.iter().map(|s| i128::from(s.value)).sum();
+    let version = states.iter().fold(0u64, |sum, s| sum.saturating_add(s.version));
+    Some(CounterState { value: i64::try_from(value).ok()?, version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::testing::MemorySql;
+
+    #[test]
+    fn operations_apply_once_with_versions() {
+        let mut counter = Counter::open(MemorySql::new()).unwrap();
+        assert_eq!(counter.get().unwrap(), CounterState::default());
+        assert_eq!(
+            counter.apply("a", &CounterOp::Add(5), 1).unwrap(),
+            (CounterState { value: 5, version: 1 }, true)
+        );
+        assert_eq!(
+            counter.apply("b", &CounterOp::Add(-7), 1).unwrap().0,
+            CounterState { value: -2, version: 2 }
+        );
+        // A retry gets the original result and changes nothing.
+        assert_eq!(
+            counter.apply("a", &CounterOp::Add(5), 1).unwrap(),
+            (CounterState { value: 5, version: 1 }, false)
+        );
+        assert_eq!(counter.get().unwrap(), CounterState { value: -2, version: 2 });
+        assert_eq!(counter.apply("c", &CounterOp::Set(40), 1).unwrap().0.value, 40);
+        assert_eq!(
+            counter.apply("d", &CounterOp::Reset, 1).unwrap().0,
+            CounterState { value: 0, version: 4 }
+        );
+    }
+
+    #[test]
+    fn extremes_are_exact_and_overflow_is_refused() {
+        let sql = std::rc::Rc::new(MemorySql::new());
+        let mut counter = Counter::open(sql.clone()).unwrap();
+        counter.apply("max", &CounterOp::Set(i64::MAX), 1).unwrap();
+        assert_eq!(
+            counter.apply("over", &CounterOp::Add(1), 1),
+            Err(CounterError::Overflow { value: i64::MAX, delta: 1 })
+        );
+        assert_eq!(counter.get().unwrap(), CounterState { value: i64::MAX, version: 1 });
+        // Exact after reopening (the value is stored as text).
+        let mut reopened = Counter::open(sql).unwrap();
+        assert_eq!(reopened.get().unwrap().value, i64::MAX);
+        reopened.apply("min", &CounterOp::Set(i64::MIN), 1).unwrap();
+        assert!(matches!(
+            reopened.apply("under", &CounterOp::Add(-1), 1),
+            Err(CounterError::Overflow { .. })
+        ));
+        assert_eq!(reopened.apply("back", &CounterOp::Add(i64::MAX), 1).unwrap().0.value, -1);
+    }
+
+    #[test]
+    fn shards_are_stable_and_sums_are_checked() {
+        assert_eq!(shard_for("op-1", 1), 0);
+        let spread: std::collections::BTreeSet<u32> =
+            (0..200).map(|i| shard_for(&format!("op-{i}"), 8)).collect();
+        assert_eq!(spread.len(), 8, "ops spread over every shard");
+        assert_eq!(shard_for("same", 8), shard_for("same", 8));
+        let states = [CounterState { value: i64::MAX, version: 3 }, CounterState { value: -5, version: 2 }];
+        assert_eq!(sum_shards(&states), Some(CounterState { value: i64::MAX - 5, version: 5 }));
+        assert_eq!(
+            sum_shards(&[
+                CounterState { value: i64::MAX, version: 1 },
+                CounterState { value: 1, version: 1 }
+            ]),
+            None
+        );
+        let counter = Counter::open(MemorySql::new()).unwrap();
+        assert_eq!(counter.shards().unwrap(), 1);
+        counter.set_shards(4).unwrap();
+        assert_eq!(counter.shards().unwrap(), 4);
+    }
+}
