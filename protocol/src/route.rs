@@ -141,8 +141,8 @@ impl Route {
             | Self::CounterAdd(_)
             | Self::CounterSet(_)
             | Self::CounterReset(_)
-            | Self::CounterShards(_)
-            | Self::CounterSocket(_) => &["token"],
+            | Self::CounterShards(_) => &["token"],
+            Self::CounterSocket(_) => &["format", "token"],
             Self::CounterState(_) => &["consistency", "token"],
         }
     }
