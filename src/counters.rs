@@ -108,7 +108,7 @@ fn internal_headers(address: &RoomAddress, op: CounterRequest) -> Result<Headers
     Ok(headers)
 }
 
-/// Reads a JSON object body and its required op id (from the body or `Idempotency-Key`).
+/// Reads a JSON object body and its required op id.
 async fn body<T: serde::de::DeserializeOwned>(
     req: &mut Request,
     op_id_of: impl Fn(&T) -> Option<Uuid>,
@@ -126,19 +126,11 @@ async fn body<T: serde::de::DeserializeOwned>(
             return Ok(Err(json_error(ErrorCode::BadRequest, &format!("bad counter body: {error}"))?))
         }
     };
-    let header = match req.headers().get("Idempotency-Key")? {
-        Some(key) => match key.parse::<Uuid>() {
-            Ok(op_id) => Some(op_id),
-            Err(_) => return Ok(Err(json_error(ErrorCode::BadRequest, "Idempotency-Key must be a UUID")?)),
-        },
-        None => None,
-    };
-    match op_id_of(&parsed).or(header) {
+    match op_id_of(&parsed) {
         Some(op_id) => Ok(Ok((parsed, op_id))),
-        None => Ok(Err(json_error(
-            ErrorCode::BadRequest,
-            "counter writes need an op_id (a UUID) in the body or the Idempotency-Key header",
-        )?)),
+        None => {
+            Ok(Err(json_error(ErrorCode::BadRequest, "counter writes need an op_id (a UUID) in the body")?))
+        }
     }
 }
 

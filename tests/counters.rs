@@ -108,7 +108,7 @@ async fn twenty_clients_on_a_sharded_counter_give_an_exact_total() {
     assert_eq!(view.version, (CLIENTS * ADDS) as u64);
     // Shards only grow.
     let shrink = post(&http, &url(&server, "views", "/shards"), json!({"shards": 2})).await;
-    assert_eq!(shrink.status(), 400);
+    assert_eq!(shrink.status(), 409);
     let set = post(&http, &url(&server, "views", "/set"), json!({"value": 1, "op_id": Uuid::new_v4()})).await;
     assert_eq!(set.status(), 409, "set is refused on a sharded counter");
     let reset = post(&http, &url(&server, "views", "/reset"), json!({"op_id": Uuid::new_v4()})).await;

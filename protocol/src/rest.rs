@@ -152,7 +152,7 @@ pub enum CounterOp {
 pub struct CounterAddRequest {
     /// The delta.
     pub delta: i64,
-    /// Operation id (or the `Idempotency-Key` header); required.
+    /// Operation id; required.
     #[serde(default)]
     pub op_id: Option<Uuid>,
 }
@@ -162,7 +162,7 @@ pub struct CounterAddRequest {
 pub struct CounterSetRequest {
     /// The value.
     pub value: i64,
-    /// Operation id (or the `Idempotency-Key` header); required.
+    /// Operation id; required.
     #[serde(default)]
     pub op_id: Option<Uuid>,
 }
@@ -170,7 +170,7 @@ pub struct CounterSetRequest {
 /// Body of `POST /counters/{name}/reset`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterResetRequest {
-    /// Operation id (or the `Idempotency-Key` header); required.
+    /// Operation id; required.
     #[serde(default)]
     pub op_id: Option<Uuid>,
 }

@@ -177,7 +177,12 @@ impl DurableObject for CounterObject {
                 let current = self.with(|c| Ok(c.shards()?))?;
                 if !(current..=MAX_SHARDS).contains(&request.shards) {
                     let message = format!("shards can grow from {current} up to {MAX_SHARDS}, never shrink");
-                    return json_error(ErrorCode::BadRequest, &message);
+                    let code = if request.shards == 0 || request.shards > MAX_SHARDS {
+                        ErrorCode::BadRequest
+                    } else {
+                        ErrorCode::LimitExceeded
+                    };
+                    return json_error(code, &message);
                 }
                 self.with(|c| Ok(c.set_shards(request.shards)?))?;
                 Response::from_json(&request)
