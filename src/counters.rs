@@ -10,7 +10,7 @@ use edgeroom_durable::object::{
 };
 use edgeroom_durable::shard_for;
 use edgeroom_protocol::{
-    CounterAddRequest, CounterOp, CounterResetRequest, CounterSetRequest, CounterView, ErrorCode,
+    CounterAddRequest, CounterOp, CounterResetRequest, CounterSetRequest, CounterView, ErrorCode, Rights,
     RoomAddress, Route,
 };
 use uuid::Uuid;
@@ -27,7 +27,13 @@ thread_local! {
 }
 
 /// Serves one authorized counter route.
-pub async fn handle(route: Route, address: &RoomAddress, mut req: Request, env: &Env) -> Result<Response> {
+pub async fn handle(
+    route: Route,
+    address: &RoomAddress,
+    rights: Rights,
+    mut req: Request,
+    env: &Env,
+) -> Result<Response> {
     match route {
         Route::CounterState(_) => state(env, address, &req).await,
         Route::CounterSocket(_) => {
@@ -43,6 +49,7 @@ pub async fn handle(route: Route, address: &RoomAddress, mut req: Request, env: 
             headers.set(headers::TENANT, address.tenant())?;
             headers.set(headers::ROOM, address.room())?;
             headers.set(SHARD_HEADER, "0")?;
+            headers.set(headers::RIGHTS, &rights.to_string())?;
             home_stub(env, address)?.fetch_with_request(forwarded).await
         }
         Route::CounterAdd(_) => {

@@ -69,7 +69,7 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
         if !principal.rights.has(needed) {
             return forbidden(&principal, needed);
         }
-        return counters::handle(route, &address, req, env).await;
+        return counters::handle(route, &address, principal.rights, req, env).await;
     }
     let (address, op) = match route {
         Route::Health => return Response::ok("ok"),

@@ -135,6 +135,21 @@ async fn rights_decide_what_a_token_may_do() {
         view["members"].as_array().unwrap().iter().map(|m| m["connection_id"].as_u64().unwrap()).collect();
     assert_eq!(members, vec![writer_id]);
 
+    // Counters use the same grants: a read-only token may watch a counter, not change it.
+    let counter_ws = server.ws_url(&format!("/v1/t/acme/counters/lobby/ws?token={reader_token}"));
+    let mut watcher = Client::connect(&counter_ws).await;
+    assert!(matches!(watcher.next_message().await, ServerMessage::Counter(_)));
+    let add = edgeroom_protocol::CounterAdd { op_id: uuid::Uuid::new_v4(), delta: 1 };
+    watcher.send_text(&edgeroom_protocol::ClientMessage::from(add).to_json()).await;
+    assert!(
+        matches!(watcher.next_message().await, ServerMessage::Error(e) if e.code == ErrorCode::Forbidden)
+    );
+    let body = json!({"delta": 1, "op_id": uuid::Uuid::new_v4()});
+    let response = post(&server, "/v1/t/acme/counters/lobby/add", &reader_token, body.clone()).await;
+    assert_eq!(error_of(response).await, (403, "forbidden".into()));
+    let response = post(&server, "/v1/t/acme/counters/lobby/add", &writer_token, body).await;
+    assert_eq!(response.status(), 200);
+
     // A token without a grant for this room gets nothing.
     let elsewhere = token("acme", "kitchen", ALL);
     assert_eq!(Client::try_connect(&ws(&server, "acme", "lobby", &elsewhere)).await.err(), Some(403));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use edgeroom_protocol::{
     Ack, ClientMessage, CounterOp, CounterShardsRequest, CounterValue, CounterView, CounterWriteResult,
-    ErrorCode, ErrorFrame, Format, RoomAddress, ServerMessage, WireFrame,
+    ErrorCode, ErrorFrame, Format, Right, Rights, RoomAddress, ServerMessage, WireFrame,
 };
 use serde::{Deserialize, Serialize};
 use worker::wasm_bindgen::JsValue;
@@ -23,6 +23,9 @@ use crate::{sum_shards, Counter, CounterError, CounterState, Limits};
 pub const COUNTERS_BINDING: &str = "COUNTERS";
 /// Header naming the shard a request is for.
 pub const SHARD_HEADER: &str = "x-edgeroom-shard";
+/// Socket tag of subscriptions that may write.
+const WRITER_TAG: &str = "writer";
+
 /// Most shards a counter may have.
 pub const MAX_SHARDS: u32 = 64;
 
@@ -231,6 +234,10 @@ impl DurableObject for CounterObject {
                 return Ok(());
             }
         };
+        if !self.state.get_tags(&ws).iter().any(|tag| tag == WRITER_TAG) {
+            refuse(ErrorCode::Forbidden, "this connection lacks the `write` right".into(), Some(op_id));
+            return Ok(());
+        }
         let write = CounterWrite { op_id: op_id.to_string(), op };
         match self.apply(&address, 0, &write).await? {
             Ok(state) => reply(Ack { op_id, seq: state.version }.into()),
@@ -383,8 +390,14 @@ impl CounterObject {
             .find(|(name, _)| name == "format")
             .and_then(|(_, value)| Format::from_name(&value))
             .unwrap_or_default();
+        let rights =
+            req.headers().get(headers::RIGHTS)?.as_deref().and_then(Rights::parse).unwrap_or_default();
         let pair = WebSocketPair::new()?;
-        self.state.accept_websocket_with_tags(&pair.server, &[format.as_str()]);
+        let mut tags = vec![format.as_str()];
+        if rights.has(Right::Write) {
+            tags.push(WRITER_TAG);
+        }
+        self.state.accept_websocket_with_tags(&pair.server, &tags);
         let first: ServerMessage =
             CounterValue { name: address.room().to_owned(), value: state.value, version: state.version }
                 .into();
