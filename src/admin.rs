@@ -4,7 +4,7 @@
 use edgeroom_auth::{admin_key_matches, TenantSecrets, TokenRequest};
 use edgeroom_durable::object::{json_error, list_snapshots, RoomOp, DB_BINDING};
 use edgeroom_protocol::{ErrorCode, Rights, RoomAddress, RoomRecord, Route};
-use worker::{Env, Method, Request, RequestInit, Response, Result};
+use worker::{Env, Request, Response, Result};
 
 use crate::auth::{string_binding, Principal};
 use crate::rest;
@@ -68,9 +68,7 @@ async fn forward_body(
     let Ok(text) = String::from_utf8(body) else {
         return json_error(ErrorCode::BadRequest, "the body must be UTF-8 JSON");
     };
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(text.into()));
-    rest::forward(env, address, op, who, Request::new_with_init("https://room.internal/admin", &init)?).await
+    rest::forward_json(env, address, op, who, text).await
 }
 
 /// A `rooms` row as D1 returns it.

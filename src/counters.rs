@@ -16,7 +16,7 @@ use edgeroom_protocol::{
 use uuid::Uuid;
 use worker::{Env, Headers, Request, Response, Result};
 
-use crate::rest::read_body;
+use crate::rest::{read_body, strong_consistency};
 
 /// How long a router isolate trusts its cached shard count, in milliseconds. Shards only grow,
 /// and a stale count only means fewer shards take writes for a moment: reads always sum them all.
@@ -159,17 +159,9 @@ async fn shard_count(env: &Env, address: &RoomAddress) -> Result<u32> {
 /// `GET /counters/{name}`: the KV read model unless `?consistency=strong`, else the home's sum.
 async fn state(env: &Env, address: &RoomAddress, req: &Request) -> Result<Response> {
     let url = req.url()?;
-    let strong = match url.query_pairs().find(|(name, _)| name == "consistency").map(|(_, v)| v.into_owned())
-    {
-        None => false,
-        Some(value) if value == "strong" => true,
-        Some(value) if value == "eventual" => false,
-        Some(value) => {
-            return json_error(
-                ErrorCode::BadRequest,
-                &format!("consistency is strong or eventual, not {value:?}"),
-            )
-        }
+    let strong = match strong_consistency(&url) {
+        Ok(strong) => strong,
+        Err(message) => return json_error(ErrorCode::BadRequest, &message),
     };
     if !strong {
         match env.kv(READ_MODEL_BINDING)?.get(&address.counter_read_model_key()).text().await {

@@ -55,10 +55,7 @@ pub async fn room(
             }
             let json =
                 serde_json::to_string(&publish).map_err(|e| worker::Error::RustError(e.to_string()))?;
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post).with_body(Some(json.into()));
-            let internal = Request::new_with_init("https://room.internal/publish", &init)?;
-            forward(env, address, op, &who, internal).await
+            forward_json(env, address, op, &who, json).await
         }
     }
 }
@@ -67,17 +64,9 @@ pub async fn room(
 /// failure falls back to the object. Answers 304 when `If-None-Match` has the current ETag.
 async fn state(env: &Env, address: &RoomAddress, who: &Principal, req: Request) -> Result<Response> {
     let url = req.url()?;
-    let strong = match url.query_pairs().find(|(name, _)| name == "consistency").map(|(_, v)| v.into_owned())
-    {
-        None => false,
-        Some(value) if value == "strong" => true,
-        Some(value) if value == "eventual" => false,
-        Some(value) => {
-            return json_error(
-                ErrorCode::BadRequest,
-                &format!("consistency is strong or eventual, not {value:?}"),
-            )
-        }
+    let strong = match strong_consistency(&url) {
+        Ok(strong) => strong,
+        Err(message) => return json_error(ErrorCode::BadRequest, &message),
     };
     let if_none_match = req.headers().get("If-None-Match")?;
     if !strong {
@@ -95,6 +84,17 @@ async fn state(env: &Env, address: &RoomAddress, who: &Principal, req: Request) 
     }
     let view: RoomView = response.json().await?;
     view_response(&view, "object", if_none_match.as_deref())
+}
+
+/// Whether `?consistency=` asks for a strong read (`strong`) rather than the read model
+/// (`eventual`, the default).
+pub fn strong_consistency(url: &worker::Url) -> std::result::Result<bool, String> {
+    match url.query_pairs().find(|(name, _)| name == "consistency").map(|(_, value)| value.into_owned()) {
+        None => Ok(false),
+        Some(value) if value == "strong" => Ok(true),
+        Some(value) if value == "eventual" => Ok(false),
+        Some(value) => Err(format!("consistency is strong or eventual, not {value:?}")),
+    }
 }
 
 async fn read_model(env: &Env, address: &RoomAddress) -> Result<Option<RoomView>> {
@@ -140,6 +140,19 @@ pub async fn read_body(req: &mut Request) -> Result<std::result::Result<Vec<u8>,
 
 fn too_large() -> Result<Response> {
     json_error(ErrorCode::TooLarge, &format!("request bodies are at most {MAX_BODY_BYTES} bytes"))
+}
+
+/// Sends a JSON body to the room's object as a POST of `op`.
+pub async fn forward_json(
+    env: &Env,
+    address: &RoomAddress,
+    op: RoomOp,
+    who: &Principal,
+    json: String,
+) -> Result<Response> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(json.into()));
+    forward(env, address, op, who, Request::new_with_init("https://room.internal/", &init)?).await
 }
 
 /// Forwards `req` to the room's object with the internal headers set (and any the client sent

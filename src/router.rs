@@ -2,7 +2,7 @@
 //! per-token rate limits, checks rights, and hands each route to its handler.
 
 use edgeroom_durable::object::{json_error, RoomOp};
-use edgeroom_protocol::{ErrorCode, Right, Route, RouteError};
+use edgeroom_protocol::{ErrorCode, Method, Right, Route, RouteError};
 use worker::{Env, Request, Response, Result};
 
 use crate::auth::{authenticate, Principal};
@@ -47,31 +47,7 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
     if over_limit(env, IP_LIMITER, &format!("ip:{ip}")).await {
         return json_error(ErrorCode::RateLimited, "too many requests from this address; retry shortly");
     }
-    if let Route::CounterState(address)
-    | Route::CounterSocket(address)
-    | Route::CounterAdd(address)
-    | Route::CounterSet(address)
-    | Route::CounterReset(address)
-    | Route::CounterShards(address) = &route
-    {
-        let address = address.clone();
-        let principal = match authenticate(&req, &url, env, &address) {
-            Ok(principal) => principal,
-            Err((code, message)) => return json_error(code, &message),
-        };
-        if let Some(key) = &principal.rate_key {
-            if over_limit(env, TOKEN_LIMITER, key).await {
-                return json_error(ErrorCode::RateLimited, "too many requests for this token; retry shortly");
-            }
-        }
-        let needed =
-            if route.method() == edgeroom_protocol::Method::Post { Right::Write } else { Right::Read };
-        if !principal.rights.has(needed) {
-            return forbidden(&principal, needed);
-        }
-        return counters::handle(route, &address, principal.rights, req, env).await;
-    }
-    let (address, op) = match route {
+    let address = match &route {
         Route::Health => return Response::ok("ok"),
         Route::AdminToken(_)
         | Route::AdminRoom(_)
@@ -79,11 +55,16 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
         | Route::AdminSnapshots(_)
         | Route::AdminRestore(_)
         | Route::AdminFaults(_) => return admin::handle(route, req, env).await,
-        Route::RoomSocket(address) => (address, RoomOp::Socket),
-        Route::RoomState(address) => (address, RoomOp::State),
-        Route::RoomHistory(address) => (address, RoomOp::History),
-        Route::RoomMessages(address) => (address, RoomOp::Publish),
-        _ => return json_error(ErrorCode::NotFound, "no such route"),
+        Route::RoomSocket(address)
+        | Route::RoomState(address)
+        | Route::RoomHistory(address)
+        | Route::RoomMessages(address)
+        | Route::CounterState(address)
+        | Route::CounterSocket(address)
+        | Route::CounterAdd(address)
+        | Route::CounterSet(address)
+        | Route::CounterReset(address)
+        | Route::CounterShards(address) => address.clone(),
     };
     let principal = match authenticate(&req, &url, env, &address) {
         Ok(principal) => principal,
@@ -94,10 +75,18 @@ pub async fn handle(req: Request, env: &Env) -> Result<Response> {
             return json_error(ErrorCode::RateLimited, "too many requests for this token; retry shortly");
         }
     }
-    let needed = if op == RoomOp::Publish { Right::Write } else { Right::Read };
+    // Reads need `read`, every POST (publish, counter writes) needs `write`.
+    let needed = if route.method() == Method::Post { Right::Write } else { Right::Read };
     if !principal.rights.has(needed) {
         return forbidden(&principal, needed);
     }
+    let op = match route {
+        Route::RoomSocket(_) => RoomOp::Socket,
+        Route::RoomState(_) => RoomOp::State,
+        Route::RoomHistory(_) => RoomOp::History,
+        Route::RoomMessages(_) => RoomOp::Publish,
+        counter_route => return counters::handle(counter_route, &address, principal.rights, req, env).await,
+    };
     rest::room(op, &address, principal, req, env).await
 }
 
