@@ -218,3 +218,35 @@ async fn bad_counter_input_is_refused_and_changes_nothing() {
     assert_eq!(bad_name.status(), 400);
     assert_eq!(strong(&server, "strict").await.version, 0, "nothing was applied");
 }
+
+#[tokio::test]
+async fn subscribers_of_a_sharded_counter_see_the_sum_grow_to_the_exact_total() {
+    let server = Server::start().await;
+    let http = reqwest::Client::new();
+    post(&http, &url(&server, "wide-live", "/shards"), json!({"shards": 4})).await;
+    let mut watcher = Client::connect(&server.ws_url("/v1/t/acme/counters/wide-live/ws")).await;
+    match watcher.next_message().await {
+        ServerMessage::Counter(value) => assert_eq!((value.value, value.version), (0, 0)),
+        other => panic!("expected the current sum, got {other:?}"),
+    }
+    let mut shards = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let response =
+            post(&http, &url(&server, "wide-live", "/add"), json!({"delta": 3, "op_id": Uuid::new_v4()}))
+                .await;
+        shards.insert(response.json::<Value>().await.unwrap()["shard"].as_u64().unwrap());
+    }
+    assert!(shards.len() > 1, "the writes used several shards");
+    let mut last_version = 0;
+    while last_version < 40 {
+        match watcher.next_message().await {
+            ServerMessage::Counter(value) => {
+                assert!(value.version > last_version, "versions only grow");
+                assert_eq!(value.value, 3 * value.version as i64, "each frame is a consistent sum");
+                last_version = value.version;
+            }
+            other => panic!("expected a counter frame, got {other:?}"),
+        }
+    }
+    assert_eq!(last_version, 40);
+}

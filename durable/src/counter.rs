@@ -121,6 +121,28 @@ impl<S: Sql> Counter<S> {
         Ok(shards.and_then(|text| text.parse().ok()).unwrap_or(1))
     }
 
+    /// Whether this (non-home) shard reports its changes to the home.
+    pub fn watched(&self) -> Result<bool, StoreError> {
+        let rows = self.sql.query("SELECT value FROM counter_meta WHERE key = 'watched'", &[])?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next())
+            .and_then(SqlValue::into_text)
+            .as_deref()
+            == Some("1"))
+    }
+
+    /// Turns change reports to the home on or off.
+    pub fn set_watched(&self, on: bool) -> Result<(), StoreError> {
+        self.sql.query(
+            "INSERT INTO counter_meta (key, value) VALUES ('watched', ?)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[if on { "1" } else { "0" }.into()],
+        )?;
+        Ok(())
+    }
+
     /// Stores the number of shards.
     pub fn set_shards(&self, shards: u32) -> Result<(), StoreError> {
         self.sql.query(
@@ -230,5 +252,8 @@ mod tests {
         assert_eq!(counter.shards().unwrap(), 1);
         counter.set_shards(4).unwrap();
         assert_eq!(counter.shards().unwrap(), 4);
+        assert!(!counter.watched().unwrap());
+        counter.set_watched(true).unwrap();
+        assert!(counter.watched().unwrap());
     }
 }

@@ -46,6 +46,10 @@ pub enum CounterRequest {
     Changed,
     /// Home: a live subscription.
     Socket,
+    /// Non-home shard: report changes to the home (body `{"on": bool}`), while it has subscribers.
+    Watch,
+    /// Home: a watched shard changed (body [`ShardChange`]).
+    ShardChanged,
 }
 
 impl CounterRequest {
@@ -59,13 +63,25 @@ impl CounterRequest {
             Self::Shards => "counter-shards",
             Self::Changed => "counter-changed",
             Self::Socket => "ws",
+            Self::Watch => "counter-watch",
+            Self::ShardChanged => "counter-shard-changed",
         }
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        [Self::Get, Self::Write, Self::Read, Self::ResetAll, Self::Shards, Self::Changed, Self::Socket]
-            .into_iter()
-            .find(|op| op.as_str() == name)
+        [
+            Self::Get,
+            Self::Write,
+            Self::Read,
+            Self::ResetAll,
+            Self::Shards,
+            Self::Changed,
+            Self::Socket,
+            Self::Watch,
+            Self::ShardChanged,
+        ]
+        .into_iter()
+        .find(|op| op.as_str() == name)
     }
 }
 
@@ -89,6 +105,23 @@ pub struct ShardState {
     pub shards: u32,
 }
 
+/// A shard's new state, reported to the home while the counter has live subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardChange {
+    /// The shard.
+    pub shard: u32,
+    /// Its value.
+    pub value: i64,
+    /// Its version.
+    pub version: u64,
+}
+
+/// Body of [`CounterRequest::Watch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Watch {
+    on: bool,
+}
+
 /// The counter shard Durable Object.
 #[durable_object]
 pub struct CounterObject {
@@ -97,13 +130,22 @@ pub struct CounterObject {
     log: Log,
     limits: Limits,
     counter: RefCell<Option<Counter<WorkerSql>>>,
+    /// Home only: the latest known state of every other shard, for live aggregates.
+    shard_states: RefCell<std::collections::HashMap<u32, CounterState>>,
 }
 
 impl DurableObject for CounterObject {
     fn new(state: State, env: Env) -> Self {
         let log = Log::from_env(&env);
         let (limits, _) = Limits::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
-        Self { state, env, log, limits, counter: RefCell::new(None) }
+        Self {
+            state,
+            env,
+            log,
+            limits,
+            counter: RefCell::new(None),
+            shard_states: RefCell::new(Default::default()),
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -194,7 +236,35 @@ impl DurableObject for CounterObject {
                 self.arm_flush().await;
                 Response::ok("ok")
             }
-            CounterRequest::Socket => self.subscribe(&req, &address),
+            CounterRequest::Socket => self.subscribe(&req, &address).await,
+            CounterRequest::Watch => {
+                let watch: Watch = match serde_json::from_str(&req.text().await?) {
+                    Ok(watch) => watch,
+                    Err(error) => {
+                        return json_error(ErrorCode::BadRequest, &format!("bad watch body: {error}"))
+                    }
+                };
+                self.with(|c| Ok(c.set_watched(watch.on)?))?;
+                Response::ok("ok")
+            }
+            CounterRequest::ShardChanged => {
+                let change: ShardChange = match serde_json::from_str(&req.text().await?) {
+                    Ok(change) => change,
+                    Err(error) => {
+                        return json_error(ErrorCode::BadRequest, &format!("bad change body: {error}"))
+                    }
+                };
+                {
+                    let mut states = self.shard_states.borrow_mut();
+                    let known = states.entry(change.shard).or_default();
+                    // Reports may arrive out of order: only a newer version counts.
+                    if change.version > known.version {
+                        *known = CounterState { value: change.value, version: change.version };
+                    }
+                }
+                self.broadcast_current(&address).await?;
+                Response::ok("ok")
+            }
         }
     }
 
@@ -219,6 +289,11 @@ impl DurableObject for CounterObject {
         let (op_id, op) = match ClientMessage::decode(&frame) {
             Ok(ClientMessage::CounterAdd(add)) => (add.op_id, CounterOp::Add(add.delta)),
             Ok(ClientMessage::CounterSet(set)) if meta == Some(1) => (set.op_id, CounterOp::Set(set.value)),
+            Ok(ClientMessage::CounterSet(set)) => {
+                let message = "set is not available on a sharded counter; use reset".to_owned();
+                refuse(ErrorCode::LimitExceeded, message, Some(set.op_id));
+                return Ok(());
+            }
             Ok(ClientMessage::CounterReset(reset)) => (reset.op_id, CounterOp::Reset),
             Ok(ClientMessage::Ping(ping)) => {
                 reply(edgeroom_protocol::Pong { nonce: ping.nonce }.into());
@@ -254,6 +329,11 @@ impl DurableObject for CounterObject {
         _clean: bool,
     ) -> Result<()> {
         let _ = ws.close(Some(1000), Some("closed"));
+        let still_open =
+            self.state.get_websockets().iter().filter(|socket| socket.as_ref().ready_state() == 1).count();
+        if still_open == 0 {
+            self.watch_shards(false).await?;
+        }
         Ok(())
     }
 
@@ -343,7 +423,12 @@ impl CounterObject {
             Ok((state, applied)) => {
                 if applied {
                     if shard == 0 {
-                        self.broadcast(address, state);
+                        self.broadcast_current(address).await?;
+                    } else if self.with(|c| Ok(c.watched()?))? {
+                        let change = ShardChange { shard, value: state.value, version: state.version };
+                        let body = serde_json::to_string(&change).map_err(rust_error)?;
+                        shard_request_raw(&self.env, address, 0, CounterRequest::ShardChanged, Some(body))
+                            .await?;
                     }
                     self.arm_flush().await;
                 }
@@ -376,14 +461,21 @@ impl CounterObject {
         }
     }
 
-    fn subscribe(&self, req: &Request, address: &RoomAddress) -> Result<Response> {
+    /// A live subscription: the current value first, then one frame per change. On a sharded
+    /// counter the other shards report their changes to the home while it has subscribers, and
+    /// frames carry the sum (its version grows with every write, though reports that arrive
+    /// together may be merged into one frame).
+    async fn subscribe(&self, req: &Request, address: &RoomAddress) -> Result<Response> {
         if !is_websocket_upgrade(req)? {
             return json_error(ErrorCode::UpgradeRequired, "this route needs a WebSocket upgrade");
         }
-        let (state, shards) = self.with(|c| Ok((c.get()?, c.shards()?)))?;
-        if shards > 1 {
-            return json_error(ErrorCode::LimitExceeded, "live subscriptions are for unsharded counters");
+        let shards = self.with(|c| Ok(c.shards()?))?;
+        if shards > 1 && self.state.get_websockets().is_empty() {
+            self.watch_shards(true).await?;
         }
+        let Some(view) = self.aggregate(address).await? else {
+            return json_error(ErrorCode::LimitExceeded, "the sum of the shards overflows a 64-bit counter");
+        };
         let format = req
             .url()?
             .query_pairs()
@@ -399,13 +491,52 @@ impl CounterObject {
         }
         self.state.accept_websocket_with_tags(&pair.server, &tags);
         let first: ServerMessage =
-            CounterValue { name: address.room().to_owned(), value: state.value, version: state.version }
-                .into();
+            CounterValue { name: address.room().to_owned(), value: view.value, version: view.version }.into();
         let _ = match first.encode(format) {
             WireFrame::Text(text) => pair.server.send_with_str(text),
             WireFrame::Binary(bytes) => pair.server.send_with_bytes(bytes),
         };
         Response::from_websocket(pair.client)
+    }
+
+    /// Turns change reports of every other shard on or off.
+    async fn watch_shards(&self, on: bool) -> Result<()> {
+        let shards = self.with(|c| Ok(c.shards()?))?;
+        let Some(address) = self.address()? else { return Ok(()) };
+        let body = serde_json::to_string(&Watch { on }).map_err(rust_error)?;
+        for shard in 1..shards {
+            shard_request_raw(&self.env, &address, shard, CounterRequest::Watch, Some(body.clone())).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the subscribers the counter's current value: this shard's when unsharded, else the
+    /// sum with the other shards' latest known states.
+    async fn broadcast_current(&self, address: &RoomAddress) -> Result<()> {
+        if self.state.get_websockets().is_empty() {
+            return Ok(());
+        }
+        let (home, shards) = self.with(|c| Ok((c.get()?, c.shards()?)))?;
+        let mut states = vec![home];
+        for shard in 1..shards {
+            let known = self.shard_states.borrow().get(&shard).copied();
+            let state = match known {
+                Some(state) => state,
+                None => {
+                    let mut response =
+                        shard_request(&self.env, address, shard, CounterRequest::Get, None).await?;
+                    let fetched: ShardState = response.json().await?;
+                    let state = CounterState { value: fetched.value, version: fetched.version };
+                    self.shard_states.borrow_mut().insert(shard, state);
+                    state
+                }
+            };
+            states.push(state);
+        }
+        if let Some(sum) = sum_shards(&states) {
+            self.broadcast(address, sum);
+        }
+        Ok(())
     }
 
     /// The sum over every shard (`None` when it overflows).
@@ -464,13 +595,25 @@ impl CounterObject {
     }
 }
 
-/// Sends `op` to shard `shard` of the counter.
+/// Sends `op` with an optional counter write to shard `shard` of the counter.
 pub async fn shard_request(
     env: &Env,
     address: &RoomAddress,
     shard: u32,
     op: CounterRequest,
     body: Option<&CounterWrite>,
+) -> Result<Response> {
+    let body = body.map(serde_json::to_string).transpose().map_err(rust_error)?;
+    shard_request_raw(env, address, shard, op, body).await
+}
+
+/// Sends `op` with an optional JSON body to shard `shard` of the counter.
+async fn shard_request_raw(
+    env: &Env,
+    address: &RoomAddress,
+    shard: u32,
+    op: CounterRequest,
+    body: Option<String>,
 ) -> Result<Response> {
     let headers = Headers::new();
     headers.set(headers::OP, op.as_str())?;
@@ -480,7 +623,7 @@ pub async fn shard_request(
     let mut init = RequestInit::new();
     init.with_headers(headers).with_method(if body.is_some() { Method::Post } else { Method::Get });
     if let Some(body) = body {
-        init.with_body(Some(serde_json::to_string(body).map_err(rust_error)?.into()));
+        init.with_body(Some(body.into()));
     }
     let request = Request::new_with_init("https://counter.internal/", &init)?;
     env.durable_object(COUNTERS_BINDING)?
