@@ -23,6 +23,10 @@ use crate::{sum_shards, Counter, CounterError, CounterState, Limits};
 pub const COUNTERS_BINDING: &str = "COUNTERS";
 /// Header naming the shard a request is for.
 pub const SHARD_HEADER: &str = "x-edgeroom-shard";
+/// Where a counter object keeps its names (it only learns them from requests).
+const NAMES_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS counter_names (id INTEGER PRIMARY KEY CHECK (id = 1), tenant TEXT, name TEXT, shard INTEGER)";
+
 /// Socket tag of subscriptions that may write.
 const WRITER_TAG: &str = "writer";
 
@@ -132,6 +136,8 @@ pub struct CounterObject {
     counter: RefCell<Option<Counter<WorkerSql>>>,
     /// Home only: the latest known state of every other shard, for live aggregates.
     shard_states: RefCell<std::collections::HashMap<u32, CounterState>>,
+    /// This object's counter and shard, once known (stored too: alarms and sockets need them).
+    identity: RefCell<Option<(RoomAddress, u32)>>,
 }
 
 impl DurableObject for CounterObject {
@@ -145,6 +151,7 @@ impl DurableObject for CounterObject {
             limits,
             counter: RefCell::new(None),
             shard_states: RefCell::new(Default::default()),
+            identity: RefCell::new(None),
         }
     }
 
@@ -370,17 +377,25 @@ impl CounterObject {
         f(counter).map_err(rust_error)
     }
 
+    /// Stores the counter's names once per object instance (not on every request).
     fn remember(&self, address: &RoomAddress, shard: u32) -> Result<()> {
+        if self.identity.borrow().is_some() {
+            return Ok(());
+        }
         let sql = self.state.storage().sql();
-        sql.exec("CREATE TABLE IF NOT EXISTS counter_names (id INTEGER PRIMARY KEY CHECK (id = 1), tenant TEXT, name TEXT, shard INTEGER)", None)?;
+        sql.exec(NAMES_TABLE, None)?;
         sql.exec(
             "INSERT OR IGNORE INTO counter_names (id, tenant, name, shard) VALUES (1, ?, ?, ?)",
             vec![address.tenant().into(), address.room().into(), i64::from(shard).into()],
         )?;
+        *self.identity.borrow_mut() = Some((address.clone(), shard));
         Ok(())
     }
 
     fn address_and_shard(&self) -> Result<Option<(RoomAddress, u32)>> {
+        if let Some(identity) = self.identity.borrow().clone() {
+            return Ok(Some(identity));
+        }
         #[derive(Deserialize)]
         struct Names {
             tenant: String,
@@ -388,12 +403,14 @@ impl CounterObject {
             shard: f64,
         }
         let sql = self.state.storage().sql();
-        sql.exec("CREATE TABLE IF NOT EXISTS counter_names (id INTEGER PRIMARY KEY CHECK (id = 1), tenant TEXT, name TEXT, shard INTEGER)", None)?;
+        sql.exec(NAMES_TABLE, None)?;
         let rows: Vec<Names> = sql.exec("SELECT tenant, name, shard FROM counter_names", None)?.to_array()?;
-        Ok(rows
+        let identity = rows
             .into_iter()
             .next()
-            .and_then(|n| Some((RoomAddress::new(&n.tenant, &n.name).ok()?, n.shard as u32))))
+            .and_then(|n| Some((RoomAddress::new(&n.tenant, &n.name).ok()?, n.shard as u32)));
+        self.identity.borrow_mut().clone_from(&identity);
+        Ok(identity)
     }
 
     fn address(&self) -> Result<Option<RoomAddress>> {
