@@ -106,7 +106,11 @@ async fn resume_after_missing_a_thousand_events_gets_each_once_in_order() {
     // The same through the `hello` handshake, in the binary form.
     let mut hello = Client::connect(&room_url(&server, "busy", "?handshake=hello&format=binary")).await;
     assert!(hello.is_quiet_for(Duration::from_millis(300)).await, "nothing before hello");
-    hello.send_message_binary(&Hello { resume_from: Some(1005), client: Some("test".into()) }.into()).await;
+    hello
+        .send_message_binary(
+            &Hello { resume_from: Some(1005), client: Some("test".into()), epoch: None }.into(),
+        )
+        .await;
     assert_eq!(hello.welcome().await.seq, 1011);
     expect_seqs(&mut hello, 1006, 6).await;
 }

@@ -35,6 +35,9 @@ impl Connection {
     }
 }
 
+/// Longest epoch a client may name (the server's are 16 hex digits).
+const MAX_EPOCH_LEN: usize = 64;
+
 /// How a new connection starts, from the WebSocket URL's query.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectOptions {
@@ -46,13 +49,16 @@ pub struct ConnectOptions {
     pub rights: Rights,
     /// Replay every event after this sequence number (`?resume_from=N`).
     pub resume_from: Option<u64>,
+    /// The epoch `resume_from` counts in (`?epoch=E`); another epoch than the room's gets a `gap`.
+    pub resume_epoch: Option<String>,
     /// Wait for the client's `hello` before sending the `welcome` and any room traffic
     /// (`?handshake=hello`).
     pub await_hello: bool,
 }
 
 impl ConnectOptions {
-    /// Reads `format`, `resume_from` and `handshake` from query pairs; other names are ignored.
+    /// Reads `format`, `resume_from`, `epoch` and `handshake` from query pairs; other names are
+    /// ignored.
     pub fn from_query<K: AsRef<str>, V: AsRef<str>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<Self, String> {
@@ -69,6 +75,12 @@ impl ConnectOptions {
                         .parse::<u64>()
                         .map_err(|_| format!("resume_from must be a sequence number, not {value:?}"))?;
                     options.resume_from = Some(seq);
+                }
+                "epoch" => {
+                    if value.is_empty() || value.len() > MAX_EPOCH_LEN {
+                        return Err(format!("epoch must be 1 to {MAX_EPOCH_LEN} characters"));
+                    }
+                    options.resume_epoch = Some(value.to_owned());
                 }
                 "handshake" => match value {
                     "hello" => options.await_hello = true,

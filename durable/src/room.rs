@@ -26,6 +26,9 @@ const SEQ_FLOOR_COUNTER: &str = "seq_floor";
 /// Persistent counter holding the seq of the last complete flush (R2, D1 and KV).
 const FLUSHED_COUNTER: &str = "flushed_seq";
 
+/// Meta key of the room's epoch.
+const EPOCH_META: &str = "epoch";
+
 /// History is trimmed once every this many events, not on every append.
 const TRIM_EVERY: u64 = 64;
 
@@ -52,11 +55,16 @@ pub struct Room<S> {
     /// Presence changed, or a snapshot was restored, since the last flush (memory only: presence
     /// is not sequenced, and the next event flushes anyway).
     unflushed_change: bool,
+    /// The current epoch, once read from storage.
+    epoch: Option<String>,
+    /// Randomness for new epochs, from the shell (the core has no random source of its own).
+    entropy: u64,
 }
 
 impl<S: Sql> Room<S> {
-    /// Opens the room over its SQL storage, creating tables on first use.
-    pub fn open(sql: S, limits: Limits) -> Result<Self, StoreError> {
+    /// Opens the room over its SQL storage, creating tables on first use. `entropy` is a random
+    /// number from the shell, used to name new epochs.
+    pub fn open(sql: S, limits: Limits, entropy: u64) -> Result<Self, StoreError> {
         Ok(Self {
             store: RoomStore::open(sql)?,
             limits,
@@ -65,7 +73,32 @@ impl<S: Sql> Room<S> {
             last_seq: None,
             state_size: None,
             unflushed_change: false,
+            epoch: None,
+            entropy,
         })
+    }
+
+    /// The room's epoch: a random id that names its history. `seq` numbers are only comparable
+    /// within one epoch; a room whose history is re-created from a snapshot starts a new one.
+    pub fn epoch(&mut self) -> Result<String, StoreError> {
+        if let Some(epoch) = &self.epoch {
+            return Ok(epoch.clone());
+        }
+        let epoch = match self.store.meta(EPOCH_META)? {
+            Some(epoch) => epoch,
+            None => self.start_new_epoch()?,
+        };
+        self.epoch = Some(epoch.clone());
+        Ok(epoch)
+    }
+
+    /// Starts and stores a new epoch.
+    fn start_new_epoch(&mut self) -> Result<String, StoreError> {
+        self.entropy = splitmix64(self.entropy);
+        let epoch = format!("{:016x}", self.entropy);
+        self.store.set_meta(EPOCH_META, &epoch)?;
+        self.epoch = Some(epoch.clone());
+        Ok(epoch)
     }
 
     /// The room's storage.
@@ -95,7 +128,7 @@ impl<S: Sql> Room<S> {
         if options.await_hello {
             return Ok(connection);
         }
-        if let Err(error) = self.go_live(id, options.resume_from) {
+        if let Err(error) = self.go_live(id, options.resume_from, options.resume_epoch) {
             self.peers.remove(id);
             return Err(error);
         }
@@ -225,7 +258,12 @@ impl<S: Sql> Room<S> {
     /// Up to `limit` events after `after`, with the room's current and oldest kept seq.
     pub fn history(&mut self, after: u64, limit: u64) -> Result<HistoryPage, StoreError> {
         let events = self.store.events_after(after, limit)?.into_iter().map(|stored| stored.event).collect();
-        Ok(HistoryPage { events, seq: self.last_seq()?, oldest: self.store.oldest_seq()? })
+        Ok(HistoryPage {
+            events,
+            seq: self.last_seq()?,
+            epoch: self.epoch()?,
+            oldest: self.store.oldest_seq()?,
+        })
     }
 
     /// The room's current state and members, as REST readers and the KV read model see it.
@@ -235,6 +273,7 @@ impl<S: Sql> Room<S> {
             tenant: tenant.to_owned(),
             room: room.to_owned(),
             seq: self.last_seq()?,
+            epoch: self.epoch()?,
             state,
             members: self.peers.members(),
             generated_ms: now_ms,
@@ -295,9 +334,10 @@ impl<S: Sql> Room<S> {
         })
     }
 
-    /// Replaces the room's history and state with a snapshot's. Sequence numbers and connection
-    /// ids keep counting from the highest ever seen, so none is handed out twice; every live
-    /// connection gets a fresh `welcome` and a `gap` (its history no longer matches).
+    /// Replaces the room's history and state with a snapshot's and starts a new epoch (events
+    /// after the snapshot may have been lost, so old `seq` numbers no longer name the same
+    /// events). Sequence numbers and connection ids keep counting from the highest ever seen;
+    /// every live connection gets a fresh `welcome` and a `gap`.
     pub fn restore_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
         let seq_before = self.last_seq()?;
         self.store.clear_room()?;
@@ -313,6 +353,7 @@ impl<S: Sql> Room<S> {
         }
         let seq = seq_before.max(snapshot.seq);
         self.store.set_counter(SEQ_FLOOR_COUNTER, seq)?;
+        self.start_new_epoch()?;
         self.last_seq = Some(seq);
         self.state_size = None;
         self.unflushed_change = true;
@@ -398,12 +439,17 @@ impl<S: Sql> Room<S> {
             self.outbox.push(welcome, vec![id]);
             return Ok(false);
         }
-        self.go_live(id, hello.resume_from)?;
+        self.go_live(id, hello.resume_from, hello.epoch)?;
         Ok(true)
     }
 
     /// Sends the welcome and the resume replay (or gap) to `id`, then makes it a member.
-    fn go_live(&mut self, id: u64, resume_from: Option<u64>) -> Result<(), StoreError> {
+    fn go_live(
+        &mut self,
+        id: u64,
+        resume_from: Option<u64>,
+        resume_epoch: Option<String>,
+    ) -> Result<(), StoreError> {
         if let Some(peer) = self.peers.get_mut(id) {
             peer.connection.live = true;
         }
@@ -411,7 +457,7 @@ impl<S: Sql> Room<S> {
         let seq = self.last_seq()?;
         self.outbox.push(welcome, vec![id]);
         if let Some(resume_from) = resume_from {
-            self.replay(id, resume_from, seq)?;
+            self.replay(id, resume_from, resume_epoch.as_deref(), seq)?;
         }
         if let Some(member) = self.connection(id).filter(Connection::in_presence).map(|c| c.member()) {
             let joined = PresenceDiff { joined: vec![member], left: vec![], updated: vec![] };
@@ -428,16 +474,29 @@ impl<S: Sql> Room<S> {
             seq: self.last_seq()?,
             members: if sees_presence { self.peers.members() } else { Vec::new() },
             state: self.store.state_entries()?,
+            epoch: self.epoch()?,
         }
         .into())
     }
 
-    /// Queues every event in `(resume_from, seq]` for `id`, or a `gap` when history cannot.
-    fn replay(&mut self, id: u64, resume_from: u64, seq: u64) -> Result<(), StoreError> {
-        if resume_from == seq {
+    /// Queues every event in `(resume_from, seq]` for `id`, or a `gap` when history cannot: it
+    /// no longer holds them, or `resume_from` counts in another epoch.
+    fn replay(
+        &mut self,
+        id: u64,
+        resume_from: u64,
+        resume_epoch: Option<&str>,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let same_epoch = match resume_epoch {
+            Some(epoch) => epoch == self.epoch()?,
+            None => true,
+        };
+        if resume_from == seq && same_epoch {
             return Ok(());
         }
-        let covered = resume_from < seq
+        let covered = same_epoch
+            && resume_from < seq
             && self.store.oldest_seq()?.is_some_and(|oldest| oldest <= resume_from.saturating_add(1))
             && self.store.body_bytes_after(resume_from)? <= self.limits.replay_max_bytes as u64;
         if !covered {
@@ -607,6 +666,14 @@ impl<S: Sql> Room<S> {
         self.state_size = Some(size);
         Ok(size)
     }
+}
+
+/// One step of the splitmix64 generator: spreads the shell's entropy into epoch ids.
+fn splitmix64(state: u64) -> u64 {
+    let mut z = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use edgeroom_protocol::{Member, Rights};
 use serde_json::json;
 
 fn room_with(limits: Limits) -> Room<MemorySql> {
-    Room::open(MemorySql::new(), limits).unwrap()
+    Room::open(MemorySql::new(), limits, 1).unwrap()
 }
 
 fn room() -> Room<MemorySql> {
@@ -128,11 +128,11 @@ fn batches_respect_the_batch_size() {
 #[test]
 fn seq_continues_after_reopening_storage() {
     let sql = std::rc::Rc::new(MemorySql::new());
-    let mut room = Room::open(sql.clone(), Limits::default()).unwrap();
+    let mut room = Room::open(sql.clone(), Limits::default(), 1).unwrap();
     let conn = room.connect(options(), 0).unwrap();
     room.handle_frame(conn.id, &publish_frame(json!(1), None), 1);
     drop(room);
-    let mut reopened = Room::open(sql, Limits::default()).unwrap();
+    let mut reopened = Room::open(sql, Limits::default(), 2).unwrap();
     reopened.restore_connection(conn.clone(), 2);
     reopened.handle_frame(conn.id, &publish_frame(json!(2), None), 2);
     assert_eq!(event_seqs(&deliveries(&mut reopened, conn.id)), vec![2]);
@@ -497,7 +497,7 @@ fn snapshots_restore_into_an_empty_room_and_over_a_newer_one() {
     let bytes = snapshot.encode().unwrap().0;
 
     // An empty room (its storage wiped) becomes the snapshot.
-    let mut fresh = Room::open(MemorySql::new(), Limits::default()).unwrap();
+    let mut fresh = Room::open(MemorySql::new(), Limits::default(), 3).unwrap();
     assert!(fresh.is_empty().unwrap());
     fresh.restore_snapshot(Snapshot::decode(&bytes).unwrap()).unwrap();
     assert_eq!(fresh.seq().unwrap(), 6);
@@ -514,4 +514,42 @@ fn snapshots_restore_into_an_empty_room_and_over_a_newer_one() {
         if w.seq == 8 && w.state[0].value.as_str() == r#""v1""# && g.seq == 8));
     room.handle_frame(alice, &publish_frame(json!("after restore"), None), 1);
     assert_eq!(event_seqs(&deliveries(&mut room, alice)), vec![9]);
+}
+
+#[test]
+fn epochs_survive_reopening_and_change_with_a_restore() {
+    let sql = std::rc::Rc::new(MemorySql::new());
+    let mut room = Room::open(sql.clone(), Limits::default(), 7).unwrap();
+    let epoch = room.epoch().unwrap();
+    assert_eq!(epoch.len(), 16);
+    let alice = room.connect(options(), 0).unwrap().id;
+    for n in 0..3 {
+        room.handle_frame(alice, &publish_frame(json!(n), None), 1);
+    }
+    let snapshot = room.snapshot("acme", "lobby", 10, 1).unwrap();
+    drop(room);
+    // Another instance over the same storage (another entropy) keeps the epoch.
+    let mut reopened = Room::open(sql, Limits::default(), 8).unwrap();
+    assert_eq!(reopened.epoch().unwrap(), epoch);
+    // A resume in the same epoch replays; one naming another epoch gets a gap.
+    let same = ConnectOptions { resume_from: Some(1), resume_epoch: Some(epoch.clone()), ..options() };
+    let id = reopened.connect(same, 2).unwrap().id;
+    assert_eq!(event_seqs(&deliveries(&mut reopened, id)), vec![2, 3]);
+    let other = ConnectOptions { resume_from: Some(3), resume_epoch: Some("elsewhere".into()), ..options() };
+    let id = reopened.connect(other, 2).unwrap().id;
+    let frames = deliveries(&mut reopened, id);
+    assert!(
+        matches!(&frames[..], [ServerMessage::Welcome(w), ServerMessage::Gap(g)]
+        if w.epoch == epoch && g.resume_from == 3 && g.seq == 3),
+        "{frames:?}"
+    );
+    // A restore re-creates history: a new epoch, announced in the welcome that goes with the gap.
+    reopened.restore_snapshot(snapshot).unwrap();
+    let new_epoch = reopened.epoch().unwrap();
+    assert_ne!(new_epoch, epoch);
+    let frames = deliveries(&mut reopened, id);
+    assert!(
+        matches!(&frames[..], [ServerMessage::Welcome(w), ServerMessage::Gap(_)] if w.epoch == new_epoch)
+    );
+    assert_eq!(reopened.history(0, 10).unwrap().epoch, new_epoch);
 }

@@ -108,6 +108,13 @@ impl DecodeError {
     }
 }
 
+/// Most optional fields appended to one message since protocol v1 that an older binary frame
+/// may lack.
+const MAX_APPENDED_FIELDS: usize = 1;
+
+/// Messages that gained optional fields at their end since protocol v1 (`hello`: `epoch`).
+const APPENDED_OPTIONAL_FIELDS: &[&str] = &["hello"];
+
 /// Just the `"type"` field of a JSON frame; other fields are skipped unparsed.
 #[derive(Deserialize)]
 struct TypeField<'a> {
@@ -167,16 +174,36 @@ macro_rules! impl_codec {
                 if version != PROTOCOL_VERSION {
                     return Err(DecodeError::UnsupportedVersion(version));
                 }
-                postcard::from_bytes(payload).map_err(|error| {
-                    // The variant index leads the payload as a varint; an index past the last
-                    // variant is a message type this version does not know.
-                    match postcard::take_from_bytes::<u32>(payload) {
-                        Ok((index, _)) if index as usize >= Self::TYPE_NAMES.len() => {
-                            DecodeError::UnknownType(format!("binary variant {index}"))
-                        }
-                        _ => DecodeError::MalformedBinary(error),
+                let error = match postcard::from_bytes(payload) {
+                    Ok(message) => return Ok(message),
+                    Err(error) => error,
+                };
+                if error == postcard::Error::DeserializeUnexpectedEnd {
+                    if let Some(message) = Self::with_appended_fields_absent(payload) {
+                        return Ok(message);
                     }
+                }
+                // The variant index leads the payload as a varint; an index past the last
+                // variant is a message type this version does not know.
+                Err(match postcard::take_from_bytes::<u32>(payload) {
+                    Ok((index, _)) if index as usize >= Self::TYPE_NAMES.len() => {
+                        DecodeError::UnknownType(format!("binary variant {index}"))
+                    }
+                    _ => DecodeError::MalformedBinary(error),
                 })
+            }
+
+            /// Optional fields are only ever appended to messages: a frame from an older peer
+            /// ends before them, and reads as if they were `None` (one 0 byte each).
+            fn with_appended_fields_absent(payload: &[u8]) -> Option<Self> {
+                let mut padded = payload.to_vec();
+                for _ in 0..MAX_APPENDED_FIELDS {
+                    padded.push(0);
+                    if let Ok(message) = postcard::from_bytes::<Self>(&padded) {
+                        return APPENDED_OPTIONAL_FIELDS.contains(&message.type_name()).then_some(message);
+                    }
+                }
+                None
             }
 
             /// Decodes a frame of either form.
@@ -217,6 +244,7 @@ mod tests {
                 seq: 7,
                 members: vec![Member { connection_id: 3, user: None, data: Body::null() }],
                 state: vec![StateEntry { key: "k".into(), value: body("1"), seq: 5 }],
+                epoch: "3f2a9c0d1e4b5a6c".into(),
             }
             .into(),
             event.clone().into(),
@@ -268,7 +296,7 @@ mod tests {
     #[test]
     fn client_messages_round_trip_in_both_forms() {
         let messages: Vec<ClientMessage> = vec![
-            Hello { resume_from: Some(5), client: Some("test".into()) }.into(),
+            Hello { resume_from: Some(5), client: Some("test".into()), epoch: Some("e1".into()) }.into(),
             Publish { op_id: Some(uuid::Uuid::from_u128(1)), body: body("[1]"), topic: None }.into(),
             StateSet { op_id: None, key: "k".into(), value: body("\"v\"") }.into(),
             StateDelete { op_id: None, key: "k".into() }.into(),
@@ -281,6 +309,27 @@ mod tests {
                 assert_eq!(ClientMessage::decode(&frame).unwrap(), message);
             }
         }
+    }
+
+    #[test]
+    fn a_binary_hello_from_before_epochs_still_decodes() {
+        // Protocol v1's first `hello` had no `epoch`: encode one without it by hand.
+        #[derive(serde::Serialize)]
+        enum OldClientMessage {
+            Hello { resume_from: Option<u64>, client: Option<String> },
+        }
+        let mut frame = vec![PROTOCOL_VERSION];
+        frame.extend(
+            postcard::to_stdvec(&OldClientMessage::Hello { resume_from: Some(9), client: None }).unwrap(),
+        );
+        assert_eq!(
+            ClientMessage::from_binary(&frame).unwrap(),
+            Hello { resume_from: Some(9), client: None, epoch: None }.into()
+        );
+        // Other truncated frames stay malformed.
+        let publish = ClientMessage::from(Publish { op_id: None, body: body("1"), topic: None }).to_binary();
+        let truncated = &publish[..publish.len() - 1];
+        assert_eq!(ClientMessage::from_binary(truncated).unwrap_err().code(), ErrorCode::MalformedFrame);
     }
 
     #[test]

@@ -123,6 +123,11 @@ pub struct Hello {
     /// Free-form client description (SDK name and version), for diagnostics.
     #[serde(default)]
     pub client: Option<String>,
+    /// The room epoch `resume_from` belongs to (from the `welcome` the client last got). When it
+    /// is not the room's current epoch, the history was re-created and the client gets a `gap`.
+    /// Clients that do not send it resume by `seq` alone.
+    #[serde(default)]
+    pub epoch: Option<String>,
 }
 
 /// `publish`: appends a message to the room.
@@ -186,6 +191,10 @@ pub struct Welcome {
     pub members: Vec<Member>,
     /// The whole shared state.
     pub state: Vec<StateEntry>,
+    /// The room's epoch: `seq` numbers are only comparable within one epoch. A new epoch starts
+    /// whenever the room's history is re-created (restored from a snapshot); keep it with the last
+    /// `seq` and send both when resuming.
+    pub epoch: String,
 }
 
 /// What a sequenced event records.

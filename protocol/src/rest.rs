@@ -17,6 +17,10 @@ pub struct RoomView {
     pub room: String,
     /// The room's sequence number this view reflects.
     pub seq: u64,
+    /// The room's epoch (see [`crate::Welcome::epoch`]); empty in read models written before
+    /// epochs existed.
+    #[serde(default)]
+    pub epoch: String,
     /// The shared state.
     pub state: BTreeMap<String, Body>,
     /// Members present (connections with the presence right).
@@ -32,6 +36,9 @@ pub struct HistoryPage {
     pub events: Vec<Event>,
     /// The room's current sequence number.
     pub seq: u64,
+    /// The room's epoch: the page's `seq` numbers belong to it.
+    #[serde(default)]
+    pub epoch: String,
     /// The lowest sequence number history still holds (`None` when empty); asking for `after`
     /// below `oldest - 1` means some events are gone.
     pub oldest: Option<u64>,

@@ -134,7 +134,7 @@ impl Route {
             | Self::AdminSnapshots(_)
             | Self::AdminRestore(_)
             | Self::AdminFaults(_) => &[],
-            Self::RoomSocket(_) => &["format", "resume_from", "handshake", "token"],
+            Self::RoomSocket(_) => &["format", "resume_from", "epoch", "handshake", "token"],
             Self::RoomState(_) => &["consistency", "token"],
             Self::RoomHistory(_) => &["after", "limit", "token"],
             Self::RoomMessages(_)

@@ -255,7 +255,8 @@ impl Inner {
         let mut slot = self.room.try_borrow_mut().map_err(|_| "room is busy".to_owned())?;
         if slot.is_none() {
             let sql = WorkerSql(self.state.storage().sql());
-            let mut room = Room::open(sql, self.limits.clone()).map_err(|e| e.to_string())?;
+            let entropy = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+            let mut room = Room::open(sql, self.limits.clone(), entropy).map_err(|e| e.to_string())?;
             let sockets = self.state.get_websockets();
             let now = now_ms();
             let mut registry = self.sockets.borrow_mut();

@@ -68,10 +68,11 @@ pub async fn write_flush(env: &Env, faults: Faults, snapshot: &Snapshot, view: &
     let created = snapshot.created_ms as f64;
     let snapshot_row = db
         .prepare(
-            "INSERT INTO snapshots (tenant, room, seq, seq_order, r2_key, bytes, created_ms, checksum)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO snapshots (tenant, room, seq, seq_order, r2_key, bytes, created_ms, checksum, epoch)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (tenant, room, seq) DO UPDATE SET r2_key = excluded.r2_key,
-               bytes = excluded.bytes, created_ms = excluded.created_ms, checksum = excluded.checksum",
+               bytes = excluded.bytes, created_ms = excluded.created_ms, checksum = excluded.checksum,
+               epoch = excluded.epoch",
         )
         .bind(&[
             tenant.into(),
@@ -82,14 +83,15 @@ pub async fn write_flush(env: &Env, faults: Faults, snapshot: &Snapshot, view: &
             JsValue::from(size),
             JsValue::from(created),
             format!("{checksum:08x}").into(),
+            view.epoch.as_str().into(),
         ])?;
     let room_row = db
         .prepare(
-            "INSERT INTO rooms (tenant, room, seq, members, last_activity_ms, last_snapshot_key, last_snapshot_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO rooms (tenant, room, seq, members, last_activity_ms, last_snapshot_key, last_snapshot_bytes, epoch)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (tenant, room) DO UPDATE SET seq = excluded.seq, members = excluded.members,
                last_activity_ms = excluded.last_activity_ms, last_snapshot_key = excluded.last_snapshot_key,
-               last_snapshot_bytes = excluded.last_snapshot_bytes",
+               last_snapshot_bytes = excluded.last_snapshot_bytes, epoch = excluded.epoch",
         )
         .bind(&[
             tenant.into(),
@@ -99,6 +101,7 @@ pub async fn write_flush(env: &Env, faults: Faults, snapshot: &Snapshot, view: &
             JsValue::from(created),
             key.as_str().into(),
             JsValue::from(size),
+            view.epoch.as_str().into(),
         ])?;
     for result in db.batch(vec![snapshot_row, room_row]).await? {
         if let Some(error) = result.error() {
