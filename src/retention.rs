@@ -2,8 +2,7 @@
 //! snapshots (default 10) plus the newest of each of the last `SNAPSHOT_KEEP_DAYS` days (default
 //! 7); delete the others from R2, then their D1 rows.
 
-use edgeroom_durable::object::{DB_BINDING, SNAPSHOTS_BINDING};
-use edgeroom_durable::{snapshots_to_delete, SnapshotInfo};
+use edgeroom_durable::{snapshots_to_delete, SnapshotInfo, DB_BINDING, SNAPSHOTS_BINDING};
 use serde::Deserialize;
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, Result};

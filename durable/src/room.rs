@@ -6,16 +6,18 @@
 //! [`Room::take_outgoing`] returns.
 
 use edgeroom_protocol::{
-    close_code, Ack, Body, ClientMessage, ErrorCode, ErrorFrame, Event, EventKind, Format, Gap, Hello,
-    HistoryPage, Ping, Pong, PresenceDiff, PresenceSet, Publish, PublishRequest, PublishResult, Right,
-    RoomView, ServerMessage, StateDelete, StateSet, Welcome, WireFrame,
+    Ack, Body, ClientMessage, ErrorCode, ErrorFrame, Event, EventKind, Format, Gap, Hello, HistoryPage, Ping,
+    Pong, PresenceDiff, PresenceSet, Publish, PublishRequest, PublishResult, Right, RoomView, ServerMessage,
+    StateDelete, StateSet, Welcome, WireFrame,
 };
 use uuid::Uuid;
 
 use crate::outbox::{Outbox, Outgoing};
 use crate::peers::Peers;
 use crate::store::StateSize;
-use crate::{ConnectOptions, Connection, Limits, RoomStore, Snapshot, Sql, StoreError, StoredEvent};
+use crate::{
+    ApiError, ConnectOptions, Connection, Limits, RoomStore, Snapshot, Sql, StoreError, StoredEvent,
+};
 
 /// Name of the persistent counter that numbers connections.
 const CONNECTION_COUNTER: &str = "connection";
@@ -31,15 +33,6 @@ const EPOCH_META: &str = "epoch";
 
 /// History is trimmed once every this many events, not on every append.
 const TRIM_EVERY: u64 = 64;
-
-/// A refused operation: its error code and message.
-struct Refusal(ErrorCode, String);
-
-impl From<StoreError> for Refusal {
-    fn from(error: StoreError) -> Self {
-        Refusal(ErrorCode::Internal, format!("the operation was not applied: {error}"))
-    }
-}
 
 /// One room: its storage, its limits, its connections and the frames waiting to be sent.
 ///
@@ -124,7 +117,7 @@ impl<S: Sql> Room<S> {
             live: false,
             rights: options.rights,
         };
-        self.peers.insert(connection.clone(), self.limits.rate_burst, now_ms);
+        self.peers.insert(connection.clone(), &self.limits, now_ms);
         if options.await_hello {
             return Ok(connection);
         }
@@ -137,7 +130,7 @@ impl<S: Sql> Room<S> {
 
     /// Re-registers a connection found on a socket after the object woke up.
     pub fn restore_connection(&mut self, connection: Connection, now_ms: u64) {
-        self.peers.insert(connection, self.limits.rate_burst, now_ms);
+        self.peers.insert(connection, &self.limits, now_ms);
     }
 
     /// Whether the room knows connection `id`.
@@ -164,7 +157,7 @@ impl<S: Sql> Room<S> {
     /// Records activity of connection `id` seen by the runtime (an auto-answered `ping`).
     pub fn touch(&mut self, id: u64, at_ms: u64) {
         if let Some(peer) = self.peers.get_mut(id) {
-            peer.last_seen_ms = peer.last_seen_ms.max(at_ms);
+            peer.admission.touch(at_ms);
         }
     }
 
@@ -172,7 +165,7 @@ impl<S: Sql> Room<S> {
     pub fn silent_connections(&self, now_ms: u64) -> Vec<u64> {
         self.peers
             .iter()
-            .filter(|peer| now_ms.saturating_sub(peer.last_seen_ms) > self.limits.heartbeat_timeout_ms)
+            .filter(|peer| peer.admission.is_silent(&self.limits, now_ms))
             .map(|peer| peer.connection.id)
             .collect()
     }
@@ -190,39 +183,20 @@ impl<S: Sql> Room<S> {
     /// Handles one frame from connection `id`. Returns the connection's new data when its
     /// attachment must be saved (its presence or form changed).
     pub fn handle_frame(&mut self, id: u64, frame: &WireFrame, now_ms: u64) -> Option<Connection> {
-        let limits = &self.limits;
         let peer = self.peers.get_mut(id)?;
-        peer.last_seen_ms = peer.last_seen_ms.max(now_ms);
         let mut changed = false;
         if peer.connection.format != frame.format() {
             // Frames to a connection follow the form its client last sent.
             peer.connection.format = frame.format();
             changed = true;
         }
-        let refusal = if frame.len() > limits.max_frame_bytes {
-            Some(Refusal(
-                ErrorCode::TooLarge,
-                format!(
-                    "frame of {} bytes is over the limit of {} bytes",
-                    frame.len(),
-                    limits.max_frame_bytes
-                ),
-            ))
-        } else if !peer.bucket.try_take(limits.rate_per_second, limits.rate_burst, now_ms) {
-            Some(Refusal(
-                ErrorCode::RateLimited,
-                format!("over the limit of {} operations per second; slow down", limits.rate_per_second),
-            ))
-        } else {
-            None
-        };
-        let outcome = match refusal {
-            Some(refusal) => Err(refusal),
-            None => ClientMessage::decode(frame).map_err(|e| Refusal(e.code(), e.to_string())),
-        };
+        let outcome = peer
+            .admission
+            .admit(frame.len(), &self.limits, now_ms)
+            .and_then(|()| ClientMessage::decode(frame).map_err(ApiError::from));
         match outcome {
             Ok(message) => changed |= self.handle(id, message, now_ms),
-            Err(Refusal(code, message)) => self.refuse_frame(id, code, message, now_ms),
+            Err(refusal) => self.refuse_frame(id, refusal, now_ms),
         }
         changed.then(|| self.connection(id)).flatten()
     }
@@ -247,11 +221,9 @@ impl<S: Sql> Room<S> {
         &mut self,
         request: PublishRequest,
         now_ms: u64,
-    ) -> Result<PublishResult, (ErrorCode, String)> {
+    ) -> Result<PublishResult, ApiError> {
         let PublishRequest { body, op_id, topic } = request;
-        let seq = self
-            .apply_publish(None, Publish { op_id, body, topic }, now_ms)
-            .map_err(|Refusal(code, message)| (code, message))?;
+        let seq = self.apply_publish(None, Publish { op_id, body, topic }, now_ms)?;
         Ok(PublishResult { seq, op_id })
     }
 
@@ -394,8 +366,8 @@ impl<S: Sql> Room<S> {
         };
         let result = match message {
             ClientMessage::Hello(hello) => self.hello(id, hello, live).map(|changed| (changed, None)),
-            _ if !live => Err(Refusal(ErrorCode::BadRequest, "send `hello` first".to_owned())),
-            _ if needed.is_some_and(|right| !rights.has(right)) => Err(Refusal(
+            _ if !live => Err(ApiError::bad_request("send `hello` first")),
+            _ if needed.is_some_and(|right| !rights.has(right)) => Err(ApiError::new(
                 ErrorCode::Forbidden,
                 format!("this connection lacks the `{}` right", needed.map_or("", Right::as_str)),
             )),
@@ -414,7 +386,7 @@ impl<S: Sql> Room<S> {
                 Ok((false, None))
             }
             ClientMessage::CounterAdd(_) | ClientMessage::CounterSet(_) | ClientMessage::CounterReset(_) => {
-                Err(Refusal(ErrorCode::UnknownType, "counter operations go to a counter socket".to_owned()))
+                Err(ApiError::new(ErrorCode::UnknownType, "counter operations go to a counter socket"))
             }
         };
         match result {
@@ -425,14 +397,14 @@ impl<S: Sql> Room<S> {
                 }
                 changed
             }
-            Err(Refusal(code, message)) => {
+            Err(ApiError { code, message }) => {
                 self.outbox.push(ErrorFrame { code, message, op_id }.into(), vec![id]);
                 false
             }
         }
     }
 
-    fn hello(&mut self, id: u64, hello: Hello, live: bool) -> Result<bool, Refusal> {
+    fn hello(&mut self, id: u64, hello: Hello, live: bool) -> Result<bool, ApiError> {
         if live {
             // A refresh: the current welcome, no replay (the connection has every event already).
             let welcome = self.welcome(id)?;
@@ -510,11 +482,11 @@ impl<S: Sql> Room<S> {
     }
 
     /// Stores a message event (once per `op_id`) and returns its seq.
-    fn apply_publish(&mut self, sender: Option<u64>, publish: Publish, now_ms: u64) -> Result<u64, Refusal> {
+    fn apply_publish(&mut self, sender: Option<u64>, publish: Publish, now_ms: u64) -> Result<u64, ApiError> {
         let Publish { op_id, body, topic } = publish;
         if topic.as_ref().is_some_and(|topic| topic.len() > self.limits.topic_max_bytes) {
             let message = format!("topics are at most {} bytes", self.limits.topic_max_bytes);
-            return Err(Refusal(ErrorCode::BadRequest, message));
+            return Err(ApiError::bad_request(message));
         }
         if let Some(seq) = self.seq_of(op_id)? {
             return Ok(seq);
@@ -523,16 +495,16 @@ impl<S: Sql> Room<S> {
         Ok(self.append(event, op_id, now_ms)?.seq)
     }
 
-    fn state_set(&mut self, id: u64, set: StateSet, now_ms: u64) -> Result<u64, Refusal> {
+    fn state_set(&mut self, id: u64, set: StateSet, now_ms: u64) -> Result<u64, ApiError> {
         let StateSet { op_id, key, value } = set;
         let limits = &self.limits;
         if key.is_empty() || key.len() > limits.state_max_key_bytes {
             let message = format!("state keys are 1 to {} bytes", limits.state_max_key_bytes);
-            return Err(Refusal(ErrorCode::BadRequest, message));
+            return Err(ApiError::bad_request(message));
         }
         if value.len() > limits.state_max_value_bytes {
             let message = format!("state values are at most {} bytes", limits.state_max_value_bytes);
-            return Err(Refusal(ErrorCode::TooLarge, message));
+            return Err(ApiError::new(ErrorCode::TooLarge, message));
         }
         if let Some(seq) = self.seq_of(op_id)? {
             return Ok(seq);
@@ -543,11 +515,11 @@ impl<S: Sql> Room<S> {
         let bytes_after = size.bytes - existing.min(size.bytes) + key.len() + value.len();
         if keys_after > self.limits.state_max_keys {
             let message = format!("the room already has {} state keys", self.limits.state_max_keys);
-            return Err(Refusal(ErrorCode::LimitExceeded, message));
+            return Err(ApiError::new(ErrorCode::LimitExceeded, message));
         }
         if bytes_after > self.limits.state_max_bytes {
             let message = format!("the room's state would exceed {} bytes", self.limits.state_max_bytes);
-            return Err(Refusal(ErrorCode::LimitExceeded, message));
+            return Err(ApiError::new(ErrorCode::LimitExceeded, message));
         }
         let event = Event {
             seq: 0,
@@ -565,7 +537,7 @@ impl<S: Sql> Room<S> {
         Ok(event.seq)
     }
 
-    fn state_delete(&mut self, id: u64, delete: StateDelete, now_ms: u64) -> Result<u64, Refusal> {
+    fn state_delete(&mut self, id: u64, delete: StateDelete, now_ms: u64) -> Result<u64, ApiError> {
         let StateDelete { op_id, key } = delete;
         if let Some(seq) = self.seq_of(op_id)? {
             return Ok(seq);
@@ -593,10 +565,10 @@ impl<S: Sql> Room<S> {
     }
 
     /// Replaces the presence data of `id` and tells every member; returns whether it changed.
-    fn presence_set(&mut self, id: u64, presence: PresenceSet) -> Result<bool, Refusal> {
+    fn presence_set(&mut self, id: u64, presence: PresenceSet) -> Result<bool, ApiError> {
         if presence.data.len() > self.limits.presence_max_bytes {
             let message = format!("presence data is at most {} bytes", self.limits.presence_max_bytes);
-            return Err(Refusal(ErrorCode::TooLarge, message));
+            return Err(ApiError::new(ErrorCode::TooLarge, message));
         }
         let Some(peer) = self.peers.get_mut(id) else { return Ok(false) };
         peer.connection.presence = Some(presence.data.as_str().to_owned());
@@ -633,19 +605,14 @@ impl<S: Sql> Room<S> {
     }
 
     /// Queues an `error` for a refused frame and closes connections that keep sending bad ones.
-    fn refuse_frame(&mut self, id: u64, code: ErrorCode, message: String, now_ms: u64) {
+    fn refuse_frame(&mut self, id: u64, refusal: ApiError, now_ms: u64) {
+        let ApiError { code, message } = refusal;
         self.outbox.push(ErrorFrame { code, message, op_id: None }.into(), vec![id]);
-        let limits = &self.limits;
         let Some(peer) = self.peers.get_mut(id) else {
             return;
         };
-        if peer.strikes.add(limits.strike_window_ms, now_ms) >= limits.max_strikes {
-            let close = match code {
-                ErrorCode::RateLimited => close_code::RATE_LIMITED,
-                ErrorCode::TooLarge => close_code::TOO_LARGE,
-                _ => close_code::PROTOCOL_ERROR,
-            };
-            self.outbox.close(id, close, format!("too many refused frames ({code:?})"));
+        if let Some((close, reason)) = peer.admission.strike(code, &self.limits, now_ms) {
+            self.outbox.close(id, close, reason);
         }
     }
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::sql::testing::MemorySql;
-use edgeroom_protocol::{Member, Rights};
+use edgeroom_protocol::{close_code, Member, Rights};
 use serde_json::json;
 
 fn room_with(limits: Limits) -> Room<MemorySql> {
@@ -447,7 +447,7 @@ fn server_publishes_reach_members_and_are_idempotent() {
     assert_eq!(event_seqs(&frames), vec![1, 2]);
     assert!(matches!(&frames[0], ServerMessage::Event(e) if e.sender.is_none()));
     let long_topic = PublishRequest { topic: Some("t".repeat(500)), ..request(None) };
-    assert_eq!(room.publish_from_server(long_topic, 1).unwrap_err().0, ErrorCode::BadRequest);
+    assert_eq!(room.publish_from_server(long_topic, 1).unwrap_err().code, ErrorCode::BadRequest);
 }
 
 #[test]

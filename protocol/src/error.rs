@@ -38,6 +38,9 @@ pub enum ErrorCode {
     Forbidden,
     /// The server failed; the operation was not applied and may be retried.
     Internal,
+    /// The room or counter cannot take requests right now (for example its history could not be
+    /// restored yet); nothing was applied; retry with backoff.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -59,6 +62,7 @@ impl ErrorCode {
             Self::RateLimited => 429,
             Self::Unsupported => 501,
             Self::Internal => 500,
+            Self::Unavailable => 503,
         }
     }
 }

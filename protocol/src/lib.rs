@@ -32,7 +32,7 @@ pub use message::{
     Events, Gap, Hello, Member, Ping, Pong, PresenceDiff, PresenceSet, Publish, ServerMessage, StateDelete,
     StateEntry, StateSet, Welcome,
 };
-pub use names::{validate_name, NameError, RoomAddress, MAX_NAME_LEN};
+pub use names::{validate_name, CounterAddress, NameError, RoomAddress, MAX_NAME_LEN};
 pub use rest::{
     CounterAddRequest, CounterOp, CounterResetRequest, CounterSetRequest, CounterShardsRequest, CounterView,
     CounterWriteResult, FaultRequest, HistoryPage, PublishRequest, PublishResult, RestoreRequest,

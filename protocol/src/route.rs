@@ -1,6 +1,6 @@
 //! The HTTP routes of edgeroom: parsed by the router, built by clients.
 
-use crate::{validate_name, NameError, RoomAddress};
+use crate::{validate_name, CounterAddress, NameError, RoomAddress};
 
 /// An HTTP method the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,17 +35,17 @@ pub enum Route {
     /// `POST /v1/t/{tenant}/rooms/{room}/messages`: server-side publish.
     RoomMessages(RoomAddress),
     /// `GET /v1/t/{tenant}/counters/{name}`: a counter's value.
-    CounterState(RoomAddress),
+    CounterState(CounterAddress),
     /// `GET /v1/t/{tenant}/counters/{name}/ws`: live counter subscription.
-    CounterSocket(RoomAddress),
+    CounterSocket(CounterAddress),
     /// `POST /v1/t/{tenant}/counters/{name}/add`
-    CounterAdd(RoomAddress),
+    CounterAdd(CounterAddress),
     /// `POST /v1/t/{tenant}/counters/{name}/set`
-    CounterSet(RoomAddress),
+    CounterSet(CounterAddress),
     /// `POST /v1/t/{tenant}/counters/{name}/reset`
-    CounterReset(RoomAddress),
+    CounterReset(CounterAddress),
     /// `POST /v1/t/{tenant}/counters/{name}/shards`
-    CounterShards(RoomAddress),
+    CounterShards(CounterAddress),
     /// `POST /v1/admin/t/{tenant}/tokens`: mint a token (admin key).
     AdminToken(String),
     /// `GET /v1/admin/t/{tenant}/rooms/{room}`: the room's live state (admin key).
@@ -78,18 +78,19 @@ impl Route {
         let not_found = || RouteError::NotFound(path.to_owned());
         let segments: Vec<&str> = path.strip_prefix('/').ok_or_else(not_found)?.split('/').collect();
         let room = |tenant: &str, room: &str| RoomAddress::new(tenant, room);
+        let counter = |tenant: &str, name: &str| CounterAddress::new(tenant, name);
         Ok(match segments.as_slice() {
             ["healthz"] => Self::Health,
             ["v1", "t", tenant, "rooms", name, "ws"] => Self::RoomSocket(room(tenant, name)?),
             ["v1", "t", tenant, "rooms", name] => Self::RoomState(room(tenant, name)?),
             ["v1", "t", tenant, "rooms", name, "history"] => Self::RoomHistory(room(tenant, name)?),
             ["v1", "t", tenant, "rooms", name, "messages"] => Self::RoomMessages(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name] => Self::CounterState(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name, "ws"] => Self::CounterSocket(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name, "add"] => Self::CounterAdd(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name, "set"] => Self::CounterSet(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name, "reset"] => Self::CounterReset(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name, "shards"] => Self::CounterShards(room(tenant, name)?),
+            ["v1", "t", tenant, "counters", name] => Self::CounterState(counter(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "ws"] => Self::CounterSocket(counter(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "add"] => Self::CounterAdd(counter(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "set"] => Self::CounterSet(counter(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "reset"] => Self::CounterReset(counter(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "shards"] => Self::CounterShards(counter(tenant, name)?),
             ["v1", "admin", "t", tenant, "tokens"] => {
                 validate_name("tenant", tenant)?;
                 Self::AdminToken((*tenant).to_owned())
@@ -106,6 +107,29 @@ impl Route {
             ["v1", "admin", "t", tenant, "rooms", name, "faults"] => Self::AdminFaults(room(tenant, name)?),
             _ => return Err(not_found()),
         })
+    }
+
+    /// The tenant and the room or counter name a token must grant, for the routes that take a
+    /// token (admin routes and `/healthz` take none).
+    pub fn token_scope(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::RoomSocket(a) | Self::RoomState(a) | Self::RoomHistory(a) | Self::RoomMessages(a) => {
+                Some((a.tenant(), a.room()))
+            }
+            Self::CounterState(a)
+            | Self::CounterSocket(a)
+            | Self::CounterAdd(a)
+            | Self::CounterSet(a)
+            | Self::CounterReset(a)
+            | Self::CounterShards(a) => Some((a.tenant(), a.name())),
+            Self::Health
+            | Self::AdminToken(_)
+            | Self::AdminRoom(_)
+            | Self::AdminRooms(_)
+            | Self::AdminSnapshots(_)
+            | Self::AdminRestore(_)
+            | Self::AdminFaults(_) => None,
+        }
     }
 
     /// The one method this route answers (besides CORS preflight `OPTIONS`).
@@ -150,18 +174,20 @@ impl Route {
     /// The route's path.
     pub fn path(&self) -> String {
         let room = |a: &RoomAddress, suffix: &str| format!("/v1/t/{}/rooms/{}{suffix}", a.tenant(), a.room());
+        let counter =
+            |a: &CounterAddress, suffix: &str| format!("/v1/t/{}/counters/{}{suffix}", a.tenant(), a.name());
         match self {
             Self::Health => "/healthz".to_owned(),
             Self::RoomSocket(a) => room(a, "/ws"),
             Self::RoomState(a) => room(a, ""),
             Self::RoomHistory(a) => room(a, "/history"),
             Self::RoomMessages(a) => room(a, "/messages"),
-            Self::CounterState(a) => format!("/v1/t/{}/counters/{}", a.tenant(), a.room()),
-            Self::CounterSocket(a) => format!("/v1/t/{}/counters/{}/ws", a.tenant(), a.room()),
-            Self::CounterAdd(a) => format!("/v1/t/{}/counters/{}/add", a.tenant(), a.room()),
-            Self::CounterSet(a) => format!("/v1/t/{}/counters/{}/set", a.tenant(), a.room()),
-            Self::CounterReset(a) => format!("/v1/t/{}/counters/{}/reset", a.tenant(), a.room()),
-            Self::CounterShards(a) => format!("/v1/t/{}/counters/{}/shards", a.tenant(), a.room()),
+            Self::CounterState(a) => counter(a, ""),
+            Self::CounterSocket(a) => counter(a, "/ws"),
+            Self::CounterAdd(a) => counter(a, "/add"),
+            Self::CounterSet(a) => counter(a, "/set"),
+            Self::CounterReset(a) => counter(a, "/reset"),
+            Self::CounterShards(a) => counter(a, "/shards"),
             Self::AdminToken(tenant) => format!("/v1/admin/t/{tenant}/tokens"),
             Self::AdminRoom(a) => format!("/v1/admin/t/{}/rooms/{}", a.tenant(), a.room()),
             Self::AdminRooms(tenant) => format!("/v1/admin/t/{tenant}/rooms"),
@@ -179,18 +205,19 @@ mod tests {
     #[test]
     fn every_route_parses_back_from_its_path() {
         let lobby = RoomAddress::new("acme", "lobby").unwrap();
+        let likes = CounterAddress::new("acme", "likes").unwrap();
         let routes = [
             Route::Health,
             Route::RoomSocket(lobby.clone()),
             Route::RoomState(lobby.clone()),
             Route::RoomHistory(lobby.clone()),
             Route::RoomMessages(lobby.clone()),
-            Route::CounterState(lobby.clone()),
-            Route::CounterSocket(lobby.clone()),
-            Route::CounterAdd(lobby.clone()),
-            Route::CounterSet(lobby.clone()),
-            Route::CounterReset(lobby.clone()),
-            Route::CounterShards(lobby.clone()),
+            Route::CounterState(likes.clone()),
+            Route::CounterSocket(likes.clone()),
+            Route::CounterAdd(likes.clone()),
+            Route::CounterSet(likes.clone()),
+            Route::CounterReset(likes.clone()),
+            Route::CounterShards(likes.clone()),
             Route::AdminToken("acme".into()),
             Route::AdminRoom(lobby.clone()),
             Route::AdminRooms("acme".into()),

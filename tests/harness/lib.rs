@@ -41,6 +41,7 @@ fn ensure_built() {
         }
         let status = Command::new("sh")
             .arg(repo_root().join("scripts/build-worker.sh"))
+            .env("EDGEROOM_FAULT_INJECTION", "1")
             .current_dir(repo_root())
             .status()
             .expect("run scripts/build-worker.sh");
@@ -386,6 +387,21 @@ impl Client {
     pub async fn recv_message(&mut self) -> ServerMessage {
         let frame = self.recv_frame().await;
         ServerMessage::decode(&frame).unwrap_or_else(|e| panic!("undecodable frame {frame:?}: {e}"))
+    }
+
+    /// The next frame, or the close code (`Err`) when the server closes the socket instead.
+    pub async fn recv_frame_or_close(&mut self) -> Result<WireFrame, Option<u16>> {
+        loop {
+            let next = tokio::time::timeout(RECV_TIMEOUT, self.stream.next()).await;
+            match next.expect("timed out waiting for a frame or a close") {
+                Some(Ok(Message::Text(text))) if text.as_str() == "pong" => continue,
+                Some(Ok(Message::Text(text))) => return Ok(WireFrame::Text(text.to_string())),
+                Some(Ok(Message::Binary(bytes))) => return Ok(WireFrame::Binary(bytes.to_vec())),
+                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| f.code.into())),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(None),
+            }
+        }
     }
 
     /// Waits for the close frame and returns its code.

@@ -1,19 +1,12 @@
 //! The flush's writes to the shared stores — R2 (snapshots), D1 (index) and KV (read models) —
-//! and the reads a restore needs. Test-only fault injection makes chosen stores fail.
+//! and the reads a restore needs. Test builds can make chosen stores fail (`fault-injection`).
 
-use edgeroom_protocol::{RoomAddress, RoomView, SnapshotRecord};
+use edgeroom_protocol::{CounterAddress, CounterView, RoomAddress, RoomView, SnapshotRecord};
 use serde::Deserialize;
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, Error, Result};
 
-use crate::{snapshot_key, Snapshot};
-
-/// Binding name of the KV namespace holding the rooms' JSON read models.
-pub const READ_MODEL_BINDING: &str = "READ_MODEL";
-/// Binding name of the D1 database (index and metadata).
-pub const DB_BINDING: &str = "DB";
-/// Binding name of the R2 bucket holding snapshots.
-pub const SNAPSHOTS_BINDING: &str = "SNAPSHOTS";
+use crate::{snapshot_key, Snapshot, DB_BINDING, READ_MODEL_BINDING, SNAPSHOTS_BINDING};
 
 /// Stores whose writes fail on purpose (tests only; see [`Faults::allowed`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,11 +26,11 @@ impl Faults {
         Self { d1: has("d1"), r2: has("r2"), kv: has("kv") }
     }
 
-    /// Whether fault injection may be turned on: only with `ALLOW_FAULT_INJECTION=yes` in local
-    /// dev mode (`AUTH_MODE=dev`), which the production environment never has.
+    /// Whether fault injection may be turned on: only in a build with the `fault-injection`
+    /// feature (never a deploy), with `ALLOW_FAULT_INJECTION=yes`.
     pub fn allowed(env: &Env) -> bool {
-        let var = |name: &str| env.var(name).map(|v| v.to_string()).unwrap_or_default();
-        var("ALLOW_FAULT_INJECTION") == "yes" && var("AUTH_MODE") == "dev"
+        cfg!(feature = "fault-injection")
+            && env.var("ALLOW_FAULT_INJECTION").is_ok_and(|v| v.to_string() == "yes")
     }
 
     fn check(fail: bool, store: &str) -> Result<()> {
@@ -141,8 +134,12 @@ pub async fn list_snapshots(env: &Env, address: &RoomAddress, limit: u32) -> Res
     let mut records = Vec::with_capacity(rows.len());
     for row in rows {
         let in_r2 = bucket.head(row.r2_key.clone()).await?.is_some();
+        let seq = row.seq.parse().map_err(|_| {
+            tracing::error!(room = %address, seq = %row.seq, "a snapshot row has an unreadable seq");
+            Error::RustError(format!("snapshot row {:?} has an unreadable seq", row.r2_key))
+        })?;
         records.push(SnapshotRecord {
-            seq: row.seq.parse().unwrap_or(0),
+            seq,
             r2_key: row.r2_key,
             bytes: row.bytes as u64,
             created_ms: row.created_ms as u64,
@@ -153,21 +150,99 @@ pub async fn list_snapshots(env: &Env, address: &RoomAddress, limit: u32) -> Res
     Ok(records)
 }
 
-/// Loads a snapshot of the room: the one at `seq`, or the latest, found through D1.
-pub async fn load_snapshot(env: &Env, address: &RoomAddress, seq: Option<u64>) -> Result<Option<Snapshot>> {
-    let db = env.d1(DB_BINDING)?;
-    let statement = match seq {
-        Some(seq) => db
-            .prepare("SELECT r2_key FROM snapshots WHERE tenant = ?1 AND room = ?2 AND seq = ?3")
-            .bind(&[address.tenant().into(), address.room().into(), seq.to_string().into()])?,
-        None => db
-            .prepare("SELECT r2_key FROM snapshots WHERE tenant = ?1 AND room = ?2 ORDER BY seq_order DESC LIMIT 1")
-            .bind(&[address.tenant().into(), address.room().into()])?,
+/// Loads the room's snapshot at `seq` (an admin restore), found through D1.
+pub async fn load_snapshot(env: &Env, address: &RoomAddress, seq: u64) -> Result<Option<Snapshot>> {
+    let key = env
+        .d1(DB_BINDING)?
+        .prepare("SELECT r2_key FROM snapshots WHERE tenant = ?1 AND room = ?2 AND seq = ?3")
+        .bind(&[address.tenant().into(), address.room().into(), seq.to_string().into()])?
+        .first::<String>(Some("r2_key"))
+        .await?;
+    match key {
+        Some(key) => read_snapshot(env, &key).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Writes a counter's sum to D1 (exact, as text) and its read model to KV.
+pub async fn write_counter(env: &Env, address: &CounterAddress, view: &CounterView) -> Result<()> {
+    env.d1(DB_BINDING)?
+        .prepare(
+            "INSERT INTO counters (tenant, name, value, version, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (tenant, name) DO UPDATE SET value = excluded.value, version = excluded.version,
+               updated_ms = excluded.updated_ms",
+        )
+        .bind(&[
+            address.tenant().into(),
+            address.name().into(),
+            view.value.to_string().into(),
+            view.version.to_string().into(),
+            JsValue::from(view.generated_ms as f64),
+        ])?
+        .run()
+        .await?;
+    let json = serde_json::to_string(view).map_err(rust_error)?;
+    env.kv(READ_MODEL_BINDING)?.put(&address.read_model_key(), json)?.execute().await.map_err(rust_error)
+}
+
+/// Most snapshots an empty room tries, newest first, before it reports itself unavailable.
+const RESTORE_CANDIDATES: u32 = 20;
+
+/// Where an object with empty storage comes back from: its newest snapshot that reads and
+/// verifies (older ones when newer are corrupt or missing), nothing for a room the index has
+/// never seen, or unavailable when the room existed and nothing could be loaded now.
+pub async fn restore_source(env: &Env, address: &RoomAddress) -> crate::RestoreSource {
+    use crate::RestoreSource;
+    let index = async {
+        let db = env.d1(DB_BINDING)?;
+        let keys: Vec<String> = db
+            .prepare(
+                "SELECT r2_key FROM snapshots WHERE tenant = ?1 AND room = ?2 ORDER BY seq_order DESC LIMIT ?3",
+            )
+            .bind(&[address.tenant().into(), address.room().into(), JsValue::from(RESTORE_CANDIDATES)])?
+            .all()
+            .await?
+            .results::<KeyRow>()?
+            .into_iter()
+            .map(|row| row.r2_key)
+            .collect();
+        let indexed = db
+            .prepare("SELECT room FROM rooms WHERE tenant = ?1 AND room = ?2")
+            .bind(&[address.tenant().into(), address.room().into()])?
+            .first::<String>(Some("room"))
+            .await?
+            .is_some();
+        Ok::<_, Error>((keys, indexed))
     };
-    let Some(key) = statement.first::<String>(Some("r2_key")).await? else { return Ok(None) };
-    let Some(object) = env.bucket(SNAPSHOTS_BINDING)?.get(key.clone()).execute().await? else {
+    let (keys, indexed) = match index.await {
+        Ok(found) => found,
+        Err(error) => return RestoreSource::Unavailable(format!("reading the D1 index failed: {error}")),
+    };
+    if keys.is_empty() && !indexed {
+        return RestoreSource::NewRoom;
+    }
+    let mut last_error = "the index lists no snapshot".to_owned();
+    for key in keys {
+        match read_snapshot(env, &key).await {
+            Ok(snapshot) => return RestoreSource::Snapshot(Box::new(snapshot)),
+            Err(error) => {
+                tracing::warn!(room = %address, key, %error, "snapshot unusable, trying an older one");
+                last_error = error.to_string();
+            }
+        }
+    }
+    RestoreSource::Unavailable(format!("no snapshot could be loaded: {last_error}"))
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    r2_key: String,
+}
+
+async fn read_snapshot(env: &Env, key: &str) -> Result<Snapshot> {
+    let Some(object) = env.bucket(SNAPSHOTS_BINDING)?.get(key).execute().await? else {
         return Err(Error::RustError(format!("snapshot {key} is indexed in D1 but missing from R2")));
     };
     let bytes = object.body().ok_or_else(|| rust_error("empty R2 object"))?.bytes().await?;
-    Snapshot::decode(&bytes).map(Some).map_err(|e| Error::RustError(format!("snapshot {key}: {e}")))
+    Snapshot::decode(&bytes).map_err(|e| Error::RustError(format!("snapshot {key}: {e}")))
 }
