@@ -52,7 +52,7 @@ pub use error::{parse_json_object, ApiError};
 pub use limits::Limits;
 pub use outbox::Outgoing;
 pub use restore::{RestoreGate, RestoreSource};
-pub use room::Room;
+pub use room::{FlushPlan, Room};
 pub use schedule::{Schedule, SendDecision, Timers};
 pub use snapshot::{
     snapshot_key, snapshots_to_delete, Snapshot, SnapshotError, SnapshotInfo, SNAPSHOT_FORMAT,

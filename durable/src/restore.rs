@@ -70,6 +70,14 @@ impl RestoreGate {
         *self = Self::Blocked { reason, attempts, retry_at_ms: now_ms.saturating_add(wait) };
     }
 
+    /// Records the outcome of a restore attempt at `now_ms`.
+    pub fn settle(&mut self, outcome: Result<(), String>, now_ms: u64) {
+        match outcome {
+            Ok(()) => self.ready(),
+            Err(reason) => self.failed(reason, now_ms),
+        }
+    }
+
     /// `Ok` when requests may be served; else the retryable error clients get.
     pub fn check(&self) -> Result<(), ApiError> {
         match self {

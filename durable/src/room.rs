@@ -16,7 +16,8 @@ use crate::outbox::{Outbox, Outgoing};
 use crate::peers::Peers;
 use crate::store::StateSize;
 use crate::{
-    ApiError, ConnectOptions, Connection, Limits, RoomStore, Snapshot, Sql, StoreError, StoredEvent,
+    ApiError, ConnectOptions, Connection, Limits, RestoreSource, RoomStore, Snapshot, Sql, StoreError,
+    StoredEvent,
 };
 
 /// Name of the persistent counter that numbers connections.
@@ -33,6 +34,17 @@ const EPOCH_META: &str = "epoch";
 
 /// History is trimmed once every this many events, not on every append.
 const TRIM_EVERY: u64 = 64;
+
+/// Everything one flush of a room writes.
+#[derive(Debug)]
+pub struct FlushPlan {
+    /// The JSON read model (KV) and index row (D1).
+    pub view: RoomView,
+    /// The snapshot (R2).
+    pub snapshot: Snapshot,
+    /// Stores whose writes fail on purpose (test builds only), comma-separated.
+    pub faults: String,
+}
 
 /// One room: its storage, its limits, its connections and the frames waiting to be sent.
 ///
@@ -335,6 +347,32 @@ impl<S: Sql> Room<S> {
             self.outbox.push(Gap { resume_from: seq, seq }.into(), vec![id]);
         }
         Ok(())
+    }
+
+    /// What a flush writes now: the read model, the snapshot and the injected faults (tests);
+    /// `None` when the room is clean or does not know its names yet.
+    pub fn flush_plan(&mut self, now_ms: u64) -> Result<Option<FlushPlan>, StoreError> {
+        if !self.needs_flush()? {
+            return Ok(None);
+        }
+        let Some((tenant, name)) = self.names()? else { return Ok(None) };
+        let view = self.view(&tenant, &name, now_ms)?;
+        let snapshot = self.snapshot(&tenant, &name, self.limits.snapshot_max_events, now_ms)?;
+        Ok(Some(FlushPlan { view, snapshot, faults: self.faults()? }))
+    }
+
+    /// Brings back a room whose storage was empty from what the index and snapshot store said:
+    /// `Ok(Some(seq))` when a snapshot was restored, `Ok(None)` for a new room, `Err` with the
+    /// reason when the room existed but could not be restored (it must refuse requests).
+    pub fn restore_from(&mut self, source: RestoreSource) -> Result<Option<u64>, String> {
+        match source {
+            RestoreSource::NewRoom => Ok(None),
+            RestoreSource::Unavailable(reason) => Err(reason),
+            RestoreSource::Snapshot(snapshot) => {
+                let seq = snapshot.seq;
+                self.restore_snapshot(*snapshot).map(|()| Some(seq)).map_err(|e| e.to_string())
+            }
+        }
     }
 
     /// Whether the room changed since its last complete flush (a new event, presence, a restore).

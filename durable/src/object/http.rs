@@ -166,6 +166,20 @@ pub fn auto_response_ms(state: &State, ws: &WebSocket) -> Option<u64> {
     (ms.is_finite() && ms >= 0.0).then_some(ms as u64)
 }
 
+/// Makes sure the object's alarm fires by `at_ms` (an earlier pending alarm is kept).
+pub async fn arm_alarm(state: &State, at_ms: u64) {
+    let storage = state.storage();
+    if let Ok(Some(pending)) = storage.get_alarm().await {
+        if u64::try_from(pending).is_ok_and(|pending| pending <= at_ms) {
+            return;
+        }
+    }
+    let delay = std::time::Duration::from_millis(at_ms.saturating_sub(now_ms()));
+    if let Err(error) = storage.set_alarm(delay).await {
+        tracing::error!(%error, "setting the alarm failed");
+    }
+}
+
 /// Milliseconds since the Unix epoch (`std::time` panics on wasm32).
 pub fn now_ms() -> u64 {
     worker::Date::now().as_millis()

@@ -2,14 +2,14 @@
 //! WebSockets and alarms, plus the HTTP plumbing the router shares with them. Compiled only with
 //! the `worker` feature (by the deployable Worker).
 
+mod counter_host;
 // `#[durable_object]` generates undocumented JS bindings.
 #[allow(missing_docs)]
 mod counter_object;
 mod flush;
 pub mod http;
-// `#[durable_object]` generates undocumented JS bindings.
-#[allow(missing_docs)]
 mod room_host;
+// `#[durable_object]` generates undocumented JS bindings.
 #[allow(missing_docs)]
 mod room_object;
 mod shards;

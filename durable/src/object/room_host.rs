@@ -11,11 +11,9 @@ use edgeroom_protocol::{close_code, Format, RoomAddress, ServerMessage, WireFram
 use worker::{Env, State, WebSocket};
 
 use super::flush::{restore_source, write_flush, Faults};
-use super::http::{auto_response_ms, close, entropy, now_ms, send_frame};
+use super::http::{arm_alarm, auto_response_ms, close, entropy, now_ms, send_frame};
 use super::WorkerSql;
-use crate::{
-    ApiError, Connection, Limits, Outgoing, RestoreGate, RestoreSource, Room, Schedule, SendDecision, Timers,
-};
+use crate::{ApiError, Connection, Limits, Outgoing, RestoreGate, Room, Schedule, SendDecision, Timers};
 
 /// The room object's run-time state, shared with the tasks it spawns (send timers, alarms).
 pub struct RoomHost {
@@ -104,28 +102,24 @@ impl RoomHost {
     }
 
     async fn restore_if_empty(&self, address: &RoomAddress) {
-        match self.with_room(|room| Ok(room.is_empty()?)) {
-            Ok(false) => return self.gate.borrow_mut().ready(),
-            Ok(true) => {}
-            Err(error) => return self.gate.borrow_mut().failed(error.message, now_ms()),
-        }
-        match restore_source(&self.env, address).await {
-            RestoreSource::NewRoom => self.gate.borrow_mut().ready(),
-            RestoreSource::Snapshot(snapshot) => {
-                let seq = snapshot.seq;
-                match self.with_room(|room| Ok(room.restore_snapshot(*snapshot)?)) {
-                    Ok(()) => {
-                        tracing::warn!(room = %address, seq, "storage was empty: restored the newest readable snapshot");
-                        self.gate.borrow_mut().ready();
-                    }
-                    Err(error) => self.gate.borrow_mut().failed(error.message, now_ms()),
-                }
+        let outcome = match self.with_room(|room| Ok(room.is_empty()?)) {
+            Ok(false) => Ok(None),
+            Ok(true) => {
+                let source = restore_source(&self.env, address).await;
+                self.with_room(|room| Ok(room.restore_from(source))).unwrap_or_else(|e| Err(e.message))
             }
-            RestoreSource::Unavailable(reason) => {
-                tracing::error!(room = %address, %reason, "storage is empty and no snapshot could be restored");
-                self.gate.borrow_mut().failed(reason, now_ms());
+            Err(error) => Err(error.message),
+        };
+        match &outcome {
+            Ok(Some(seq)) => {
+                tracing::warn!(room = %address, seq, "storage was empty: restored the newest readable snapshot")
             }
+            Err(reason) => {
+                tracing::error!(room = %address, %reason, "storage is empty and no snapshot could be restored")
+            }
+            Ok(None) => {}
         }
+        self.gate.borrow_mut().settle(outcome.map(|_| ()), now_ms());
     }
 
     /// Registers an accepted socket.
@@ -193,18 +187,9 @@ impl RoomHost {
         }
     }
 
-    /// Makes sure the alarm fires by `at_ms` (an earlier pending alarm is kept).
+    /// Makes sure the alarm fires by `at_ms`.
     pub async fn arm_alarm(&self, at_ms: u64) {
-        let storage = self.state.storage();
-        if let Ok(Some(pending)) = storage.get_alarm().await {
-            if u64::try_from(pending).is_ok_and(|pending| pending <= at_ms) {
-                return;
-            }
-        }
-        let delay = Duration::from_millis(at_ms.saturating_sub(now_ms()));
-        if let Err(error) = storage.set_alarm(delay).await {
-            tracing::error!(%error, "setting the alarm failed");
-        }
+        arm_alarm(&self.state, at_ms).await;
     }
 
     /// Sets the alarm where the timers want it: the due flush or the next sweep.
@@ -218,19 +203,9 @@ impl RoomHost {
     /// Flushes a changed room: snapshot to R2, index rows to D1, read model to KV. Only a complete
     /// flush is recorded; a failure keeps the room dirty and backs off.
     pub async fn flush(&self) {
-        let now = now_ms();
-        let max_events = self.limits.snapshot_max_events;
-        let plan = self.with_room(|room| {
-            if !room.needs_flush()? {
-                return Ok(None);
-            }
-            let Some((tenant, name)) = room.names()? else { return Ok(None) };
-            let view = room.view(&tenant, &name, now)?;
-            let snapshot = room.snapshot(&tenant, &name, max_events, now)?;
-            Ok(Some((view, snapshot, Faults::parse(&room.faults()?))))
-        });
+        let plan = self.with_room(|room| Ok(room.flush_plan(now_ms())?));
         let (view, snapshot, faults) = match plan {
-            Ok(Some(plan)) => plan,
+            Ok(Some(plan)) => (plan.view, plan.snapshot, Faults::parse(&plan.faults)),
             Ok(None) => return,
             Err(error) => return tracing::error!(%error, "reading the room for the flush failed"),
         };
