@@ -1,8 +1,13 @@
 //! Snapshot retention, run by the Cron Trigger: per room, keep the newest `SNAPSHOT_KEEP_LAST`
 //! snapshots (default 10) plus the newest of each of the last `SNAPSHOT_KEEP_DAYS` days (default
-//! 7); delete the others from R2, then their D1 rows.
+//! 7); delete the others from R2, then their D1 rows. Then delete R2 snapshots that no D1 row
+//! names (a flush whose index write failed) once older than `SNAPSHOT_ORPHAN_AGE_MS` (1 h).
 
-use edgeroom_durable::{snapshots_to_delete, SnapshotInfo, DB_BINDING, SNAPSHOTS_BINDING};
+use std::collections::HashSet;
+
+use edgeroom_durable::{
+    orphaned_snapshots, snapshots_to_delete, SnapshotInfo, DB_BINDING, SNAPSHOTS_BINDING,
+};
 use serde::Deserialize;
 use worker::wasm_bindgen::JsValue;
 use worker::{Env, Result};
@@ -58,5 +63,53 @@ pub async fn run(env: &Env, now_ms: u64) -> Result<usize> {
             deleted += 1;
         }
     }
+    Ok(deleted + delete_orphans(env, now_ms).await?)
+}
+
+/// R2 list pages one run looks at (1,000 objects each); the next run goes on from the start.
+const ORPHAN_PAGES_PER_RUN: usize = 10;
+/// Keys per D1 lookup (D1 binds at most 100 parameters).
+const KEYS_PER_LOOKUP: usize = 90;
+
+/// Deletes R2 snapshots without a D1 row; returns how many.
+async fn delete_orphans(env: &Env, now_ms: u64) -> Result<usize> {
+    let min_age_ms = number_var(env, "SNAPSHOT_ORPHAN_AGE_MS", 60 * 60 * 1000);
+    let bucket = env.bucket(SNAPSHOTS_BINDING)?;
+    let db = env.d1(DB_BINDING)?;
+    let (mut cursor, mut deleted) = (None::<String>, 0);
+    for _ in 0..ORPHAN_PAGES_PER_RUN {
+        let mut list = bucket.list().prefix("snapshots/").limit(1000);
+        if let Some(cursor) = cursor.take() {
+            list = list.cursor(cursor);
+        }
+        let page = list.execute().await?;
+        let listed: Vec<(String, u64)> =
+            page.objects().iter().map(|object| (object.key(), object.uploaded().as_millis())).collect();
+        let mut indexed = HashSet::new();
+        for keys in listed.chunks(KEYS_PER_LOOKUP) {
+            let placeholders = vec!["?"; keys.len()].join(",");
+            let binds: Vec<JsValue> = keys.iter().map(|(key, _)| key.as_str().into()).collect();
+            let rows: Vec<KeyRow> = db
+                .prepare(format!("SELECT r2_key FROM snapshots WHERE r2_key IN ({placeholders})"))
+                .bind(&binds)?
+                .all()
+                .await?
+                .results()?;
+            indexed.extend(rows.into_iter().map(|row| row.r2_key));
+        }
+        for key in orphaned_snapshots(&listed, &indexed, now_ms, min_age_ms) {
+            bucket.delete(key).await?;
+            deleted += 1;
+        }
+        match page.cursor().filter(|_| page.truncated()) {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
     Ok(deleted)
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    r2_key: String,
 }

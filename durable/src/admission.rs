@@ -12,6 +12,8 @@ use crate::{ApiError, Limits};
 #[derive(Debug, Clone)]
 pub struct Admission {
     bucket: TokenBucket,
+    /// Bytes the connection may still make the room send to it alone.
+    send_budget: TokenBucket,
     strikes: Strikes,
     last_seen_ms: u64,
 }
@@ -21,6 +23,7 @@ impl Admission {
     pub fn new(limits: &Limits, now_ms: u64) -> Self {
         Self {
             bucket: TokenBucket::full(limits.rate_burst, now_ms),
+            send_budget: TokenBucket::full(limits.send_budget_bytes as f64, now_ms),
             strikes: Strikes::default(),
             last_seen_ms: now_ms,
         }
@@ -43,6 +46,13 @@ impl Admission {
             ));
         }
         Ok(())
+    }
+
+    /// Takes `bytes` from the connection's send budget (refilled at a tenth of it per second);
+    /// `false` when it does not have them, and the connection must be closed.
+    pub fn spend(&mut self, bytes: usize, limits: &Limits, now_ms: u64) -> bool {
+        let burst = limits.send_budget_bytes as f64;
+        self.send_budget.try_take_n(bytes as f64, burst / 10.0, burst, now_ms)
     }
 
     /// Records a refused frame. Returns the close code and reason when the connection has had

@@ -55,7 +55,8 @@ pub use restore::{RestoreGate, RestoreSource};
 pub use room::{FlushPlan, Room};
 pub use schedule::{Schedule, SendDecision, Timers};
 pub use snapshot::{
-    snapshot_key, snapshots_to_delete, Snapshot, SnapshotError, SnapshotInfo, SNAPSHOT_FORMAT,
+    orphaned_snapshots, snapshot_key, snapshots_to_delete, Snapshot, SnapshotError, SnapshotInfo,
+    SNAPSHOT_FORMAT,
 };
 pub use sql::{Sql, SqlValue, StoreError};
 pub use store::{RoomStore, StateSize, StoredEvent};

@@ -6,9 +6,9 @@
 //! [`Room::take_outgoing`] returns.
 
 use edgeroom_protocol::{
-    Ack, Body, ClientMessage, ErrorCode, ErrorFrame, Event, EventKind, Format, Gap, Hello, HistoryPage, Ping,
-    Pong, PresenceDiff, PresenceSet, Publish, PublishRequest, PublishResult, Right, RoomView, ServerMessage,
-    StateDelete, StateSet, Welcome, WireFrame,
+    close_code, Ack, Body, ClientMessage, ErrorCode, ErrorFrame, Event, EventKind, Format, Gap, Hello,
+    HistoryPage, Ping, Pong, PresenceDiff, PresenceSet, Publish, PublishRequest, PublishResult, Right,
+    RoomView, ServerMessage, StateDelete, StateSet, Welcome, WireFrame, MAX_SEQ,
 };
 use uuid::Uuid;
 
@@ -44,6 +44,8 @@ pub struct FlushPlan {
     pub snapshot: Snapshot,
     /// Stores whose writes fail on purpose (test builds only), comma-separated.
     pub faults: String,
+    /// The room's change count when the plan was taken.
+    pub generation: u64,
 }
 
 /// One room: its storage, its limits, its connections and the frames waiting to be sent.
@@ -60,6 +62,8 @@ pub struct Room<S> {
     /// Presence changed, or a snapshot was restored, since the last flush (memory only: presence
     /// is not sequenced, and the next event flushes anyway).
     unflushed_change: bool,
+    /// Counts unflushed changes, so a change made while a flush was writing is not marked flushed.
+    change_generation: u64,
     /// The current epoch, once read from storage.
     epoch: Option<String>,
     /// Randomness for new epochs, from the shell (the core has no random source of its own).
@@ -78,6 +82,7 @@ impl<S: Sql> Room<S> {
             last_seq: None,
             state_size: None,
             unflushed_change: false,
+            change_generation: 0,
             epoch: None,
             entropy,
         })
@@ -161,7 +166,7 @@ impl<S: Sql> Room<S> {
             if peer.connection.in_presence() {
                 let left = PresenceDiff { joined: vec![], left: vec![id], updated: vec![] };
                 self.outbox.push(left.into(), self.peers.presence_ids_except(None));
-                self.unflushed_change = true;
+                self.mark_changed();
             }
         }
     }
@@ -241,7 +246,12 @@ impl<S: Sql> Room<S> {
 
     /// Up to `limit` events after `after`, with the room's current and oldest kept seq.
     pub fn history(&mut self, after: u64, limit: u64) -> Result<HistoryPage, StoreError> {
-        let events = self.store.events_after(after, limit)?.into_iter().map(|stored| stored.event).collect();
+        let events = self
+            .store
+            .events_page(after, limit, self.limits.history_page_max_bytes)?
+            .into_iter()
+            .map(|stored| stored.event)
+            .collect();
         Ok(HistoryPage {
             events,
             seq: self.last_seq()?,
@@ -340,7 +350,7 @@ impl<S: Sql> Room<S> {
         self.start_new_epoch()?;
         self.last_seq = Some(seq);
         self.state_size = None;
-        self.unflushed_change = true;
+        self.mark_changed();
         for id in self.peers.live_ids_except(None) {
             let welcome = self.welcome(id)?;
             self.outbox.push(welcome, vec![id]);
@@ -358,7 +368,7 @@ impl<S: Sql> Room<S> {
         let Some((tenant, name)) = self.names()? else { return Ok(None) };
         let view = self.view(&tenant, &name, now_ms)?;
         let snapshot = self.snapshot(&tenant, &name, self.limits.snapshot_max_events, now_ms)?;
-        Ok(Some(FlushPlan { view, snapshot, faults: self.faults()? }))
+        Ok(Some(FlushPlan { view, snapshot, faults: self.faults()?, generation: self.change_generation }))
     }
 
     /// Brings back a room whose storage was empty from what the index and snapshot store said:
@@ -381,9 +391,17 @@ impl<S: Sql> Room<S> {
     }
 
     /// Records a complete flush of the room at `seq`.
-    pub fn flushed(&mut self, seq: u64) -> Result<(), StoreError> {
-        self.unflushed_change = false;
-        self.store.set_counter(FLUSHED_COUNTER, seq)
+    /// Changes made after `plan` was taken (while its writes were in flight) stay unflushed.
+    pub fn flushed(&mut self, plan: &FlushPlan) -> Result<(), StoreError> {
+        if self.change_generation == plan.generation {
+            self.unflushed_change = false;
+        }
+        self.store.set_counter(FLUSHED_COUNTER, plan.snapshot.seq)
+    }
+
+    fn mark_changed(&mut self) {
+        self.unflushed_change = true;
+        self.change_generation = self.change_generation.wrapping_add(1);
     }
 
     /// Dispatches a decoded message; returns whether the connection's data changed.
@@ -403,7 +421,7 @@ impl<S: Sql> Room<S> {
             | ClientMessage::CounterReset(_) => None,
         };
         let result = match message {
-            ClientMessage::Hello(hello) => self.hello(id, hello, live).map(|changed| (changed, None)),
+            ClientMessage::Hello(hello) => self.hello(id, hello, live, now_ms).map(|changed| (changed, None)),
             _ if !live => Err(ApiError::bad_request("send `hello` first")),
             _ if needed.is_some_and(|right| !rights.has(right)) => Err(ApiError::new(
                 ErrorCode::Forbidden,
@@ -442,9 +460,23 @@ impl<S: Sql> Room<S> {
         }
     }
 
-    fn hello(&mut self, id: u64, hello: Hello, live: bool) -> Result<bool, ApiError> {
+    fn hello(&mut self, id: u64, hello: Hello, live: bool, now_ms: u64) -> Result<bool, ApiError> {
+        if hello.resume_from.is_some_and(|seq| seq > MAX_SEQ) {
+            return Err(ApiError::bad_request(format!("resume_from is at most {MAX_SEQ}")));
+        }
         if live {
             // A refresh: the current welcome, no replay (the connection has every event already).
+            // It costs the connection's send budget, so refreshes cannot queue without bound.
+            let cost = self.state_size()?.bytes + self.peers.iter().count() * 128 + 256;
+            let limits = &self.limits;
+            let affordable =
+                self.peers.get_mut(id).is_some_and(|peer| peer.admission.spend(cost, limits, now_ms));
+            if !affordable {
+                let reason =
+                    "over the send budget (welcome refreshes); reconnect later and resume".to_owned();
+                self.outbox.close(id, close_code::SEND_BUDGET, reason);
+                return Ok(false);
+            }
             let welcome = self.welcome(id)?;
             self.outbox.push(welcome, vec![id]);
             return Ok(false);
@@ -472,7 +504,7 @@ impl<S: Sql> Room<S> {
         if let Some(member) = self.connection(id).filter(Connection::in_presence).map(|c| c.member()) {
             let joined = PresenceDiff { joined: vec![member], left: vec![], updated: vec![] };
             self.outbox.push(joined.into(), self.peers.presence_ids_except(Some(id)));
-            self.unflushed_change = true;
+            self.mark_changed();
         }
         Ok(())
     }
@@ -514,7 +546,12 @@ impl<S: Sql> Room<S> {
             return Ok(());
         }
         for stored in self.store.events_after(resume_from, seq - resume_from)? {
-            self.outbox.push_event(stored.event, vec![id], self.limits.batch_max_events);
+            self.outbox.push_event(
+                stored.event,
+                vec![id],
+                self.limits.batch_max_events,
+                self.limits.batch_max_bytes,
+            );
         }
         Ok(())
     }
@@ -536,10 +573,7 @@ impl<S: Sql> Room<S> {
     fn state_set(&mut self, id: u64, set: StateSet, now_ms: u64) -> Result<u64, ApiError> {
         let StateSet { op_id, key, value } = set;
         let limits = &self.limits;
-        if key.is_empty() || key.len() > limits.state_max_key_bytes {
-            let message = format!("state keys are 1 to {} bytes", limits.state_max_key_bytes);
-            return Err(ApiError::bad_request(message));
-        }
+        self.check_state_key(&key)?;
         if value.len() > limits.state_max_value_bytes {
             let message = format!("state values are at most {} bytes", limits.state_max_value_bytes);
             return Err(ApiError::new(ErrorCode::TooLarge, message));
@@ -577,6 +611,7 @@ impl<S: Sql> Room<S> {
 
     fn state_delete(&mut self, id: u64, delete: StateDelete, now_ms: u64) -> Result<u64, ApiError> {
         let StateDelete { op_id, key } = delete;
+        self.check_state_key(&key)?;
         if let Some(seq) = self.seq_of(op_id)? {
             return Ok(seq);
         }
@@ -602,6 +637,14 @@ impl<S: Sql> Room<S> {
         Ok(event.seq)
     }
 
+    fn check_state_key(&self, key: &str) -> Result<(), ApiError> {
+        let max = self.limits.state_max_key_bytes;
+        if key.is_empty() || key.len() > max {
+            return Err(ApiError::bad_request(format!("state keys are 1 to {max} bytes")));
+        }
+        Ok(())
+    }
+
     /// Replaces the presence data of `id` and tells every member; returns whether it changed.
     fn presence_set(&mut self, id: u64, presence: PresenceSet) -> Result<bool, ApiError> {
         if presence.data.len() > self.limits.presence_max_bytes {
@@ -613,7 +656,7 @@ impl<S: Sql> Room<S> {
         let member = peer.connection.member();
         let updated = PresenceDiff { joined: vec![], left: vec![], updated: vec![member] };
         self.outbox.push(updated.into(), self.peers.presence_ids_except(None));
-        self.unflushed_change = true;
+        self.mark_changed();
         Ok(true)
     }
 
@@ -638,7 +681,8 @@ impl<S: Sql> Room<S> {
             self.store.trim_history(self.limits.history_max_events, min_at_ms)?;
         }
         let event = stored.event;
-        self.outbox.push_event(event.clone(), self.peers.live_ids_except(None), self.limits.batch_max_events);
+        let (max_events, max_bytes) = (self.limits.batch_max_events, self.limits.batch_max_bytes);
+        self.outbox.push_event(event.clone(), self.peers.live_ids_except(None), max_events, max_bytes);
         Ok(event)
     }
 

@@ -129,6 +129,24 @@ impl<S: Sql> RoomStore<S> {
         rows.into_iter().map(stored_event_from_row).collect()
     }
 
+    /// Up to `limit` events with `seq > after`, in order, stopping once `max_bytes` of bodies are
+    /// in the page (the first event always is): a page never holds the whole history in memory.
+    pub fn events_page(
+        &self,
+        after: u64,
+        limit: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = self.sql.query(
+            "SELECT seq, kind, body, sender, topic, key, op_id, at_ms FROM (
+                SELECT *, SUM(length(CAST(body AS BLOB))) OVER (ORDER BY seq) - length(CAST(body AS BLOB)) AS before
+                FROM events WHERE seq > ? ORDER BY seq LIMIT ?
+             ) WHERE before < ? ORDER BY seq",
+            &[after.into(), limit.into(), (max_bytes.max(1) as u64).into()],
+        )?;
+        rows.into_iter().map(stored_event_from_row).collect()
+    }
+
     /// The lowest sequence number still in history, if any event is kept.
     pub fn oldest_seq(&self) -> Result<Option<u64>, StoreError> {
         let rows = self.sql.query("SELECT MIN(seq) FROM events", &[])?;
@@ -311,6 +329,18 @@ mod tests {
         assert_eq!(store.last_seq().unwrap(), 3);
         let after_one = store.events_after(1, 10).unwrap();
         assert_eq!(after_one, vec![message(2, "m2"), message(3, "m3")]);
+    }
+
+    #[test]
+    fn history_pages_stop_at_their_byte_cap_but_hold_at_least_one_event() {
+        let store = RoomStore::open(MemorySql::new()).unwrap();
+        for seq in 1..=10 {
+            store.append(&message(seq, &"x".repeat(998))).unwrap(); // 1,000 bytes of JSON each
+        }
+        let seqs = |page: Vec<StoredEvent>| page.iter().map(|e| e.event.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(store.events_page(0, 100, 2_500).unwrap()), vec![1, 2, 3]);
+        assert_eq!(seqs(store.events_page(3, 2, 1_000_000).unwrap()), vec![4, 5]);
+        assert_eq!(seqs(store.events_page(9, 100, 1).unwrap()), vec![10], "the first event always fits");
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub mod close_code {
     pub const HEARTBEAT_TIMEOUT: u16 = 4010;
     /// The server hit an internal error on this connection; reconnect and resume.
     pub const INTERNAL: u16 = 4011;
+    /// The connection asked for more than its send budget (welcome refreshes, resumes) in too
+    /// short a time; reconnect later and resume.
+    pub const SEND_BUDGET: u16 = 4012;
     /// Missing or invalid credentials.
     pub const UNAUTHORIZED: u16 = 4401;
     /// The credentials lack the right for this room.

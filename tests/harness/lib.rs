@@ -91,6 +91,34 @@ impl StateDir {
         self.0.path()
     }
 
+    /// Writes `bytes` as the R2 object `key` of the snapshots bucket (to corrupt a snapshot).
+    /// Only while no server runs on this state.
+    pub fn put_snapshot_object(&self, key: &str, bytes: &[u8]) {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), bytes).expect("write temp file");
+        let output = wrangler()
+            .args(["r2", "object", "put", &format!("edgeroom-snapshots/{key}"), "--local", "--file"])
+            .arg(file.path())
+            .arg("--persist-to")
+            .arg(self.path())
+            .output()
+            .expect("run wrangler r2 object put");
+        assert!(output.status.success(), "r2 put failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// Whether the snapshots bucket holds `key`. Only while no server runs on this state.
+    pub fn has_snapshot_object(&self, key: &str) -> bool {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        let output = wrangler()
+            .args(["r2", "object", "get", &format!("edgeroom-snapshots/{key}"), "--local", "--file"])
+            .arg(file.path())
+            .arg("--persist-to")
+            .arg(self.path())
+            .output()
+            .expect("run wrangler r2 object get");
+        output.status.success() && std::fs::metadata(file.path()).is_ok_and(|m| m.len() > 0)
+    }
+
     /// Deletes the SQLite storage of every room object (as if the objects were lost), keeping
     /// D1, KV and R2. Only while no server runs on this state.
     pub fn wipe_room_objects(&self) -> usize {

@@ -203,20 +203,19 @@ impl RoomHost {
     /// Flushes a changed room: snapshot to R2, index rows to D1, read model to KV. Only a complete
     /// flush is recorded; a failure keeps the room dirty and backs off.
     pub async fn flush(&self) {
-        let plan = self.with_room(|room| Ok(room.flush_plan(now_ms())?));
-        let (view, snapshot, faults) = match plan {
-            Ok(Some(plan)) => (plan.view, plan.snapshot, Faults::parse(&plan.faults)),
+        let plan = match self.with_room(|room| Ok(room.flush_plan(now_ms())?)) {
+            Ok(Some(plan)) => plan,
             Ok(None) => return,
             Err(error) => return tracing::error!(%error, "reading the room for the flush failed"),
         };
-        let faults = if Faults::allowed(&self.env) { faults } else { Faults::default() };
+        let faults = if Faults::allowed(&self.env) { Faults::parse(&plan.faults) } else { Faults::default() };
         let mut timers = self.timers.get();
         timers.start_flush();
-        match write_flush(&self.env, faults, &snapshot, &view).await {
+        match write_flush(&self.env, faults, &plan.snapshot, &plan.view).await {
             Ok(()) => {
                 let still_changed = self
                     .with_room(|room| {
-                        room.flushed(snapshot.seq)?;
+                        room.flushed(&plan)?;
                         Ok(room.needs_flush()?)
                     })
                     .unwrap_or(true);
@@ -224,7 +223,7 @@ impl RoomHost {
             }
             Err(error) => {
                 let failures = timers.flush_failed(&self.schedule, now_ms());
-                tracing::warn!(room = %view.room, failures, %error, "flush failed; backing off");
+                tracing::warn!(room = %plan.view.room, failures, %error, "flush failed; backing off");
             }
         }
         self.timers.set(timers);
