@@ -20,14 +20,14 @@ use crate::{
     StoredEvent,
 };
 
-/// Name of the persistent counter that numbers connections.
-const CONNECTION_COUNTER: &str = "connection";
+/// The persistent sequence that numbers connections.
+const CONNECTION_IDS: &str = "connection";
 
-/// Persistent counter below which sequence numbers are taken (set by a restore).
-const SEQ_FLOOR_COUNTER: &str = "seq_floor";
+/// The persistent floor below which seqs are never handed out (set by a restore).
+const SEQ_FLOOR: &str = "seq_floor";
 
-/// Persistent counter holding the seq of the last complete flush (R2, D1 and KV).
-const FLUSHED_COUNTER: &str = "flushed_seq";
+/// The persistent seq of the last complete flush (R2, D1 and KV).
+const FLUSHED_SEQ: &str = "flushed_seq";
 
 /// Meta key of the room's epoch.
 const EPOCH_META: &str = "epoch";
@@ -125,7 +125,7 @@ impl<S: Sql> Room<S> {
     /// `welcome` (plus the replay or `gap` for `resume_from`) and tells the members it joined.
     /// Returns the connection to keep in the socket attachment.
     pub fn connect(&mut self, options: ConnectOptions, now_ms: u64) -> Result<Connection, StoreError> {
-        let id = self.store.next_in_sequence(CONNECTION_COUNTER)?;
+        let id = self.store.next_in_sequence(CONNECTION_IDS)?;
         let connection = Connection {
             id,
             format: options.format,
@@ -308,7 +308,7 @@ impl<S: Sql> Room<S> {
         self.store.is_empty()
     }
 
-    /// The room as a snapshot: its state, its counters and up to `max_events` recent events.
+    /// The room as a snapshot: its state, its sequences and up to `max_events` recent events.
     pub fn snapshot(
         &mut self,
         tenant: &str,
@@ -324,7 +324,7 @@ impl<S: Sql> Room<S> {
             created_ms: now_ms,
             state: self.store.state_entries()?,
             events: self.store.events_after(seq.saturating_sub(max_events), max_events)?,
-            counters: self.store.counters()?,
+            sequences: self.store.sequences()?,
         })
     }
 
@@ -341,12 +341,12 @@ impl<S: Sql> Room<S> {
         for entry in &snapshot.state {
             self.store.put_state(&entry.key, &entry.value, entry.seq)?;
         }
-        for (name, value) in &snapshot.counters {
-            let current = self.store.counter(name)?;
-            self.store.set_counter(name, current.max(*value))?;
+        for (name, value) in &snapshot.sequences {
+            let current = self.store.sequence(name)?;
+            self.store.set_sequence(name, current.max(*value))?;
         }
         let seq = seq_before.max(snapshot.seq);
-        self.store.set_counter(SEQ_FLOOR_COUNTER, seq)?;
+        self.store.set_sequence(SEQ_FLOOR, seq)?;
         self.start_new_epoch()?;
         self.last_seq = Some(seq);
         self.state_size = None;
@@ -387,7 +387,7 @@ impl<S: Sql> Room<S> {
 
     /// Whether the room changed since its last complete flush (a new event, presence, a restore).
     pub fn needs_flush(&mut self) -> Result<bool, StoreError> {
-        Ok(self.unflushed_change || self.last_seq()? > self.store.counter(FLUSHED_COUNTER)?)
+        Ok(self.unflushed_change || self.last_seq()? > self.store.sequence(FLUSHED_SEQ)?)
     }
 
     /// Records a complete flush of the room at `seq`.
@@ -396,7 +396,7 @@ impl<S: Sql> Room<S> {
         if self.change_generation == plan.generation {
             self.unflushed_change = false;
         }
-        self.store.set_counter(FLUSHED_COUNTER, plan.snapshot.seq)
+        self.store.set_sequence(FLUSHED_SEQ, plan.snapshot.seq)
     }
 
     fn mark_changed(&mut self) {

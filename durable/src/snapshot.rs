@@ -31,8 +31,8 @@ pub struct Snapshot {
     pub state: Vec<StateEntry>,
     /// The most recent history (up to the configured number of events), in order.
     pub events: Vec<StoredEvent>,
-    /// The room's persistent counters (connection ids, …), so ids are never reused.
-    pub counters: Vec<(String, u64)>,
+    /// The room's persistent sequences (connection ids, …), so ids are never reused.
+    pub sequences: Vec<(String, u64)>,
 }
 
 /// Why bytes are not a readable snapshot.
@@ -197,7 +197,7 @@ mod tests {
                 op_id: Some("op".into()),
                 at_ms: 5,
             }],
-            counters: vec![("connection".into(), 9)],
+            sequences: vec![("connection".into(), 9)],
         }
     }
 
