@@ -2,9 +2,10 @@
 //! rooms index, a room's live state and snapshots, restores, and (in test builds) flush faults.
 
 use edgeroom_auth::{admin_key_matches, TenantSecrets, TokenRequest};
+use edgeroom_durable::object::d1::{database, prepare};
 use edgeroom_durable::object::http::{call, forward, read_body, read_json};
 use edgeroom_durable::object::list_snapshots;
-use edgeroom_durable::{ApiError, InternalRequest, RoomOp, DB_BINDING};
+use edgeroom_durable::{index, ApiError, InternalRequest, RoomOp};
 use edgeroom_protocol::{ErrorCode, RestoreRequest, Rights, RoomAddress, RoomRecord, Route};
 use worker::{Env, Request, Response};
 
@@ -73,20 +74,9 @@ struct RoomRow {
 
 /// The tenant's rooms from the D1 index, most recently active first.
 async fn list_rooms(env: &Env, tenant: &str) -> Result<Vec<RoomRecord>, ApiError> {
-    let rows: Vec<RoomRow> = env
-        .d1(DB_BINDING)
-        .and_then(|db| {
-            db.prepare(
-                "SELECT room, seq, members, last_activity_ms, last_snapshot_key, last_snapshot_bytes FROM rooms
-                 WHERE tenant = ?1 ORDER BY last_activity_ms DESC LIMIT 1000",
-            )
-            .bind(&[tenant.into()])
-        })
-        .map_err(internal)?
-        .all()
-        .await
-        .and_then(|result| result.results())
-        .map_err(internal)?;
+    let query =
+        database(env).and_then(|db| prepare(&db, &index::rooms_of(tenant, 1000))).map_err(internal)?;
+    let rows: Vec<RoomRow> = query.all().await.and_then(|result| result.results()).map_err(internal)?;
     rows.into_iter()
         .map(|row| {
             let seq = row.seq.parse().map_err(|_| {

@@ -5,11 +5,9 @@
 
 use std::collections::HashSet;
 
-use edgeroom_durable::{
-    orphaned_snapshots, snapshots_to_delete, SnapshotInfo, DB_BINDING, SNAPSHOTS_BINDING,
-};
+use edgeroom_durable::object::d1::{database, prepare};
+use edgeroom_durable::{index, orphaned_snapshots, snapshots_to_delete, SnapshotInfo, SNAPSHOTS_BINDING};
 use serde::Deserialize;
-use worker::wasm_bindgen::JsValue;
 use worker::{Env, Result};
 
 #[derive(Deserialize)]
@@ -29,19 +27,9 @@ fn number_var(env: &Env, name: &str, default: u64) -> u64 {
 pub async fn run(env: &Env, now_ms: u64) -> Result<usize> {
     let keep_last = number_var(env, "SNAPSHOT_KEEP_LAST", 10) as usize;
     let keep_days = number_var(env, "SNAPSHOT_KEEP_DAYS", 7);
-    let db = env.d1(DB_BINDING)?;
+    let db = database(env)?;
     // Only rooms with more snapshots than the newest `keep_last` can lose any.
-    let rows: Vec<Row> = db
-        .prepare(
-            "SELECT s.tenant, s.room, s.seq, s.r2_key, s.created_ms FROM snapshots s
-             JOIN (SELECT tenant, room FROM snapshots GROUP BY tenant, room HAVING COUNT(*) > ?1) busy
-               ON busy.tenant = s.tenant AND busy.room = s.room
-             ORDER BY s.tenant, s.room",
-        )
-        .bind(&[JsValue::from(keep_last as f64)])?
-        .all()
-        .await?
-        .results()?;
+    let rows: Vec<Row> = prepare(&db, &index::retention_candidates(keep_last))?.all().await?.results()?;
     let bucket = env.bucket(SNAPSHOTS_BINDING)?;
     let mut deleted = 0;
     for room_rows in rows.chunk_by(|a, b| a.tenant == b.tenant && a.room == b.room) {
@@ -56,10 +44,7 @@ pub async fn run(env: &Env, now_ms: u64) -> Result<usize> {
         {
             // R2 first: a row without its object would be a broken restore target.
             bucket.delete(row.r2_key.clone()).await?;
-            db.prepare("DELETE FROM snapshots WHERE tenant = ?1 AND room = ?2 AND seq = ?3")
-                .bind(&[row.tenant.as_str().into(), row.room.as_str().into(), row.seq.as_str().into()])?
-                .run()
-                .await?;
+            prepare(&db, &index::forget_snapshot(&row.tenant, &row.room, &row.seq))?.run().await?;
             deleted += 1;
         }
     }
@@ -75,7 +60,7 @@ const KEYS_PER_LOOKUP: usize = 90;
 async fn delete_orphans(env: &Env, now_ms: u64) -> Result<usize> {
     let min_age_ms = number_var(env, "SNAPSHOT_ORPHAN_AGE_MS", 60 * 60 * 1000);
     let bucket = env.bucket(SNAPSHOTS_BINDING)?;
-    let db = env.d1(DB_BINDING)?;
+    let db = database(env)?;
     let (mut cursor, mut deleted) = (None::<String>, 0);
     for _ in 0..ORPHAN_PAGES_PER_RUN {
         let mut list = bucket.list().prefix("snapshots/").limit(1000);
@@ -87,14 +72,8 @@ async fn delete_orphans(env: &Env, now_ms: u64) -> Result<usize> {
             page.objects().iter().map(|object| (object.key(), object.uploaded().as_millis())).collect();
         let mut indexed = HashSet::new();
         for keys in listed.chunks(KEYS_PER_LOOKUP) {
-            let placeholders = vec!["?"; keys.len()].join(",");
-            let binds: Vec<JsValue> = keys.iter().map(|(key, _)| key.as_str().into()).collect();
-            let rows: Vec<KeyRow> = db
-                .prepare(format!("SELECT r2_key FROM snapshots WHERE r2_key IN ({placeholders})"))
-                .bind(&binds)?
-                .all()
-                .await?
-                .results()?;
+            let lookup = index::indexed_keys(keys.iter().map(|(key, _)| key.as_str()));
+            let rows: Vec<KeyRow> = prepare(&db, &lookup)?.all().await?.results()?;
             indexed.extend(rows.into_iter().map(|row| row.r2_key));
         }
         for key in orphaned_snapshots(&listed, &indexed, now_ms, min_age_ms) {

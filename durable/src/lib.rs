@@ -22,6 +22,7 @@ mod counter;
 mod counter_home;
 mod counter_socket;
 mod error;
+pub mod index;
 mod limits;
 mod outbox;
 mod peers;

@@ -3,10 +3,10 @@
 
 use edgeroom_protocol::{CounterAddress, CounterView, RoomAddress, RoomView, SnapshotRecord};
 use serde::Deserialize;
-use worker::wasm_bindgen::JsValue;
 use worker::{Env, Error, Result};
 
-use crate::{snapshot_key, Snapshot, DB_BINDING, READ_MODEL_BINDING, SNAPSHOTS_BINDING};
+use super::d1::{database, prepare};
+use crate::{index, snapshot_key, Snapshot, READ_MODEL_BINDING, SNAPSHOTS_BINDING};
 
 /// Stores whose writes fail on purpose (tests only; see [`Faults::allowed`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,54 +49,17 @@ fn rust_error(error: impl std::fmt::Display) -> Error {
 /// The caller records the flush only when all three succeeded.
 pub async fn write_flush(env: &Env, faults: Faults, snapshot: &Snapshot, view: &RoomView) -> Result<()> {
     let (bytes, checksum) = snapshot.encode().map_err(rust_error)?;
-    let size = bytes.len() as f64;
+    let size = bytes.len();
     let key = snapshot_key(&snapshot.tenant, &snapshot.room, snapshot.seq);
 
     Faults::check(faults.r2, "R2")?;
     env.bucket(SNAPSHOTS_BINDING)?.put(&key, bytes).execute().await?;
 
     Faults::check(faults.d1, "D1")?;
-    let db = env.d1(DB_BINDING)?;
-    let (tenant, room, seq) = (snapshot.tenant.as_str(), snapshot.room.as_str(), snapshot.seq.to_string());
-    let created = snapshot.created_ms as f64;
-    let snapshot_row = db
-        .prepare(
-            "INSERT INTO snapshots (tenant, room, seq, seq_order, r2_key, bytes, created_ms, checksum, epoch)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (tenant, room, seq) DO UPDATE SET r2_key = excluded.r2_key,
-               bytes = excluded.bytes, created_ms = excluded.created_ms, checksum = excluded.checksum,
-               epoch = excluded.epoch",
-        )
-        .bind(&[
-            tenant.into(),
-            room.into(),
-            seq.as_str().into(),
-            JsValue::from(snapshot.seq as f64),
-            key.as_str().into(),
-            JsValue::from(size),
-            JsValue::from(created),
-            format!("{checksum:08x}").into(),
-            view.epoch.as_str().into(),
-        ])?;
-    let room_row = db
-        .prepare(
-            "INSERT INTO rooms (tenant, room, seq, members, last_activity_ms, last_snapshot_key, last_snapshot_bytes, epoch)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (tenant, room) DO UPDATE SET seq = excluded.seq, members = excluded.members,
-               last_activity_ms = excluded.last_activity_ms, last_snapshot_key = excluded.last_snapshot_key,
-               last_snapshot_bytes = excluded.last_snapshot_bytes, epoch = excluded.epoch",
-        )
-        .bind(&[
-            tenant.into(),
-            room.into(),
-            seq.as_str().into(),
-            JsValue::from(view.members.len() as f64),
-            JsValue::from(created),
-            key.as_str().into(),
-            JsValue::from(size),
-            view.epoch.as_str().into(),
-        ])?;
-    for result in db.batch(vec![snapshot_row, room_row]).await? {
+    let db = database(env)?;
+    let statements = index::record_flush(snapshot, view, &key, size, checksum);
+    let batch = statements.iter().map(|statement| prepare(&db, statement)).collect::<Result<Vec<_>>>()?;
+    for result in db.batch(batch).await? {
         if let Some(error) = result.error() {
             return Err(Error::RustError(format!("D1: {error}")));
         }
@@ -120,16 +83,8 @@ struct SnapshotRow {
 
 /// The room's snapshots from the D1 index, newest first (at most `limit`).
 pub async fn list_snapshots(env: &Env, address: &RoomAddress, limit: u32) -> Result<Vec<SnapshotRecord>> {
-    let rows: Vec<SnapshotRow> = env
-        .d1(DB_BINDING)?
-        .prepare(
-            "SELECT seq, r2_key, bytes, created_ms, checksum FROM snapshots
-             WHERE tenant = ?1 AND room = ?2 ORDER BY seq_order DESC LIMIT ?3",
-        )
-        .bind(&[address.tenant().into(), address.room().into(), JsValue::from(limit)])?
-        .all()
-        .await?
-        .results()?;
+    let rows: Vec<SnapshotRow> =
+        prepare(&database(env)?, &index::snapshots_of(address, limit))?.all().await?.results()?;
     let bucket = env.bucket(SNAPSHOTS_BINDING)?;
     let mut records = Vec::with_capacity(rows.len());
     for row in rows {
@@ -152,12 +107,8 @@ pub async fn list_snapshots(env: &Env, address: &RoomAddress, limit: u32) -> Res
 
 /// Loads the room's snapshot at `seq` (an admin restore), found through D1.
 pub async fn load_snapshot(env: &Env, address: &RoomAddress, seq: u64) -> Result<Option<Snapshot>> {
-    let key = env
-        .d1(DB_BINDING)?
-        .prepare("SELECT r2_key FROM snapshots WHERE tenant = ?1 AND room = ?2 AND seq = ?3")
-        .bind(&[address.tenant().into(), address.room().into(), seq.to_string().into()])?
-        .first::<String>(Some("r2_key"))
-        .await?;
+    let key =
+        prepare(&database(env)?, &index::snapshot_at(address, seq))?.first::<String>(Some("r2_key")).await?;
     match key {
         Some(key) => read_snapshot(env, &key).await.map(Some),
         None => Ok(None),
@@ -166,21 +117,7 @@ pub async fn load_snapshot(env: &Env, address: &RoomAddress, seq: u64) -> Result
 
 /// Writes a counter's sum to D1 (exact, as text) and its read model to KV.
 pub async fn write_counter(env: &Env, address: &CounterAddress, view: &CounterView) -> Result<()> {
-    env.d1(DB_BINDING)?
-        .prepare(
-            "INSERT INTO counters (tenant, name, value, version, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (tenant, name) DO UPDATE SET value = excluded.value, version = excluded.version,
-               updated_ms = excluded.updated_ms",
-        )
-        .bind(&[
-            address.tenant().into(),
-            address.name().into(),
-            view.value.to_string().into(),
-            view.version.to_string().into(),
-            JsValue::from(view.generated_ms as f64),
-        ])?
-        .run()
-        .await?;
+    prepare(&database(env)?, &index::record_counter(address, view))?.run().await?;
     let json = serde_json::to_string(view).map_err(rust_error)?;
     env.kv(READ_MODEL_BINDING)?.put(&address.read_model_key(), json)?.execute().await.map_err(rust_error)
 }
@@ -193,28 +130,14 @@ const RESTORE_CANDIDATES: u32 = 20;
 /// never seen, or unavailable when the room existed and nothing could be loaded now.
 pub async fn restore_source(env: &Env, address: &RoomAddress) -> crate::RestoreSource {
     use crate::RestoreSource;
-    let index = async {
-        let db = env.d1(DB_BINDING)?;
-        let keys: Vec<String> = db
-            .prepare(
-                "SELECT r2_key FROM snapshots WHERE tenant = ?1 AND room = ?2 ORDER BY seq_order DESC LIMIT ?3",
-            )
-            .bind(&[address.tenant().into(), address.room().into(), JsValue::from(RESTORE_CANDIDATES)])?
-            .all()
-            .await?
-            .results::<KeyRow>()?
-            .into_iter()
-            .map(|row| row.r2_key)
-            .collect();
-        let indexed = db
-            .prepare("SELECT room FROM rooms WHERE tenant = ?1 AND room = ?2")
-            .bind(&[address.tenant().into(), address.room().into()])?
-            .first::<String>(Some("room"))
-            .await?
-            .is_some();
-        Ok::<_, Error>((keys, indexed))
+    let lookup = async {
+        let db = database(env)?;
+        let keys: Vec<KeyRow> =
+            prepare(&db, &index::snapshots_of(address, RESTORE_CANDIDATES))?.all().await?.results()?;
+        let known = prepare(&db, &index::room_known(address))?.first::<String>(Some("room")).await?.is_some();
+        Ok::<_, Error>((keys.into_iter().map(|row| row.r2_key).collect::<Vec<_>>(), known))
     };
-    let (keys, indexed) = match index.await {
+    let (keys, indexed) = match lookup.await {
         Ok(found) => found,
         Err(error) => return RestoreSource::Unavailable(format!("reading the D1 index failed: {error}")),
     };

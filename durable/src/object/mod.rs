@@ -6,6 +6,7 @@ mod counter_host;
 // `#[durable_object]` generates undocumented JS bindings.
 #[allow(missing_docs)]
 mod counter_object;
+pub mod d1;
 mod flush;
 pub mod http;
 mod room_host;
