@@ -49,23 +49,14 @@ async fn flushed_at(server: &Server, room: &str, seq: u64) {
     panic!("room {room} was never flushed at seq {seq}");
 }
 
-async fn publish_n(client: &mut Client, n: usize) -> u64 {
-    let mut last = 0;
-    for i in 0..n {
-        client.send_json(json!({"type": "publish", "body": i})).await;
-        last = client.next_event().await.seq;
-    }
-    last
-}
-
 /// A room flushed twice (snapshots at `first` and `second`), then stopped and wiped.
 async fn room_with_two_snapshots(state: &StateDir, room: &str) -> (u64, u64, String) {
     let server = start(state.clone(), &[]).await;
     let mut client = Client::connect(&server.ws_url(&format!("/v1/t/acme/rooms/{room}/ws"))).await;
     let epoch = client.welcome().await.epoch;
-    let first = publish_n(&mut client, 3).await;
+    let first = client.publish_n(3).await;
     flushed_at(&server, room, first).await;
-    let second = publish_n(&mut client, 3).await;
+    let second = client.publish_n(3).await;
     flushed_at(&server, room, second).await;
     drop(client);
     server.stop();
@@ -90,7 +81,7 @@ async fn a_corrupt_newest_snapshot_falls_back_to_an_older_one_in_a_new_epoch() {
     let welcome = writer.welcome().await;
     assert_eq!(welcome.seq, first, "restored from the older snapshot, not from zero");
     assert_ne!(welcome.epoch, old_epoch, "a restore starts a new epoch");
-    let reused = publish_n(&mut writer, (second - first) as usize).await;
+    let reused = writer.publish_n((second - first) as usize).await;
     assert_eq!(reused, second, "the seq numbers after the snapshot are handed out again...");
     let url = format!("/v1/t/acme/rooms/phoenix/ws?resume_from={second}&epoch={old_epoch}");
     let mut resumer = Client::connect(&server.ws_url(&url)).await;
@@ -289,14 +280,14 @@ async fn r2_snapshots_whose_index_write_failed_are_deleted_by_retention() {
     let server = start(state.clone(), &[("SNAPSHOT_ORPHAN_AGE_MS", "0")]).await;
     let mut client = Client::connect(&server.ws_url("/v1/t/acme/rooms/orphans/ws")).await;
     client.welcome().await;
-    let first = publish_n(&mut client, 1).await;
+    let first = client.publish_n(1).await;
     flushed_at(&server, "orphans", first).await;
     // D1 fails after the R2 write: the snapshot at `orphan` reaches R2 but no index row.
     let faults = admin_post(&server, "/v1/admin/t/acme/rooms/orphans/faults", json!({"fail": ["d1"]})).await;
     assert_eq!(faults.status(), 200);
-    let orphan = publish_n(&mut client, 1).await;
+    let orphan = client.publish_n(1).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let healed = publish_n(&mut client, 1).await;
+    let healed = client.publish_n(1).await;
     let faults = admin_post(&server, "/v1/admin/t/acme/rooms/orphans/faults", json!({"fail": []})).await;
     assert_eq!(faults.status(), 200);
     flushed_at(&server, "orphans", healed).await;

@@ -444,6 +444,16 @@ impl Client {
         }
     }
 
+    /// Publishes `n` messages (bodies 0, 1, …), each waiting for its event; returns the last seq.
+    pub async fn publish_n(&mut self, n: usize) -> u64 {
+        let mut last = 0;
+        for i in 0..n {
+            self.send_json(serde_json::json!({"type": "publish", "body": i})).await;
+            last = self.next_event().await.seq;
+        }
+        last
+    }
+
     /// Closes the socket politely.
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
