@@ -1,21 +1,21 @@
-//! The admin API (`/v1/admin/...`), guarded by the `ADMIN_KEY` secret: minting tokens, the
-//! rooms index, a room's live state and snapshots, restores, and (in test builds) flush faults.
+//! The admin API (`/v1/admin/...`), guarded by the `ADMIN_KEY` secret: minting tokens, a room's
+//! live state and snapshots, restores, (in test builds) flush faults, and the operator endpoints
+//! of `operations.rs`.
 
 use edgeroom_auth::{admin_key_matches, TenantSecrets, TokenRequest};
-use edgeroom_durable::object::d1::{database, prepare};
 use edgeroom_durable::object::http::{call, forward, read_body, read_json};
 use edgeroom_durable::object::list_snapshots;
-use edgeroom_durable::{index, ApiError, InternalRequest, RoomOp};
-use edgeroom_protocol::{ErrorCode, RestoreRequest, Rights, RoomAddress, RoomRecord, Route};
+use edgeroom_durable::{ApiError, InternalRequest, RoomOp};
+use edgeroom_protocol::{ErrorCode, RestoreRequest, Rights, RoomAddress, Route};
 use worker::{Env, Request, Response};
 
 use crate::auth::string_binding;
-use crate::internal;
+use crate::{internal, operations};
 
 /// Serves an admin route after checking the admin key.
 pub async fn handle(route: Route, mut req: Request, env: &Env) -> Result<Response, ApiError> {
     let configured = string_binding(env, "ADMIN_KEY").unwrap_or_default();
-    let presented = presented_key(&req).unwrap_or_default();
+    let presented = presented_key(&req, &route).unwrap_or_default();
     if !admin_key_matches(&configured, &presented) {
         return Err(ApiError::new(
             ErrorCode::Unauthorized,
@@ -46,7 +46,15 @@ pub async fn handle(route: Route, mut req: Request, env: &Env) -> Result<Respons
             Response::from_json(&list_snapshots(env, &address, 100).await.map_err(internal)?)
                 .map_err(internal)
         }
-        Route::AdminRooms(tenant) => Response::from_json(&list_rooms(env, &tenant).await?).map_err(internal),
+        Route::AdminRooms(tenant) => operations::rooms(env, &tenant, &req).await,
+        Route::AdminTenant(tenant) => operations::tenant(env, &tenant).await,
+        Route::AdminRoomMetrics(address) => operations::room_metrics(env, &address, &req).await,
+        Route::AdminKick(address) => operations::room_action(env, &address, RoomOp::Kick, req).await,
+        Route::AdminClose(address) => operations::room_action(env, &address, RoomOp::CloseAll, req).await,
+        Route::AdminFlush(address) => operations::room_action(env, &address, RoomOp::Flush, req).await,
+        Route::AdminTail(address) => operations::tail(env, &address, &req).await,
+        Route::AdminCounters(tenant) => operations::counters(env, &tenant).await,
+        Route::AdminCounterReset(address) => operations::reset_counter(env, &address).await,
         Route::AdminRestore(address) => {
             let restore: RestoreRequest = read_json(&mut req, "restore").await?;
             let body = serde_json::to_string(&restore).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -61,44 +69,17 @@ pub async fn handle(route: Route, mut req: Request, env: &Env) -> Result<Respons
     }
 }
 
-/// A `rooms` row as D1 returns it.
-#[derive(serde::Deserialize)]
-struct RoomRow {
-    room: String,
-    seq: String,
-    members: f64,
-    last_activity_ms: f64,
-    last_snapshot_key: Option<String>,
-    last_snapshot_bytes: Option<f64>,
-}
-
-/// The tenant's rooms from the D1 index, most recently active first.
-async fn list_rooms(env: &Env, tenant: &str) -> Result<Vec<RoomRecord>, ApiError> {
-    let query =
-        database(env).and_then(|db| prepare(&db, &index::rooms_of(tenant, 1000))).map_err(internal)?;
-    let rows: Vec<RoomRow> = query.all().await.and_then(|result| result.results()).map_err(internal)?;
-    rows.into_iter()
-        .map(|row| {
-            let seq = row.seq.parse().map_err(|_| {
-                tracing::error!(tenant, room = %row.room, seq = %row.seq, "a rooms row has an unreadable seq");
-                ApiError::internal(format!("the index row of room {:?} has an unreadable seq", row.room))
-            })?;
-            Ok(RoomRecord {
-                room: row.room,
-                seq,
-                members: row.members as u64,
-                last_activity_ms: row.last_activity_ms as u64,
-                last_snapshot_key: row.last_snapshot_key,
-                last_snapshot_bytes: row.last_snapshot_bytes.map(|bytes| bytes as u64),
-            })
-        })
-        .collect()
-}
-
-fn presented_key(req: &Request) -> Option<String> {
+fn presented_key(req: &Request, route: &Route) -> Option<String> {
     let headers = req.headers();
     if let Ok(Some(key)) = headers.get("X-Admin-Key") {
         return Some(key);
+    }
+    // Browsers cannot set headers on a WebSocket: the console's tail sends the key in the query.
+    if matches!(route, Route::AdminTail(_)) {
+        let url = req.url().ok()?;
+        if let Some((_, key)) = url.query_pairs().find(|(name, _)| name == "admin_key") {
+            return Some(key.into_owned());
+        }
     }
     headers
         .get("Authorization")

@@ -17,6 +17,7 @@ mod admin;
 mod auth;
 mod cors;
 mod counters;
+mod operations;
 mod retention;
 mod rooms;
 mod router;

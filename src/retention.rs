@@ -1,7 +1,8 @@
 //! Snapshot retention, run by the Cron Trigger: per room, keep the newest `SNAPSHOT_KEEP_LAST`
 //! snapshots (default 10) plus the newest of each of the last `SNAPSHOT_KEEP_DAYS` days (default
 //! 7); delete the others from R2, then their D1 rows. Then delete R2 snapshots that no D1 row
-//! names (a flush whose index write failed) once older than `SNAPSHOT_ORPHAN_AGE_MS` (1 h).
+//! names (a flush whose index write failed) once older than `SNAPSHOT_ORPHAN_AGE_MS` (1 h), and
+//! metrics time series rows older than `METRICS_KEEP_DAYS` (7).
 
 use std::collections::HashSet;
 
@@ -48,6 +49,9 @@ pub async fn run(env: &Env, now_ms: u64) -> Result<usize> {
             deleted += 1;
         }
     }
+    let keep_metrics_days = number_var(env, "METRICS_KEEP_DAYS", 7);
+    let cutoff = now_ms.saturating_sub(keep_metrics_days * 24 * 60 * 60 * 1000);
+    prepare(&db, &index::forget_metrics(cutoff))?.run().await?;
     Ok(deleted + delete_orphans(env, now_ms).await?)
 }
 

@@ -96,7 +96,15 @@ async fn dispatch(route: Route, who: Principal, req: Request, env: &Env) -> Resu
         | Route::AdminRooms(_)
         | Route::AdminSnapshots(_)
         | Route::AdminRestore(_)
-        | Route::AdminFaults(_) => Err(ApiError::not_found("not a room or counter route")),
+        | Route::AdminFaults(_)
+        | Route::AdminTenant(_)
+        | Route::AdminRoomMetrics(_)
+        | Route::AdminKick(_)
+        | Route::AdminClose(_)
+        | Route::AdminFlush(_)
+        | Route::AdminTail(_)
+        | Route::AdminCounters(_)
+        | Route::AdminCounterReset(_) => Err(ApiError::not_found("not a room or counter route")),
     }
 }
 

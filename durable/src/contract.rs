@@ -77,6 +77,14 @@ operations! {
         Restore = "room.restore",
         /// Set the injected flush faults (test builds only; body: `FaultRequest`).
         Faults = "room.faults",
+        /// Live metrics and members (admin).
+        Metrics = "room.metrics",
+        /// Close one connection (admin; body: `KickRequest`).
+        Kick = "room.kick",
+        /// Close every connection (admin).
+        CloseAll = "room.close",
+        /// Flush now (admin).
+        Flush = "room.flush",
     }
 }
 

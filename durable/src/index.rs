@@ -6,7 +6,7 @@
 
 use edgeroom_protocol::{CounterAddress, CounterView, RoomAddress, RoomView};
 
-use crate::{Snapshot, SqlValue};
+use crate::{Metrics, Snapshot, SqlValue};
 
 /// One statement with its positional (`?N`) parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,14 +25,30 @@ fn number(value: u64) -> SqlValue {
     SqlValue::Real(value as f64)
 }
 
-/// The two rows one room flush records: its snapshot, and the room's index row.
-pub fn record_flush(
-    snapshot: &Snapshot,
-    view: &RoomView,
-    r2_key: &str,
-    bytes: usize,
-    checksum: u32,
-) -> [Statement; 2] {
+/// What one room flush records beside its snapshot file.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushRecord<'a> {
+    /// The snapshot.
+    pub snapshot: &'a Snapshot,
+    /// The read model at the flush.
+    pub view: &'a RoomView,
+    /// The snapshot's R2 key.
+    pub r2_key: &'a str,
+    /// The snapshot's size.
+    pub bytes: usize,
+    /// The snapshot body's CRC-32.
+    pub checksum: u32,
+    /// The room's cumulative metrics.
+    pub totals: &'a Metrics,
+    /// The activity since the previous flush.
+    pub since: &'a Metrics,
+}
+
+/// The rows one room flush records: its snapshot, the room's index row with its metric totals,
+/// and one row of the metrics time series.
+pub fn record_flush(record: &FlushRecord<'_>) -> [Statement; 3] {
+    let FlushRecord { snapshot, view, r2_key, bytes, checksum, totals, since } = *record;
+    let json = |metrics: &Metrics| serde_json::to_string(metrics).unwrap_or_else(|_| "{}".to_owned());
     let (tenant, room) = (SqlValue::from(snapshot.tenant.as_str()), SqlValue::from(snapshot.room.as_str()));
     let seq = SqlValue::from(snapshot.seq.to_string());
     let snapshot_row = statement(
@@ -53,23 +69,57 @@ pub fn record_flush(
         ],
     );
     let room_row = statement(
-        "INSERT INTO rooms (tenant, room, seq, members, last_activity_ms, last_snapshot_key, last_snapshot_bytes, epoch)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO rooms (tenant, room, seq, members, last_activity_ms, last_snapshot_key, last_snapshot_bytes, epoch, metrics)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (tenant, room) DO UPDATE SET seq = excluded.seq, members = excluded.members,
            last_activity_ms = excluded.last_activity_ms, last_snapshot_key = excluded.last_snapshot_key,
-           last_snapshot_bytes = excluded.last_snapshot_bytes, epoch = excluded.epoch",
+           last_snapshot_bytes = excluded.last_snapshot_bytes, epoch = excluded.epoch, metrics = excluded.metrics",
         vec![
-            tenant,
-            room,
+            tenant.clone(),
+            room.clone(),
             seq,
             number(view.members.len() as u64),
             number(snapshot.created_ms),
             r2_key.into(),
             number(bytes as u64),
             view.epoch.as_str().into(),
+            json(totals).into(),
         ],
     );
-    [snapshot_row, room_row]
+    let series_row = statement(
+        "INSERT INTO room_metrics (tenant, room, at_ms, metrics) VALUES (?1, ?2, ?3, ?4)",
+        vec![tenant, room, number(snapshot.created_ms), json(since).into()],
+    );
+    [snapshot_row, room_row, series_row]
+}
+
+/// The room's metrics time series since `from_ms`, oldest first: `at_ms, metrics`.
+pub fn metrics_series(address: &RoomAddress, from_ms: u64) -> Statement {
+    statement(
+        "SELECT at_ms, metrics FROM room_metrics WHERE tenant = ?1 AND room = ?2 AND at_ms >= ?3 ORDER BY at_ms",
+        vec![address.tenant().into(), address.room().into(), number(from_ms)],
+    )
+}
+
+/// The tenant's metrics time series since `from_ms`, every room: `room, at_ms, metrics`.
+pub fn tenant_series(tenant: &str, from_ms: u64) -> Statement {
+    statement(
+        "SELECT room, at_ms, metrics FROM room_metrics WHERE tenant = ?1 AND at_ms >= ?2 ORDER BY at_ms",
+        vec![tenant.into(), number(from_ms)],
+    )
+}
+
+/// Deletes time series rows older than `before_ms`.
+pub fn forget_metrics(before_ms: u64) -> Statement {
+    statement("DELETE FROM room_metrics WHERE at_ms < ?1", vec![number(before_ms)])
+}
+
+/// The tenant's counters: `name, value, version, updated_ms`.
+pub fn counters_of(tenant: &str, limit: u32) -> Statement {
+    statement(
+        "SELECT name, value, version, updated_ms FROM counters WHERE tenant = ?1 ORDER BY name LIMIT ?2",
+        vec![tenant.into(), number(u64::from(limit))],
+    )
 }
 
 /// The counter's index row (value and version exact, as text).
@@ -113,13 +163,57 @@ pub fn room_known(address: &RoomAddress) -> Statement {
     )
 }
 
-/// The tenant's rooms, most recently active first.
-pub fn rooms_of(tenant: &str, limit: u32) -> Statement {
-    statement(
-        "SELECT room, seq, members, last_activity_ms, last_snapshot_key, last_snapshot_bytes FROM rooms
-         WHERE tenant = ?1 ORDER BY last_activity_ms DESC LIMIT ?2",
-        vec![tenant.into(), number(u64::from(limit))],
-    )
+/// How a rooms listing is sorted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomOrder {
+    /// Most recently flushed first.
+    Activity,
+    /// By name.
+    Name,
+    /// Most members first.
+    Members,
+    /// Largest snapshot first.
+    Size,
+}
+
+impl RoomOrder {
+    /// Parses `?sort=` (`activity`, `name`, `members`, `size`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "activity" => Some(Self::Activity),
+            "name" => Some(Self::Name),
+            "members" => Some(Self::Members),
+            "size" => Some(Self::Size),
+            _ => None,
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Activity => "last_activity_ms DESC, room",
+            Self::Name => "room",
+            Self::Members => "members DESC, room",
+            Self::Size => "last_snapshot_bytes DESC, room",
+        }
+    }
+}
+
+/// A page of the tenant's rooms whose names contain `search`: `room, seq, members,
+/// last_activity_ms, last_snapshot_key, last_snapshot_bytes, metrics`.
+pub fn rooms_of(tenant: &str, search: &str, order: RoomOrder, limit: u32, offset: u32) -> Statement {
+    Statement {
+        sql: format!(
+            "SELECT room, seq, members, last_activity_ms, last_snapshot_key, last_snapshot_bytes, metrics FROM rooms
+             WHERE tenant = ?1 AND instr(room, ?2) > 0 ORDER BY {} LIMIT ?3 OFFSET ?4",
+            order.sql()
+        ),
+        params: vec![tenant.into(), search.into(), number(u64::from(limit)), number(u64::from(offset))],
+    }
+}
+
+/// How many rooms the tenant has: `count`.
+pub fn room_count(tenant: &str) -> Statement {
+    statement("SELECT COUNT(*) AS count FROM rooms WHERE tenant = ?1", vec![tenant.into()])
 }
 
 /// Every snapshot of the rooms with more than `keep_last`, grouped by room.
@@ -207,20 +301,30 @@ mod tests {
         let sql = index();
         let address = RoomAddress::new("acme", "lobby").unwrap();
         assert!(run(&sql, &room_known(&address)).is_empty());
-        for seq in [5, 40, 9_007_199_254_740_991] {
-            for statement in record_flush(&snapshot(seq), &view("e1"), &format!("k{seq}"), 100, 0xabc) {
+        let totals = Metrics { events: 7, ..Metrics::default() };
+        let quiet = Metrics::default();
+        let record = |snapshot: &Snapshot, view: &RoomView, r2_key: &str, since: &Metrics| {
+            let record =
+                FlushRecord { snapshot, view, r2_key, bytes: 100, checksum: 0xabc, totals: &totals, since };
+            for statement in record_flush(&record) {
                 run(&sql, &statement);
             }
+        };
+        for seq in [5, 40, 9_007_199_254_740_991] {
+            record(&snapshot(seq), &view("e1"), &format!("k{seq}"), &totals);
         }
         // Re-recording the same seq updates in place.
-        for statement in record_flush(&snapshot(40), &view("e2"), "k40", 200, 1) {
-            run(&sql, &statement);
-        }
+        record(&snapshot(40), &view("e2"), "k40", &quiet);
+        assert_eq!(run(&sql, &metrics_series(&address, 0)).len(), 4);
+        assert_eq!(run(&sql, &metrics_series(&address, 401)).len(), 1);
+        assert_eq!(run(&sql, &tenant_series("acme", 0)).len(), 4);
+        run(&sql, &forget_metrics(401));
+        assert_eq!(run(&sql, &metrics_series(&address, 0)).len(), 1);
         assert_eq!(run(&sql, &room_known(&address)).len(), 1);
         let listed = run(&sql, &snapshots_of(&address, 10));
         let seqs: Vec<_> = listed.iter().map(|row| row[0].as_text().unwrap().to_owned()).collect();
         assert_eq!(seqs, ["9007199254740991", "40", "5"], "newest first, exact at 2^53-1");
-        assert_eq!(listed[1][2], SqlValue::Integer(200));
+        assert_eq!(listed[1][2], SqlValue::Integer(100));
         assert_eq!(run(&sql, &snapshot_at(&address, 40))[0][0].as_text(), Some("k40"));
         let keys = run(&sql, &indexed_keys(["k5", "nope", "k40"]));
         assert_eq!(keys.len(), 2);
@@ -228,9 +332,15 @@ mod tests {
         assert!(run(&sql, &retention_candidates(3)).is_empty());
         run(&sql, &forget_snapshot("acme", "lobby", "5"));
         assert_eq!(run(&sql, &snapshots_of(&address, 10)).len(), 2);
-        let rooms = run(&sql, &rooms_of("acme", 10));
+        let rooms = run(&sql, &rooms_of("acme", "", RoomOrder::Activity, 10, 0));
         assert_eq!(rooms.len(), 1);
         assert_eq!(rooms[0][1].as_text(), Some("40"), "the room row shows the last flush");
+        let saved: Metrics = serde_json::from_str(rooms[0][6].as_text().unwrap()).unwrap();
+        assert_eq!(saved.events, 7);
+        assert!(run(&sql, &rooms_of("acme", "zzz", RoomOrder::Name, 10, 0)).is_empty());
+        assert_eq!(run(&sql, &rooms_of("acme", "lob", RoomOrder::Size, 10, 0)).len(), 1);
+        assert!(run(&sql, &rooms_of("acme", "", RoomOrder::Members, 10, 1)).is_empty(), "offset pages on");
+        assert_eq!(run(&sql, &room_count("acme"))[0][0], SqlValue::Integer(1));
     }
 
     #[test]

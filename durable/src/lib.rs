@@ -24,8 +24,10 @@ mod counter_socket;
 mod error;
 pub mod index;
 mod limits;
+mod metrics;
 mod outbox;
 mod peers;
+pub mod pricing;
 mod rate;
 mod restore;
 mod room;
@@ -51,6 +53,7 @@ pub use counter_home::{
 pub use counter_socket::{write_answer, SocketStep, Subscriber, Subscribers};
 pub use error::{parse_json_object, ApiError};
 pub use limits::Limits;
+pub use metrics::{Metrics, RoomLive};
 pub use outbox::Outgoing;
 pub use restore::{RestoreGate, RestoreSource};
 pub use room::{FlushPlan, Room};
@@ -59,5 +62,5 @@ pub use snapshot::{
     orphaned_snapshots, snapshot_key, snapshots_to_delete, Snapshot, SnapshotError, SnapshotInfo,
     SNAPSHOT_FORMAT,
 };
-pub use sql::{Sql, SqlValue, StoreError};
+pub use sql::{Sql, SqlCounts, SqlValue, StoreError};
 pub use store::{RoomStore, StateSize, StoredEvent};

@@ -16,8 +16,8 @@ use crate::outbox::{Outbox, Outgoing};
 use crate::peers::Peers;
 use crate::store::StateSize;
 use crate::{
-    ApiError, ConnectOptions, Connection, Limits, RestoreSource, RoomStore, Snapshot, Sql, StoreError,
-    StoredEvent,
+    ApiError, ConnectOptions, Connection, Limits, Metrics, RestoreSource, RoomLive, RoomStore, Snapshot, Sql,
+    StoreError, StoredEvent,
 };
 
 /// The persistent sequence that numbers connections.
@@ -28,6 +28,9 @@ const SEQ_FLOOR: &str = "seq_floor";
 
 /// The persistent seq of the last complete flush (R2, D1 and KV).
 const FLUSHED_SEQ: &str = "flushed_seq";
+
+/// Meta key of the room's saved metrics.
+const METRICS_META: &str = "metrics";
 
 /// Meta key of the room's epoch.
 const EPOCH_META: &str = "epoch";
@@ -46,6 +49,10 @@ pub struct FlushPlan {
     pub faults: String,
     /// The room's change count when the plan was taken.
     pub generation: u64,
+    /// The room's cumulative metrics (saved with the flush).
+    pub totals: Metrics,
+    /// The activity since the previous flush (a row of the metrics time series).
+    pub since: Metrics,
 }
 
 /// One room: its storage, its limits, its connections and the frames waiting to be sent.
@@ -68,13 +75,17 @@ pub struct Room<S> {
     epoch: Option<String>,
     /// Randomness for new epochs, from the shell (the core has no random source of its own).
     entropy: u64,
+    /// What the room counted, apart from storage rows (those come from the [`Sql`] counts).
+    metrics: Metrics,
+    /// The metrics recorded at the last flush, to report the activity since.
+    flushed_metrics: Metrics,
 }
 
 impl<S: Sql> Room<S> {
     /// Opens the room over its SQL storage, creating tables on first use. `entropy` is a random
     /// number from the shell, used to name new epochs.
     pub fn open(sql: S, limits: Limits, entropy: u64) -> Result<Self, StoreError> {
-        Ok(Self {
+        Self {
             store: RoomStore::open(sql)?,
             limits,
             peers: Peers::default(),
@@ -85,7 +96,34 @@ impl<S: Sql> Room<S> {
             change_generation: 0,
             epoch: None,
             entropy,
-        })
+            metrics: Metrics::default(),
+            flushed_metrics: Metrics::default(),
+        }
+        .with_saved_metrics()
+    }
+
+    fn with_saved_metrics(mut self) -> Result<Self, StoreError> {
+        if let Some(json) = self.store.meta(METRICS_META)? {
+            // Metrics are advisory: unreadable saved ones start afresh rather than fail the room.
+            self.metrics = serde_json::from_str(&json).unwrap_or_default();
+            self.flushed_metrics = self.metrics.clone();
+        }
+        Ok(self)
+    }
+
+    /// Everything the room counted (storage rows included), cumulative across restarts up to
+    /// the last flush.
+    pub fn metrics(&self) -> Metrics {
+        let mut metrics = self.metrics.clone();
+        let counts = self.store.counts();
+        metrics.rows_read += counts.rows_read;
+        metrics.rows_written += counts.rows_written;
+        metrics
+    }
+
+    /// The counts the shell adds (requests, frames sent, flush results).
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
     }
 
     /// The room's epoch: a random id that names its history. `seq` numbers are only comparable
@@ -135,6 +173,7 @@ impl<S: Sql> Room<S> {
             rights: options.rights,
         };
         self.peers.insert(connection.clone(), &self.limits, now_ms);
+        self.metrics.connections(self.peers.iter().count());
         if options.await_hello {
             return Ok(connection);
         }
@@ -200,6 +239,7 @@ impl<S: Sql> Room<S> {
     /// Handles one frame from connection `id`. Returns the connection's new data when its
     /// attachment must be saved (its presence or form changed).
     pub fn handle_frame(&mut self, id: u64, frame: &WireFrame, now_ms: u64) -> Option<Connection> {
+        self.metrics.frame_in(frame.len());
         let peer = self.peers.get_mut(id)?;
         let mut changed = false;
         if peer.connection.format != frame.format() {
@@ -230,7 +270,9 @@ impl<S: Sql> Room<S> {
 
     /// Takes every frame waiting to be sent, in order.
     pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
-        self.outbox.take()
+        let outgoing = self.outbox.take();
+        self.metrics.outgoing(&outgoing);
+        outgoing
     }
 
     /// A server-side publish (REST): stored and broadcast like a client's, with no sender.
@@ -368,7 +410,16 @@ impl<S: Sql> Room<S> {
         let Some((tenant, name)) = self.names()? else { return Ok(None) };
         let view = self.view(&tenant, &name, now_ms)?;
         let snapshot = self.snapshot(&tenant, &name, self.limits.snapshot_max_events, now_ms)?;
-        Ok(Some(FlushPlan { view, snapshot, faults: self.faults()?, generation: self.change_generation }))
+        let totals = self.metrics();
+        let since = totals.since(&self.flushed_metrics);
+        Ok(Some(FlushPlan {
+            view,
+            snapshot,
+            faults: self.faults()?,
+            generation: self.change_generation,
+            totals,
+            since,
+        }))
     }
 
     /// Brings back a room whose storage was empty from what the index and snapshot store said:
@@ -396,7 +447,48 @@ impl<S: Sql> Room<S> {
         if self.change_generation == plan.generation {
             self.unflushed_change = false;
         }
+        // The totals ride along with the flush's own row write: one more row, no extra cost.
+        let json = serde_json::to_string(&plan.totals).map_err(|_| StoreError::BadRow("metrics"))?;
+        self.store.set_meta(METRICS_META, &json)?;
+        self.flushed_metrics = plan.totals.clone();
         self.store.set_sequence(FLUSHED_SEQ, plan.snapshot.seq)
+    }
+
+    /// Makes the next flush write even when nothing changed (an operator's "flush now").
+    pub fn request_flush(&mut self) {
+        self.mark_changed();
+    }
+
+    /// The room's live state for operators.
+    pub fn live(&mut self, now_ms: u64) -> Result<RoomLive, StoreError> {
+        let metrics = self.metrics();
+        Ok(RoomLive {
+            seq: self.last_seq()?,
+            epoch: self.epoch()?,
+            connections: self.connection_count(),
+            members: self.peers.members(),
+            units: crate::pricing::Units::of(&metrics),
+            metrics,
+            generated_ms: now_ms,
+        })
+    }
+
+    /// Closes connection `id` on an operator's request (close code 4013); `false` if unknown.
+    pub fn kick(&mut self, id: u64) -> bool {
+        if !self.peers.contains(id) {
+            return false;
+        }
+        self.outbox.close(id, close_code::KICKED, "closed by an operator".to_owned());
+        true
+    }
+
+    /// Closes every connection (close code 4014); returns how many.
+    pub fn close_all(&mut self) -> usize {
+        let ids: Vec<u64> = self.peers.iter().map(|peer| peer.connection.id).collect();
+        for id in &ids {
+            self.outbox.close(*id, close_code::ROOM_CLOSED, "the room was closed by an operator".to_owned());
+        }
+        ids.len()
     }
 
     fn mark_changed(&mut self) {
@@ -454,6 +546,7 @@ impl<S: Sql> Room<S> {
                 changed
             }
             Err(ApiError { code, message }) => {
+                self.metrics.refused(code);
                 self.outbox.push(ErrorFrame { code, message, op_id }.into(), vec![id]);
                 false
             }
@@ -675,6 +768,7 @@ impl<S: Sql> Room<S> {
         event.seq = seq;
         let stored = StoredEvent { event, op_id: op_id.map(|id| id.to_string()), at_ms: now_ms };
         self.store.append(&stored)?;
+        self.metrics.events += 1;
         self.last_seq = Some(seq);
         if seq % TRIM_EVERY == 0 {
             let min_at_ms = now_ms.saturating_sub(self.limits.history_max_age_ms);
@@ -689,6 +783,7 @@ impl<S: Sql> Room<S> {
     /// Queues an `error` for a refused frame and closes connections that keep sending bad ones.
     fn refuse_frame(&mut self, id: u64, refusal: ApiError, now_ms: u64) {
         let ApiError { code, message } = refusal;
+        self.metrics.refused(code);
         self.outbox.push(ErrorFrame { code, message, op_id: None }.into(), vec![id]);
         let Some(peer) = self.peers.get_mut(id) else {
             return;

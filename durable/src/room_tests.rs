@@ -624,3 +624,52 @@ fn epochs_survive_reopening_and_change_with_a_restore() {
     );
     assert_eq!(reopened.history(0, 10).unwrap().epoch, new_epoch);
 }
+
+#[test]
+fn metrics_count_a_known_load_and_survive_a_reopen() {
+    let sql = std::rc::Rc::new(MemorySql::new());
+    let mut room = Room::open(sql.clone(), Limits::default(), 1).unwrap();
+    room.remember_names("acme", "lobby").unwrap();
+    let clients: Vec<u64> = (0..3).map(|_| room.connect(options(), 0).unwrap().id).collect();
+    room.take_outgoing();
+    for n in 0..100 {
+        let op_id = Uuid::from_u128(n);
+        room.handle_frame(clients[n as usize % 3], &publish_frame(json!(n), Some(op_id)), 1);
+        room.take_outgoing();
+    }
+    room.handle_frame(clients[0], &WireFrame::Text("nope".into()), 1);
+    room.take_outgoing();
+    let metrics = room.metrics();
+    assert_eq!((metrics.events, metrics.deliveries, metrics.acks), (100, 300, 100));
+    assert_eq!((metrics.frames_in, metrics.connections_peak), (101, 3));
+    assert_eq!(metrics.refusals.get("malformed_frame"), Some(&1));
+    assert!(metrics.rows_written >= 100, "each event is a row: {}", metrics.rows_written);
+    let plan = room.flush_plan(2).unwrap().unwrap();
+    assert_eq!((plan.since.events, plan.totals.events), (100, 100));
+    room.flushed(&plan).unwrap();
+    room.handle_frame(clients[0], &publish_frame(json!("one more"), None), 3);
+    let plan = room.flush_plan(4).unwrap().unwrap();
+    assert_eq!((plan.since.events, plan.totals.events), (1, 101), "the next flush has only what is new");
+    drop(room);
+    let reopened = Room::open(sql, Limits::default(), 2).unwrap();
+    assert!(reopened.metrics().events >= 100, "saved metrics come back after an eviction");
+}
+
+#[test]
+fn operators_can_close_one_connection_or_all() {
+    let mut room = room();
+    let (alice, bob) = (join(&mut room), join(&mut room));
+    room.take_outgoing();
+    assert!(room.kick(alice));
+    assert!(!room.kick(999));
+    assert_eq!(room.close_all(), 2);
+    let closes: Vec<(u64, u16)> = room
+        .take_outgoing()
+        .into_iter()
+        .filter_map(|o| if let Outgoing::Close { to, code, .. } = o { Some((to, code)) } else { None })
+        .collect();
+    assert_eq!(
+        closes,
+        vec![(alice, close_code::KICKED), (alice, close_code::ROOM_CLOSED), (bob, close_code::ROOM_CLOSED)]
+    );
+}

@@ -83,6 +83,11 @@ impl<S: Sql> RoomStore<S> {
         Ok(first_value(&rows).and_then(SqlValue::as_u64) == Some(0))
     }
 
+    /// Rows this storage read and wrote so far.
+    pub fn counts(&self) -> crate::SqlCounts {
+        self.sql.counts()
+    }
+
     /// Every persistent sequence.
     pub fn sequences(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows = self.sql.query("SELECT name, value FROM sequences ORDER BY name", &[])?;

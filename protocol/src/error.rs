@@ -107,6 +107,10 @@ pub mod close_code {
     /// The connection asked for more than its send budget (welcome refreshes, resumes) in too
     /// short a time; reconnect later and resume.
     pub const SEND_BUDGET: u16 = 4012;
+    /// An operator closed this connection (admin API); reconnecting is allowed.
+    pub const KICKED: u16 = 4013;
+    /// An operator closed every connection of the room (admin API); reconnecting is allowed.
+    pub const ROOM_CLOSED: u16 = 4014;
     /// Missing or invalid credentials.
     pub const UNAUTHORIZED: u16 = 4401;
     /// The credentials lack the right for this room.

@@ -34,9 +34,9 @@ pub use message::{
 };
 pub use names::{validate_name, CounterAddress, NameError, RoomAddress, MAX_NAME_LEN};
 pub use rest::{
-    CounterAddRequest, CounterOp, CounterResetRequest, CounterSetRequest, CounterShardsRequest, CounterView,
-    CounterWriteResult, FaultRequest, HistoryPage, PublishRequest, PublishResult, RestoreRequest,
-    RestoreResult, RoomRecord, RoomView, SnapshotRecord,
+    AdminActionResult, CounterAddRequest, CounterOp, CounterResetRequest, CounterSetRequest,
+    CounterShardsRequest, CounterView, CounterWriteResult, FaultRequest, HistoryPage, KickRequest,
+    PublishRequest, PublishResult, RestoreRequest, RestoreResult, RoomRecord, RoomView, SnapshotRecord,
 };
 pub use rights::{Right, Rights};
 pub use route::{Method, Route, RouteError};

@@ -57,8 +57,24 @@ pub enum Route {
     /// `POST /v1/admin/t/{tenant}/rooms/{room}/restore`: restore a snapshot (admin key).
     AdminRestore(RoomAddress),
     /// `POST /v1/admin/t/{tenant}/rooms/{room}/faults`: make the room's flushes fail, for tests
-    /// (only with `ALLOW_FAULT_INJECTION=yes` in local dev mode; 404 otherwise).
+    /// (only in builds with the `fault-injection` feature; 404 otherwise).
     AdminFaults(RoomAddress),
+    /// `GET /v1/admin/t/{tenant}`: the tenant's overview (rooms, activity, cost).
+    AdminTenant(String),
+    /// `GET /v1/admin/t/{tenant}/rooms/{room}/metrics`: live metrics, members and history.
+    AdminRoomMetrics(RoomAddress),
+    /// `POST /v1/admin/t/{tenant}/rooms/{room}/kick`: close one connection (4013).
+    AdminKick(RoomAddress),
+    /// `POST /v1/admin/t/{tenant}/rooms/{room}/close`: close every connection (4014).
+    AdminClose(RoomAddress),
+    /// `POST /v1/admin/t/{tenant}/rooms/{room}/flush`: flush now.
+    AdminFlush(RoomAddress),
+    /// `GET /v1/admin/t/{tenant}/rooms/{room}/tail`: a read-only WebSocket of the room's events.
+    AdminTail(RoomAddress),
+    /// `GET /v1/admin/t/{tenant}/counters`: the tenant's counters.
+    AdminCounters(String),
+    /// `POST /v1/admin/t/{tenant}/counters/{name}/reset`: reset a counter.
+    AdminCounterReset(CounterAddress),
 }
 
 /// Why a path is not a route.
@@ -105,6 +121,24 @@ impl Route {
             }
             ["v1", "admin", "t", tenant, "rooms", name, "restore"] => Self::AdminRestore(room(tenant, name)?),
             ["v1", "admin", "t", tenant, "rooms", name, "faults"] => Self::AdminFaults(room(tenant, name)?),
+            ["v1", "admin", "t", tenant] => {
+                validate_name("tenant", tenant)?;
+                Self::AdminTenant((*tenant).to_owned())
+            }
+            ["v1", "admin", "t", tenant, "rooms", name, "metrics"] => {
+                Self::AdminRoomMetrics(room(tenant, name)?)
+            }
+            ["v1", "admin", "t", tenant, "rooms", name, "kick"] => Self::AdminKick(room(tenant, name)?),
+            ["v1", "admin", "t", tenant, "rooms", name, "close"] => Self::AdminClose(room(tenant, name)?),
+            ["v1", "admin", "t", tenant, "rooms", name, "flush"] => Self::AdminFlush(room(tenant, name)?),
+            ["v1", "admin", "t", tenant, "rooms", name, "tail"] => Self::AdminTail(room(tenant, name)?),
+            ["v1", "admin", "t", tenant, "counters"] => {
+                validate_name("tenant", tenant)?;
+                Self::AdminCounters((*tenant).to_owned())
+            }
+            ["v1", "admin", "t", tenant, "counters", name, "reset"] => {
+                Self::AdminCounterReset(counter(tenant, name)?)
+            }
             _ => return Err(not_found()),
         })
     }
@@ -128,7 +162,15 @@ impl Route {
             | Self::AdminRooms(_)
             | Self::AdminSnapshots(_)
             | Self::AdminRestore(_)
-            | Self::AdminFaults(_) => None,
+            | Self::AdminFaults(_)
+            | Self::AdminTenant(_)
+            | Self::AdminRoomMetrics(_)
+            | Self::AdminKick(_)
+            | Self::AdminClose(_)
+            | Self::AdminFlush(_)
+            | Self::AdminTail(_)
+            | Self::AdminCounters(_)
+            | Self::AdminCounterReset(_) => None,
         }
     }
 
@@ -139,6 +181,10 @@ impl Route {
             | Self::AdminToken(_)
             | Self::AdminRestore(_)
             | Self::AdminFaults(_)
+            | Self::AdminKick(_)
+            | Self::AdminClose(_)
+            | Self::AdminFlush(_)
+            | Self::AdminCounterReset(_)
             | Self::CounterAdd(_)
             | Self::CounterSet(_)
             | Self::CounterReset(_)
@@ -154,10 +200,19 @@ impl Route {
             Self::Health
             | Self::AdminToken(_)
             | Self::AdminRoom(_)
-            | Self::AdminRooms(_)
             | Self::AdminSnapshots(_)
             | Self::AdminRestore(_)
-            | Self::AdminFaults(_) => &[],
+            | Self::AdminFaults(_)
+            | Self::AdminTenant(_)
+            | Self::AdminKick(_)
+            | Self::AdminClose(_)
+            | Self::AdminFlush(_)
+            | Self::AdminCounters(_)
+            | Self::AdminCounterReset(_) => &[],
+            Self::AdminRooms(_) => &["sort", "q", "limit", "offset"],
+            Self::AdminRoomMetrics(_) => &["window_ms"],
+            // Browsers cannot set headers on a WebSocket: the tail also takes the key here.
+            Self::AdminTail(_) => &["format", "admin_key"],
             Self::RoomSocket(_) => &["format", "resume_from", "epoch", "handshake", "token"],
             Self::RoomState(_) => &["consistency", "token"],
             Self::RoomHistory(_) => &["after", "limit", "token"],
@@ -194,6 +249,14 @@ impl Route {
             Self::AdminSnapshots(a) => format!("/v1/admin/t/{}/rooms/{}/snapshots", a.tenant(), a.room()),
             Self::AdminRestore(a) => format!("/v1/admin/t/{}/rooms/{}/restore", a.tenant(), a.room()),
             Self::AdminFaults(a) => format!("/v1/admin/t/{}/rooms/{}/faults", a.tenant(), a.room()),
+            Self::AdminTenant(tenant) => format!("/v1/admin/t/{tenant}"),
+            Self::AdminRoomMetrics(a) => format!("/v1/admin/t/{}/rooms/{}/metrics", a.tenant(), a.room()),
+            Self::AdminKick(a) => format!("/v1/admin/t/{}/rooms/{}/kick", a.tenant(), a.room()),
+            Self::AdminClose(a) => format!("/v1/admin/t/{}/rooms/{}/close", a.tenant(), a.room()),
+            Self::AdminFlush(a) => format!("/v1/admin/t/{}/rooms/{}/flush", a.tenant(), a.room()),
+            Self::AdminTail(a) => format!("/v1/admin/t/{}/rooms/{}/tail", a.tenant(), a.room()),
+            Self::AdminCounters(tenant) => format!("/v1/admin/t/{tenant}/counters"),
+            Self::AdminCounterReset(a) => format!("/v1/admin/t/{}/counters/{}/reset", a.tenant(), a.name()),
         }
     }
 }
@@ -223,7 +286,15 @@ mod tests {
             Route::AdminRooms("acme".into()),
             Route::AdminSnapshots(lobby.clone()),
             Route::AdminRestore(lobby.clone()),
-            Route::AdminFaults(lobby),
+            Route::AdminFaults(lobby.clone()),
+            Route::AdminTenant("acme".into()),
+            Route::AdminRoomMetrics(lobby.clone()),
+            Route::AdminKick(lobby.clone()),
+            Route::AdminClose(lobby.clone()),
+            Route::AdminFlush(lobby.clone()),
+            Route::AdminTail(lobby),
+            Route::AdminCounters("acme".into()),
+            Route::AdminCounterReset(likes.clone()),
         ];
         for route in routes {
             assert_eq!(Route::parse(&route.path()), Ok(route.clone()));

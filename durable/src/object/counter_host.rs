@@ -56,7 +56,7 @@ impl CounterHost {
         let mut slot =
             self.counter.try_borrow_mut().map_err(|_| ApiError::internal("the counter is busy"))?;
         if slot.is_none() {
-            *slot = Some(Counter::open(WorkerSql(self.state.storage().sql()))?);
+            *slot = Some(Counter::open(WorkerSql::new(self.state.storage().sql()))?);
         }
         let counter = slot.as_mut().ok_or_else(|| ApiError::internal("the counter could not be opened"))?;
         f(counter)

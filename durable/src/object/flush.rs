@@ -1,12 +1,12 @@
 //! The flush's writes to the shared stores — R2 (snapshots), D1 (index) and KV (read models) —
 //! and the reads a restore needs. Test builds can make chosen stores fail (`fault-injection`).
 
-use edgeroom_protocol::{CounterAddress, CounterView, RoomAddress, RoomView, SnapshotRecord};
+use edgeroom_protocol::{CounterAddress, CounterView, RoomAddress, SnapshotRecord};
 use serde::Deserialize;
 use worker::{Env, Error, Result};
 
 use super::d1::{database, prepare};
-use crate::{index, snapshot_key, Snapshot, READ_MODEL_BINDING, SNAPSHOTS_BINDING};
+use crate::{index, snapshot_key, FlushPlan, Metrics, Snapshot, READ_MODEL_BINDING, SNAPSHOTS_BINDING};
 
 /// Stores whose writes fail on purpose (tests only; see [`Faults::allowed`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,29 +46,45 @@ fn rust_error(error: impl std::fmt::Display) -> Error {
 }
 
 /// Writes one flush: the snapshot to R2, then its index rows to D1, then the read model to KV.
-/// The caller records the flush only when all three succeeded.
-pub async fn write_flush(env: &Env, faults: Faults, snapshot: &Snapshot, view: &RoomView) -> Result<()> {
+/// The caller records the flush only when all three succeeded. Whatever was written (also
+/// before a failure) is counted into `metrics`.
+pub async fn write_flush(env: &Env, faults: Faults, plan: &FlushPlan, metrics: &mut Metrics) -> Result<()> {
+    let (snapshot, view) = (&plan.snapshot, &plan.view);
     let (bytes, checksum) = snapshot.encode().map_err(rust_error)?;
     let size = bytes.len();
     let key = snapshot_key(&snapshot.tenant, &snapshot.room, snapshot.seq);
 
     Faults::check(faults.r2, "R2")?;
     env.bucket(SNAPSHOTS_BINDING)?.put(&key, bytes).execute().await?;
+    metrics.r2_writes += 1;
+    metrics.snapshot_bytes += size as u64;
 
     Faults::check(faults.d1, "D1")?;
     let db = database(env)?;
-    let statements = index::record_flush(snapshot, view, &key, size, checksum);
+    let record = index::FlushRecord {
+        snapshot,
+        view,
+        r2_key: &key,
+        bytes: size,
+        checksum,
+        totals: &plan.totals,
+        since: &plan.since,
+    };
+    let statements = index::record_flush(&record);
     let batch = statements.iter().map(|statement| prepare(&db, statement)).collect::<Result<Vec<_>>>()?;
     for result in db.batch(batch).await? {
         if let Some(error) = result.error() {
             return Err(Error::RustError(format!("D1: {error}")));
         }
     }
+    metrics.d1_rows_written += statements.len() as u64;
 
     Faults::check(faults.kv, "KV")?;
     let address = RoomAddress::new(&view.tenant, &view.room).map_err(rust_error)?;
     let json = serde_json::to_string(view).map_err(rust_error)?;
-    env.kv(READ_MODEL_BINDING)?.put(&address.read_model_key(), json)?.execute().await.map_err(rust_error)
+    env.kv(READ_MODEL_BINDING)?.put(&address.read_model_key(), json)?.execute().await.map_err(rust_error)?;
+    metrics.kv_writes += 1;
+    Ok(())
 }
 
 /// A `snapshots` row as D1 returns it (integers are text or doubles there).

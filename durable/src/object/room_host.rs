@@ -59,7 +59,7 @@ impl RoomHost {
     ) -> Result<T, ApiError> {
         let mut slot = self.room.try_borrow_mut().map_err(|_| ApiError::internal("the room is busy"))?;
         if slot.is_none() {
-            let sql = WorkerSql(self.state.storage().sql());
+            let sql = WorkerSql::new(self.state.storage().sql());
             let mut room = Room::open(sql, self.limits.clone(), entropy())?;
             let now = now_ms();
             let mut registry = self.sockets.borrow_mut();
@@ -211,16 +211,23 @@ impl RoomHost {
         let faults = if Faults::allowed(&self.env) { Faults::parse(&plan.faults) } else { Faults::default() };
         let mut timers = self.timers.get();
         timers.start_flush();
-        match write_flush(&self.env, faults, &plan.snapshot, &plan.view).await {
-            Ok(()) => {
-                let still_changed = self
-                    .with_room(|room| {
-                        room.flushed(&plan)?;
-                        Ok(room.needs_flush()?)
-                    })
-                    .unwrap_or(true);
-                timers.flushed(&self.schedule, now_ms(), still_changed);
-            }
+        let started = now_ms();
+        let mut counted = crate::Metrics::default();
+        let written = write_flush(&self.env, faults, &plan, &mut counted).await;
+        counted.flushes_ok = u64::from(written.is_ok());
+        counted.flushes_failed = u64::from(written.is_err());
+        counted.flush_ms = now_ms().saturating_sub(started);
+        let still_changed = self
+            .with_room(|room| {
+                room.metrics_mut().add(&counted);
+                if written.is_ok() {
+                    room.flushed(&plan)?;
+                }
+                Ok(room.needs_flush()?)
+            })
+            .unwrap_or(true);
+        match written {
+            Ok(()) => timers.flushed(&self.schedule, now_ms(), still_changed),
             Err(error) => {
                 let failures = timers.flush_failed(&self.schedule, now_ms());
                 tracing::warn!(room = %plan.view.room, failures, %error, "flush failed; backing off");
@@ -251,7 +258,7 @@ impl RoomHost {
 
     fn deliver(&self, message: &ServerMessage, recipients: &[u64]) {
         let mut encoded: [Option<WireFrame>; 2] = [None, None];
-        let mut failed = Vec::new();
+        let (mut failed, mut sent, mut bytes) = (Vec::new(), 0, 0);
         {
             let Ok(room) = self.room.try_borrow() else { return };
             let Some(room) = room.as_ref() else { return };
@@ -262,9 +269,18 @@ impl RoomHost {
                     Format::Json => &mut encoded[0],
                     Format::Binary => &mut encoded[1],
                 };
-                if !send_frame(socket, slot.get_or_insert_with(|| message.encode(format))) {
+                let frame = slot.get_or_insert_with(|| message.encode(format));
+                if send_frame(socket, frame) {
+                    sent += 1;
+                    bytes += frame.len();
+                } else {
                     failed.push(*id);
                 }
+            }
+        }
+        if let Ok(mut room) = self.room.try_borrow_mut() {
+            if let Some(room) = room.as_mut() {
+                room.metrics_mut().frames_out(sent, bytes);
             }
         }
         // A socket that cannot take a frame is closed: its client resumes and misses nothing.

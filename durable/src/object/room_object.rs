@@ -5,7 +5,8 @@
 use std::rc::Rc;
 
 use edgeroom_protocol::{
-    close_code, FaultRequest, PublishRequest, RestoreRequest, RestoreResult, RoomAddress, WireFrame,
+    close_code, AdminActionResult, FaultRequest, KickRequest, PublishRequest, RestoreRequest, RestoreResult,
+    RoomAddress, WireFrame,
 };
 use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
@@ -105,6 +106,11 @@ impl RoomObject {
         };
         let request = received(&req)?;
         let host = &self.host;
+        // Counting never fails a request.
+        let _ = host.with_room(|room| {
+            room.metrics_mut().requests += 1;
+            Ok(())
+        });
         match host.prepare(&address).await {
             Ok(()) => {}
             // An admin restore is how an operator mends a room that could not come back.
@@ -132,6 +138,36 @@ impl RoomObject {
                 respond(self.restore(&address, restore.seq).await)
             }
             RoomOp::Faults => self.set_faults(&mut req).await,
+            RoomOp::Metrics => respond(host.with_room(|room| Ok(room.live(now_ms())?))),
+            RoomOp::Kick => {
+                let kick: KickRequest = read_json(&mut req, "kick").await?;
+                let kicked = host.with_room(|room| Ok(room.kick(kick.connection_id)))?;
+                host.after_event();
+                if !kicked {
+                    return Err(ApiError::not_found(format!(
+                        "no connection {} in this room",
+                        kick.connection_id
+                    )));
+                }
+                respond(Ok(AdminActionResult { affected: 1 }))
+            }
+            RoomOp::CloseAll => {
+                let closed = host.with_room(|room| Ok(room.close_all()))?;
+                host.after_event();
+                respond(Ok(AdminActionResult { affected: closed as u64 }))
+            }
+            RoomOp::Flush => {
+                host.with_room(|room| {
+                    room.request_flush();
+                    Ok(())
+                })?;
+                host.flush().await;
+                let clean = !host.with_room(|room| Ok(room.needs_flush()?))?;
+                if !clean {
+                    return Err(ApiError::internal("the flush failed; it is retried with backoff"));
+                }
+                respond(Ok(AdminActionResult { affected: 1 }))
+            }
         }
         .map_err(internal)
     }
