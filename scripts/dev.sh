@@ -7,11 +7,15 @@ cd "$root"
 "$root/scripts/setup.sh"
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH" WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 state="${EDGEROOM_STATE:-$root/.state}"
-# Local secrets (never committed): an admin key and a signing secret for tenant "demo".
+# Local secrets (never committed): an admin key, a signing secret for tenant "demo", and
+# anonymous dev access (honored only on 127.0.0.1/localhost; never in wrangler.toml).
 if [ ! -f .dev.vars ]; then
   random() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
   printf 'ADMIN_KEY=%s\nTENANT_SECRETS={"demo":"%s"}\n' "$(random)" "$(random)" > .dev.vars
   echo "==> wrote .dev.vars (ADMIN_KEY and TENANT_SECRETS for tenant demo)"
+fi
+if ! grep -q '^AUTH_MODE=' .dev.vars; then
+  echo 'AUTH_MODE=dev' >> .dev.vars
 fi
 node_modules/.bin/wrangler d1 migrations apply DB --local --persist-to "$state"
 # wrangler runs the [build] command (scripts/build-worker.sh) before serving.

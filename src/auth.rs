@@ -1,6 +1,6 @@
 //! Who is asking, and with which rights: the token (or local dev mode) of a room request.
 
-use edgeroom_auth::{verify, AuthMode, TenantSecrets};
+use edgeroom_auth::{is_loopback_host, verify, AuthMode, TenantSecrets};
 use edgeroom_protocol::{ErrorCode, Rights};
 use worker::{Env, Request, Url};
 
@@ -30,7 +30,13 @@ pub fn authenticate(
 ) -> Result<Principal, Refusal> {
     let Some(token) = token(req, url) else {
         return match AuthMode::from_var(string_binding(env, "AUTH_MODE").as_deref()) {
-            AuthMode::Dev => Ok(Principal { user: None, rights: Rights::ALL, rate_key: None }),
+            AuthMode::Dev if is_loopback_host(url.host_str().unwrap_or_default()) => {
+                Ok(Principal { user: None, rights: Rights::ALL, rate_key: None })
+            }
+            AuthMode::Dev => {
+                warn_dev_mode_off_loopback();
+                Err(unauthorized(edgeroom_auth::AuthError::Missing))
+            }
             AuthMode::Token => Err(unauthorized(edgeroom_auth::AuthError::Missing)),
         };
     };
@@ -63,4 +69,13 @@ fn token(req: &Request, url: &Url) -> Option<String> {
 
 fn unauthorized(error: edgeroom_auth::AuthError) -> Refusal {
     (ErrorCode::Unauthorized, error.to_string())
+}
+
+/// `AUTH_MODE=dev` reached a non-loopback host: a deploy carries the local setting. Say so once
+/// per isolate; tokens stay required.
+fn warn_dev_mode_off_loopback() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!("AUTH_MODE=dev is ignored: it is honored only for requests to a loopback host");
+    });
 }

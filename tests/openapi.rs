@@ -14,7 +14,7 @@ const ADMIN_KEY: &str = "openapi-admin-key";
 async fn the_api_matches_docs_openapi_yaml() {
     let server = Server::start_with_vars(&[
         ("AUTH_MODE", "token"),
-        ("TENANT_SECRETS", r#"{"acme":"acme-secret"}"#),
+        ("TENANT_SECRETS", r#"{"acme":"acme-secret-0123456789"}"#),
         ("ADMIN_KEY", ADMIN_KEY),
     ])
     .await;

@@ -9,7 +9,7 @@ use edgeroom_tests::{Client, Server};
 use serde_json::{json, Value};
 
 const ADMIN_KEY: &str = "test-admin-key";
-const SECRETS: &str = r#"{"acme":"acme-secret","globex":"globex-secret"}"#;
+const SECRETS: &str = r#"{"acme":"acme-secret-0123456789","globex":"globex-secret-0123456789"}"#;
 
 async fn token_server() -> Server {
     Server::start_with_vars(&[
@@ -36,7 +36,7 @@ fn claims(tenant: &str, room: &str, rights: &[Right]) -> Claims {
 }
 
 fn token(tenant: &str, room: &str, rights: &[Right]) -> String {
-    sign(&claims(tenant, room, rights), &format!("{tenant}-secret")).unwrap()
+    sign(&claims(tenant, room, rights), &format!("{tenant}-secret-0123456789")).unwrap()
 }
 
 const ALL: &[Right] = &[Right::Read, Right::Write, Right::Presence];
@@ -76,8 +76,8 @@ async fn bad_tokens_are_refused() {
     let unknown_tenant = sign(&claims("initech", "*", ALL), "x").unwrap();
     for bad in [
         forged,
-        sign(&expired, "acme-secret").unwrap(),
-        sign(&early, "acme-secret").unwrap(),
+        sign(&expired, "acme-secret-0123456789").unwrap(),
+        sign(&early, "acme-secret-0123456789").unwrap(),
         unknown_tenant,
         "not.a.token".to_owned(),
     ] {

@@ -33,10 +33,12 @@ pub enum AuthError {
     /// Signed with another algorithm than HS256.
     #[error("the token must be signed with HS256")]
     WrongAlgorithm,
-    /// The token's tenant has no secret on this server.
-    #[error("no secret is configured for tenant {0:?}")]
+    /// The tenant has no signing key on this server (minting only: a presented token with an
+    /// unknown tenant or key is a [`AuthError::BadSignature`], so tokens cannot probe tenants).
+    #[error("no signing key is configured for tenant {0:?}")]
     UnknownTenant(String),
-    /// The signature does not match the tenant's secret.
+    /// The signature does not match any key of the token's tenant (or the tenant or the `kid` is
+    /// unknown: the same answer, on purpose).
     #[error("the token's signature is invalid")]
     BadSignature,
     /// `exp` is in the past.
@@ -99,21 +101,78 @@ impl Claims {
     }
 }
 
-/// The signing secret of each tenant, from the `TENANT_SECRETS` secret: a JSON object
-/// `{"<tenant>": "<secret>", …}`.
+/// Shortest signing secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// One signing key of a tenant. Tokens name theirs in the JWT `kid` header.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SigningKey {
+    /// The key id tokens carry as `kid` (none for a tenant's single legacy secret).
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// The HMAC-SHA256 secret.
+    pub secret: String,
+}
+
+/// How `TENANT_SECRETS` may name a tenant's keys: one secret, or a list (the first signs).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum KeysJson {
+    One(String),
+    Many(Vec<SigningKey>),
+}
+
+/// The signing keys of each tenant, from the `TENANT_SECRETS` secret: a JSON object whose values
+/// are either one secret, `{"acme": "<secret>"}`, or a list of keys for rotation,
+/// `{"acme": [{"kid": "2026-11", "secret": "…"}, {"kid": "2026-10", "secret": "…"}]}`. The first
+/// key of a list signs new tokens; every listed key verifies them.
 #[derive(Debug, Clone, Default)]
-pub struct TenantSecrets(HashMap<String, String>);
+pub struct TenantSecrets(HashMap<String, Vec<SigningKey>>);
 
 impl TenantSecrets {
-    /// Parses the JSON object of secrets.
+    /// Parses and checks the JSON object of keys: every secret at least [`MIN_SECRET_BYTES`]
+    /// long, key ids unique within a tenant.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let map: HashMap<String, String> = serde_json::from_str(text)
-            .map_err(|e| format!("TENANT_SECRETS must be a JSON object of strings: {e}"))?;
-        Ok(Self(map))
+        let map: HashMap<String, KeysJson> = serde_json::from_str(text).map_err(|e| {
+            format!("TENANT_SECRETS must be a JSON object of secrets or lists of {{kid, secret}}: {e}")
+        })?;
+        let mut tenants = HashMap::new();
+        for (tenant, keys) in map {
+            let keys = match keys {
+                KeysJson::One(secret) => vec![SigningKey { kid: None, secret }],
+                KeysJson::Many(keys) => keys,
+            };
+            if keys.is_empty() {
+                return Err(format!("TENANT_SECRETS lists no key for tenant {tenant:?}"));
+            }
+            for (i, key) in keys.iter().enumerate() {
+                if key.secret.len() < MIN_SECRET_BYTES {
+                    return Err(format!(
+                        "TENANT_SECRETS: a secret of tenant {tenant:?} is shorter than {MIN_SECRET_BYTES} bytes"
+                    ));
+                }
+                if keys.iter().skip(i + 1).any(|other| other.kid == key.kid) {
+                    return Err(format!("TENANT_SECRETS: tenant {tenant:?} names a key id twice"));
+                }
+            }
+            tenants.insert(tenant, keys);
+        }
+        Ok(Self(tenants))
     }
 
-    fn get(&self, tenant: &str) -> Option<&str> {
-        self.0.get(tenant).map(String::as_str).filter(|secret| !secret.is_empty())
+    /// The key that signs new tokens of `tenant`.
+    fn signing_key(&self, tenant: &str) -> Option<&SigningKey> {
+        self.0.get(tenant).and_then(|keys| keys.first())
+    }
+
+    /// The keys a token of `tenant` with `kid` may be signed with: the named one, or every key
+    /// when the token names none.
+    fn verifying_keys<'a>(
+        &'a self,
+        tenant: &str,
+        kid: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a SigningKey> {
+        self.0.get(tenant).into_iter().flatten().filter(move |key| kid.is_none() || key.kid.as_deref() == kid)
     }
 }
 
@@ -125,13 +184,21 @@ pub fn verify(token: &str, secrets: &TenantSecrets, now_secs: u64) -> Result<Cla
         return Err(AuthError::WrongAlgorithm);
     }
     let tenant = unverified.claims().tenant.clone();
-    let secret = secrets.get(&tenant).ok_or_else(|| AuthError::UnknownTenant(tenant.clone()))?;
-    let key = hmac_key(secret)?;
-    let verified: Token<Header, Claims, _> = token.verify_with_key(&key).map_err(|e| match e {
-        jwt::Error::InvalidSignature | jwt::Error::RustCryptoMac(_) => AuthError::BadSignature,
-        other => AuthError::Malformed(other.to_string()),
-    })?;
-    let claims = verified.claims().clone();
+    let kid = unverified.header().key_id.clone();
+    // Unknown tenants and key ids fail like a bad signature: nothing tells them apart.
+    let mut outcome = Err(AuthError::BadSignature);
+    for key in secrets.verifying_keys(&tenant, kid.as_deref()) {
+        let verified: Result<Token<Header, Claims, _>, _> = token.verify_with_key(&hmac_key(&key.secret)?);
+        match verified {
+            Ok(verified) => {
+                outcome = Ok(verified.claims().clone());
+                break;
+            }
+            Err(jwt::Error::InvalidSignature | jwt::Error::RustCryptoMac(_)) => {}
+            Err(other) => return Err(AuthError::Malformed(other.to_string())),
+        }
+    }
+    let claims = outcome?;
     if now_secs >= claims.exp {
         return Err(AuthError::Expired);
     }
@@ -144,7 +211,13 @@ pub fn verify(token: &str, secrets: &TenantSecrets, now_secs: u64) -> Result<Cla
 /// Signs `claims` with `secret` (HS256). For operators minting tokens, the CLI and tests; in
 /// production, tokens come from your own backend, which holds the tenant secret.
 pub fn sign(claims: &Claims, secret: &str) -> Result<String, AuthError> {
-    let header = Header { algorithm: AlgorithmType::Hs256, ..Header::default() };
+    sign_with_key(claims, &SigningKey { kid: None, secret: secret.to_owned() })
+}
+
+/// Signs `claims` with `key`, naming it in the `kid` header when it has an id.
+pub fn sign_with_key(claims: &Claims, key: &SigningKey) -> Result<String, AuthError> {
+    let secret = key.secret.as_str();
+    let header = Header { algorithm: AlgorithmType::Hs256, key_id: key.kid.clone(), ..Header::default() };
     let token = Token::new(header, claims.clone())
         .sign_with_key(&hmac_key(secret)?)
         .map_err(|e| AuthError::Malformed(e.to_string()))?;
@@ -193,7 +266,7 @@ impl TokenRequest {
         secrets: &TenantSecrets,
         now_secs: u64,
     ) -> Result<TokenResponse, AuthError> {
-        let secret = secrets.get(tenant).ok_or_else(|| AuthError::UnknownTenant(tenant.to_owned()))?;
+        let key = secrets.signing_key(tenant).ok_or_else(|| AuthError::UnknownTenant(tenant.to_owned()))?;
         if self.sub.is_empty() {
             return Err(AuthError::BadRequest("sub must not be empty".to_owned()));
         }
@@ -203,8 +276,18 @@ impl TokenRequest {
         }
         let exp = now_secs.saturating_add(ttl);
         let claims = Claims { sub: self.sub, tenant: tenant.to_owned(), rooms: self.rooms, exp, nbf: None };
-        Ok(TokenResponse { token: sign(&claims, secret)?, exp })
+        Ok(TokenResponse { token: sign_with_key(&claims, key)?, exp })
     }
+}
+
+/// Whether a request's host is this machine: dev mode is honored only there. Cloudflare's edge
+/// never routes a loopback host to a deployed Worker, so a deploy that carries `AUTH_MODE=dev`
+/// by mistake still requires tokens.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether requests without a token are allowed (the `AUTH_MODE` var).
@@ -233,7 +316,8 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn secrets() -> TenantSecrets {
-        TenantSecrets::from_json(r#"{"acme":"acme-secret","globex":"globex-secret"}"#).unwrap()
+        TenantSecrets::from_json(r#"{"acme":"acme-secret-0123456789","globex":"globex-secret-0123456789"}"#)
+            .unwrap()
     }
 
     fn claims(tenant: &str) -> Claims {
@@ -252,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_valid_token_verifies_and_grants_per_room_rights() {
-        let token = sign(&claims("acme"), "acme-secret").unwrap();
+        let token = sign(&claims("acme"), "acme-secret-0123456789").unwrap();
         let verified = verify(&token, &secrets(), NOW).unwrap();
         assert_eq!(verified, claims("acme"));
         assert_eq!(verified.rights_in("acme", "lobby").to_string(), "read,write");
@@ -264,28 +348,32 @@ mod tests {
 
     #[test]
     fn forged_expired_early_and_foreign_tokens_are_refused() {
-        let forged = sign(&claims("acme"), "not-the-secret").unwrap();
+        let forged = sign(&claims("acme"), "not-the-secret-0123456789").unwrap();
         assert_eq!(verify(&forged, &secrets(), NOW), Err(AuthError::BadSignature));
         // Claims rewritten after signing: the signature no longer matches.
-        let token = sign(&claims("acme"), "acme-secret").unwrap();
+        let token = sign(&claims("acme"), "acme-secret-0123456789").unwrap();
         let parts: Vec<&str> = token.split('.').collect();
         let mut other = claims("acme");
         other.rooms[0].room = "*".into();
-        let other_token = sign(&other, "acme-secret").unwrap();
+        let other_token = sign(&other, "acme-secret-0123456789").unwrap();
         let spliced = format!("{}.{}.{}", parts[0], other_token.split('.').nth(1).unwrap(), parts[2]);
         assert_eq!(verify(&spliced, &secrets(), NOW), Err(AuthError::BadSignature));
 
         assert_eq!(verify(&token, &secrets(), NOW + 60), Err(AuthError::Expired));
         let mut early = claims("acme");
         early.nbf = Some(NOW + 10);
-        let early = sign(&early, "acme-secret").unwrap();
+        let early = sign(&early, "acme-secret-0123456789").unwrap();
         assert_eq!(verify(&early, &secrets(), NOW), Err(AuthError::NotYetValid));
         assert!(verify(&early, &secrets(), NOW + 10).is_ok());
 
-        let unknown = sign(&claims("initech"), "whatever").unwrap();
-        assert_eq!(verify(&unknown, &secrets(), NOW), Err(AuthError::UnknownTenant("initech".into())));
+        let unknown = sign(&claims("initech"), "whatever-whatever").unwrap();
+        assert_eq!(
+            verify(&unknown, &secrets(), NOW),
+            Err(AuthError::BadSignature),
+            "no hint the tenant is unknown"
+        );
         // A token for acme signed with globex's secret.
-        let cross = sign(&claims("acme"), "globex-secret").unwrap();
+        let cross = sign(&claims("acme"), "globex-secret-0123456789").unwrap();
         assert_eq!(verify(&cross, &secrets(), NOW), Err(AuthError::BadSignature));
         assert!(matches!(verify("a.b", &secrets(), NOW), Err(AuthError::Malformed(_))));
         assert!(matches!(verify("", &secrets(), NOW), Err(AuthError::Malformed(_))));
@@ -294,7 +382,8 @@ mod tests {
     #[test]
     fn other_algorithms_are_refused() {
         // {"alg":"none"} with valid claims and no signature.
-        let claims_part = sign(&claims("acme"), "acme-secret").unwrap().split('.').nth(1).unwrap().to_owned();
+        let claims_part =
+            sign(&claims("acme"), "acme-secret-0123456789").unwrap().split('.').nth(1).unwrap().to_owned();
         let none = format!("eyJhbGciOiJub25lIn0.{claims_part}.");
         assert_eq!(verify(&none, &secrets(), NOW), Err(AuthError::WrongAlgorithm));
     }
@@ -311,6 +400,56 @@ mod tests {
         let claims = verify(&minted.token, &secrets(), NOW).unwrap();
         assert_eq!(claims.rights_in("acme", "any").to_string(), "read");
         assert_eq!(request.mint("initech", &secrets(), NOW), Err(AuthError::UnknownTenant("initech".into())));
+    }
+
+    #[test]
+    fn keys_rotate_by_kid_and_tokens_without_kid_try_every_key() {
+        let rotated = TenantSecrets::from_json(
+            r#"{"acme":[{"kid":"new","secret":"new-secret-0123456789"},{"kid":"old","secret":"old-secret-0123456789"}]}"#,
+        )
+        .unwrap();
+        let old_key = SigningKey { kid: Some("old".into()), secret: "old-secret-0123456789".into() };
+        let old_token = sign_with_key(&claims("acme"), &old_key).unwrap();
+        assert!(verify(&old_token, &rotated, NOW).is_ok(), "tokens of the old key keep working");
+        let wrong_kid =
+            sign_with_key(&claims("acme"), &SigningKey { kid: Some("new".into()), ..old_key.clone() })
+                .unwrap();
+        assert_eq!(verify(&wrong_kid, &rotated, NOW), Err(AuthError::BadSignature), "a kid names one key");
+        let unknown_kid =
+            sign_with_key(&claims("acme"), &SigningKey { kid: Some("gone".into()), ..old_key }).unwrap();
+        assert_eq!(verify(&unknown_kid, &rotated, NOW), Err(AuthError::BadSignature));
+        let no_kid = sign(&claims("acme"), "old-secret-0123456789").unwrap();
+        assert!(verify(&no_kid, &rotated, NOW).is_ok(), "no kid: every key is tried");
+        // New tokens are signed with the first key and name it.
+        let minted = TokenRequest { sub: "x".into(), rooms: vec![], ttl_secs: None }
+            .mint("acme", &rotated, NOW)
+            .unwrap();
+        let header: Token<Header, Claims, _> = Token::parse_unverified(&minted.token).unwrap();
+        assert_eq!(header.header().key_id.as_deref(), Some("new"));
+        // Retire the old key: its tokens stop working.
+        let retired =
+            TenantSecrets::from_json(r#"{"acme":[{"kid":"new","secret":"new-secret-0123456789"}]}"#).unwrap();
+        assert_eq!(verify(&old_token, &retired, NOW), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn weak_or_ambiguous_secrets_are_refused_at_load() {
+        assert!(TenantSecrets::from_json(r#"{"acme":"short"}"#).unwrap_err().contains("shorter than 16"));
+        assert!(TenantSecrets::from_json(r#"{"acme":[]}"#).is_err());
+        let twice =
+            r#"{"acme":[{"kid":"a","secret":"0123456789abcdef"},{"kid":"a","secret":"fedcba9876543210"}]}"#;
+        assert!(TenantSecrets::from_json(twice).unwrap_err().contains("twice"));
+        assert!(TenantSecrets::from_json(r#"{"acme":1}"#).is_err());
+    }
+
+    #[test]
+    fn only_loopback_hosts_count_as_local() {
+        for host in ["127.0.0.1", "localhost", "[::1]", "127.3.4.5", "LOCALHOST"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["edgeroom.example.com", "10.0.0.1", "0.0.0.0", "localhost.evil.com", ""] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]

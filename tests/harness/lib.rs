@@ -188,6 +188,13 @@ impl Server {
             .arg(port.to_string())
             .arg("--persist-to")
             .arg(state.path())
+            // Anonymous local access, unless the test chose an auth mode.
+            .args(
+                (!vars.iter().any(|(name, _)| *name == "AUTH_MODE"))
+                    .then(|| ["--var".to_owned(), "AUTH_MODE:dev".to_owned()])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(vars.iter().flat_map(|(name, value)| ["--var".to_owned(), format!("{name}:{value}")]))
             .stdout(log_file.try_clone().expect("clone log handle"))
             .stderr(log_file);
