@@ -10,7 +10,7 @@ use edgeroom_protocol::{ErrorCode, RestoreRequest, Rights, RoomAddress, Route};
 use worker::{Env, Request, Response};
 
 use crate::auth::string_binding;
-use crate::{internal, operations};
+use crate::{internal, operations, webhooks};
 
 /// Serves an admin route after checking the admin key.
 pub async fn handle(route: Route, mut req: Request, env: &Env) -> Result<Response, ApiError> {
@@ -55,6 +55,11 @@ pub async fn handle(route: Route, mut req: Request, env: &Env) -> Result<Respons
         Route::AdminTail(address) => operations::tail(env, &address, &req).await,
         Route::AdminCounters(tenant) => operations::counters(env, &tenant).await,
         Route::AdminCounterReset(address) => operations::reset_counter(env, &address).await,
+        Route::AdminWebhooks(tenant) => webhooks::list(env, &tenant).await,
+        Route::AdminWebhookCreate(tenant) => webhooks::create(env, &tenant, req).await,
+        Route::AdminWebhookDelete(tenant, id) => webhooks::delete(env, &tenant, &id).await,
+        Route::AdminDeadLetters(tenant) => webhooks::dead_letters(env, &tenant).await,
+        Route::AdminDeadLetterReplay(tenant) => webhooks::replay(env, &tenant).await,
         Route::AdminRestore(address) => {
             let restore: RestoreRequest = read_json(&mut req, "restore").await?;
             let body = serde_json::to_string(&restore).map_err(|e| ApiError::internal(e.to_string()))?;

@@ -17,15 +17,17 @@ mod admin;
 mod auth;
 mod cors;
 mod counters;
+mod export;
 mod operations;
 mod retention;
 mod rooms;
 mod router;
+mod webhooks;
 
 use edgeroom_durable::object::http::error_response;
 use edgeroom_durable::object::init_tracing;
 use edgeroom_durable::ApiError;
-use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
+use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 pub use edgeroom_durable::object::{CounterObject, RoomObject};
 
@@ -43,6 +45,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         }
     };
     cors::apply(&env, origin.as_deref(), response)
+}
+
+/// The export queue and its dead-letter queue: webhook deliveries.
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+    init_tracing(&env);
+    export::consume(batch, &env).await
 }
 
 /// The Cron Trigger: snapshot retention.

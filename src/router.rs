@@ -104,7 +104,12 @@ async fn dispatch(route: Route, who: Principal, req: Request, env: &Env) -> Resu
         | Route::AdminFlush(_)
         | Route::AdminTail(_)
         | Route::AdminCounters(_)
-        | Route::AdminCounterReset(_) => Err(ApiError::not_found("not a room or counter route")),
+        | Route::AdminCounterReset(_)
+        | Route::AdminWebhooks(_)
+        | Route::AdminWebhookCreate(_)
+        | Route::AdminWebhookDelete(..)
+        | Route::AdminDeadLetters(_)
+        | Route::AdminDeadLetterReplay(_) => Err(ApiError::not_found("not a room or counter route")),
     }
 }
 

@@ -280,15 +280,7 @@ impl TokenRequest {
     }
 }
 
-/// Whether a request's host is this machine: dev mode is honored only there. Cloudflare's edge
-/// never routes a loopback host to a deployed Worker, so a deploy that carries `AUTH_MODE=dev`
-/// by mistake still requires tokens.
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host == "::1"
-        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
-}
+pub use edgeroom_protocol::is_loopback_host;
 
 /// Whether requests without a token are allowed (the `AUTH_MODE` var).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -242,6 +242,61 @@ pub fn indexed_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Statement {
     Statement { sql: format!("SELECT r2_key FROM snapshots WHERE r2_key IN ({placeholders})"), params }
 }
 
+/// The export kinds of every endpoint of the tenant: `kinds` (JSON arrays).
+pub fn export_kinds(tenant: &str) -> Statement {
+    statement("SELECT kinds FROM webhook_endpoints WHERE tenant = ?1", vec![tenant.into()])
+}
+
+/// Adds a webhook endpoint.
+pub fn add_endpoint(
+    tenant: &str,
+    id: &str,
+    url: &str,
+    secret: &str,
+    kinds_json: &str,
+    now_ms: u64,
+) -> Statement {
+    statement(
+        "INSERT INTO webhook_endpoints (tenant, id, url, secret, kinds, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        vec![tenant.into(), id.into(), url.into(), secret.into(), kinds_json.into(), number(now_ms)],
+    )
+}
+
+/// The tenant's endpoints: `id, url, secret, kinds, created_ms`.
+pub fn endpoints_of(tenant: &str) -> Statement {
+    statement(
+        "SELECT id, url, secret, kinds, created_ms FROM webhook_endpoints WHERE tenant = ?1 ORDER BY created_ms, id",
+        vec![tenant.into()],
+    )
+}
+
+/// Removes an endpoint.
+pub fn remove_endpoint(tenant: &str, id: &str) -> Statement {
+    statement("DELETE FROM webhook_endpoints WHERE tenant = ?1 AND id = ?2", vec![tenant.into(), id.into()])
+}
+
+/// Records a batch that failed every delivery attempt.
+pub fn add_dead_letter(tenant: &str, id: &str, room: &str, batch_json: &str, now_ms: u64) -> Statement {
+    statement(
+        "INSERT INTO dead_letters (tenant, id, room, batch, failed_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tenant, id) DO UPDATE SET batch = excluded.batch, failed_ms = excluded.failed_ms",
+        vec![tenant.into(), id.into(), room.into(), batch_json.into(), number(now_ms)],
+    )
+}
+
+/// The tenant's dead letters, oldest first: `id, room, batch, failed_ms`.
+pub fn dead_letters_of(tenant: &str, limit: u32) -> Statement {
+    statement(
+        "SELECT id, room, batch, failed_ms FROM dead_letters WHERE tenant = ?1 ORDER BY failed_ms LIMIT ?2",
+        vec![tenant.into(), number(u64::from(limit))],
+    )
+}
+
+/// Forgets a dead letter (after its replay was queued).
+pub fn remove_dead_letter(tenant: &str, id: &str) -> Statement {
+    statement("DELETE FROM dead_letters WHERE tenant = ?1 AND id = ?2", vec![tenant.into(), id.into()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +396,23 @@ mod tests {
         assert_eq!(run(&sql, &rooms_of("acme", "lob", RoomOrder::Size, 10, 0)).len(), 1);
         assert!(run(&sql, &rooms_of("acme", "", RoomOrder::Members, 10, 1)).is_empty(), "offset pages on");
         assert_eq!(run(&sql, &room_count("acme"))[0][0], SqlValue::Integer(1));
+    }
+
+    #[test]
+    fn endpoints_and_dead_letters_round_trip() {
+        let sql = index();
+        run(&sql, &add_endpoint("acme", "w1", "https://a.example/h", "s", r#"["message"]"#, 1));
+        run(&sql, &add_endpoint("acme", "w2", "https://b.example/h", "s", r#"["room_vacated"]"#, 2));
+        run(&sql, &add_endpoint("globex", "w3", "https://c.example/h", "s", r#"["message"]"#, 3));
+        assert_eq!(run(&sql, &export_kinds("acme")).len(), 2);
+        assert_eq!(run(&sql, &endpoints_of("acme"))[1][0].as_text(), Some("w2"));
+        run(&sql, &remove_endpoint("acme", "w1"));
+        assert_eq!(run(&sql, &endpoints_of("acme")).len(), 1);
+        run(&sql, &add_dead_letter("acme", "b1", "lobby", "{}", 5));
+        run(&sql, &add_dead_letter("acme", "b1", "lobby", "{}", 6));
+        assert_eq!(run(&sql, &dead_letters_of("acme", 10)).len(), 1, "a batch is one dead letter");
+        run(&sql, &remove_dead_letter("acme", "b1"));
+        assert!(run(&sql, &dead_letters_of("acme", 10)).is_empty());
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod counter;
 mod counter_home;
 mod counter_socket;
 mod error;
+pub mod export;
 pub mod index;
 mod limits;
 mod metrics;
@@ -56,7 +57,7 @@ pub use limits::Limits;
 pub use metrics::{Metrics, RoomLive};
 pub use outbox::Outgoing;
 pub use restore::{RestoreGate, RestoreSource};
-pub use room::{FlushPlan, Room};
+pub use room::{ExportPlan, FlushPlan, Room};
 pub use schedule::{Schedule, SendDecision, Timers};
 pub use snapshot::{
     orphaned_snapshots, snapshot_key, snapshots_to_delete, Snapshot, SnapshotError, SnapshotInfo,

@@ -12,6 +12,7 @@ use edgeroom_protocol::{
 };
 use uuid::Uuid;
 
+use crate::export::{ExportFilter, ExportKind};
 use crate::outbox::{Outbox, Outgoing};
 use crate::peers::Peers;
 use crate::store::StateSize;
@@ -79,6 +80,10 @@ pub struct Room<S> {
     metrics: Metrics,
     /// The metrics recorded at the last flush, to report the activity since.
     flushed_metrics: Metrics,
+    /// What the tenant exports (from its webhook endpoints; set by the shell).
+    export_filter: ExportFilter,
+    /// The time of the latest event handled, for events that carry no time of their own.
+    clock_ms: u64,
 }
 
 impl<S: Sql> Room<S> {
@@ -98,6 +103,8 @@ impl<S: Sql> Room<S> {
             entropy,
             metrics: Metrics::default(),
             flushed_metrics: Metrics::default(),
+            export_filter: ExportFilter::default(),
+            clock_ms: 0,
         }
         .with_saved_metrics()
     }
@@ -163,6 +170,7 @@ impl<S: Sql> Room<S> {
     /// `welcome` (plus the replay or `gap` for `resume_from`) and tells the members it joined.
     /// Returns the connection to keep in the socket attachment.
     pub fn connect(&mut self, options: ConnectOptions, now_ms: u64) -> Result<Connection, StoreError> {
+        self.clock_ms = self.clock_ms.max(now_ms);
         let id = self.store.next_in_sequence(CONNECTION_IDS)?;
         let connection = Connection {
             id,
@@ -206,7 +214,18 @@ impl<S: Sql> Room<S> {
                 let left = PresenceDiff { joined: vec![], left: vec![id], updated: vec![] };
                 self.outbox.push(left.into(), self.peers.presence_ids_except(None));
                 self.mark_changed();
+                self.export_or_log(ExportKind::PresenceLeave, Some(&peer.connection));
             }
+            if peer.connection.live && self.peers.live_ids_except(None).is_empty() {
+                self.export_or_log(ExportKind::RoomVacated, None);
+            }
+        }
+    }
+
+    /// Queues a presence export; a storage failure costs that export, never the room.
+    fn export_or_log(&mut self, kind: ExportKind, connection: Option<&Connection>) {
+        if self.export_presence(kind, connection).is_err() {
+            self.metrics.refused(ErrorCode::Internal);
         }
     }
 
@@ -240,6 +259,7 @@ impl<S: Sql> Room<S> {
     /// attachment must be saved (its presence or form changed).
     pub fn handle_frame(&mut self, id: u64, frame: &WireFrame, now_ms: u64) -> Option<Connection> {
         self.metrics.frame_in(frame.len());
+        self.clock_ms = self.clock_ms.max(now_ms);
         let peer = self.peers.get_mut(id)?;
         let mut changed = false;
         if peer.connection.format != frame.format() {
@@ -594,10 +614,14 @@ impl<S: Sql> Room<S> {
         if let Some(resume_from) = resume_from {
             self.replay(id, resume_from, resume_epoch.as_deref(), seq)?;
         }
-        if let Some(member) = self.connection(id).filter(Connection::in_presence).map(|c| c.member()) {
-            let joined = PresenceDiff { joined: vec![member], left: vec![], updated: vec![] };
+        if self.peers.live_ids_except(None).len() == 1 {
+            self.export_presence(ExportKind::RoomOccupied, None)?;
+        }
+        if let Some(connection) = self.connection(id).filter(Connection::in_presence) {
+            let joined = PresenceDiff { joined: vec![connection.member()], left: vec![], updated: vec![] };
             self.outbox.push(joined.into(), self.peers.presence_ids_except(Some(id)));
             self.mark_changed();
+            self.export_presence(ExportKind::PresenceJoin, Some(&connection))?;
         }
         Ok(())
     }
@@ -772,7 +796,8 @@ impl<S: Sql> Room<S> {
         self.last_seq = Some(seq);
         if seq % TRIM_EVERY == 0 {
             let min_at_ms = now_ms.saturating_sub(self.limits.history_max_age_ms);
-            self.store.trim_history(self.limits.history_max_events, min_at_ms)?;
+            let keep_after = if self.export_filter.is_empty() { u64::MAX } else { self.exported_seq()? };
+            self.store.trim_history(self.limits.history_max_events, min_at_ms, keep_after)?;
         }
         let event = stored.event;
         let (max_events, max_bytes) = (self.limits.batch_max_events, self.limits.batch_max_bytes);
@@ -819,6 +844,10 @@ fn splitmix64(state: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+#[path = "room_export.rs"]
+mod export;
+pub use export::ExportPlan;
 
 #[cfg(test)]
 #[path = "room_tests.rs"]

@@ -22,6 +22,8 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    // Presence and occupancy events waiting for export (sequenced events export from `events`).
+    "CREATE TABLE IF NOT EXISTS export_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL)",
 ];
 
 /// Number of keys and bytes (keys plus values) of the shared state.
@@ -181,12 +183,40 @@ impl<S: Sql> RoomStore<S> {
 
     /// Drops events beyond `max_events` or older than `min_at_ms`, always keeping the newest event
     /// (it carries the room's sequence number).
-    pub fn trim_history(&self, max_events: u64, min_at_ms: u64) -> Result<(), StoreError> {
+    /// Events after `keep_after` stay whatever their age (they still wait for export).
+    pub fn trim_history(&self, max_events: u64, min_at_ms: u64, keep_after: u64) -> Result<(), StoreError> {
         let last = self.last_seq()?;
         self.sql.query(
-            "DELETE FROM events WHERE seq < ? AND (seq <= ? OR at_ms < ?)",
-            &[last.into(), last.saturating_sub(max_events).into(), min_at_ms.into()],
+            "DELETE FROM events WHERE seq < ? AND seq <= ? AND (seq <= ? OR at_ms < ?)",
+            &[last.into(), keep_after.into(), last.saturating_sub(max_events).into(), min_at_ms.into()],
         )?;
+        Ok(())
+    }
+
+    /// Queues a presence or occupancy event (JSON) for export.
+    pub fn push_export(&self, event_json: &str) -> Result<(), StoreError> {
+        self.sql.query("INSERT INTO export_outbox (event) VALUES (?)", &[event_json.into()])?;
+        Ok(())
+    }
+
+    /// Up to `limit` queued export events, oldest first, with their row ids.
+    pub fn export_outbox(&self, limit: u64) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows =
+            self.sql.query("SELECT id, event FROM export_outbox ORDER BY id LIMIT ?", &[limit.into()])?;
+        rows.into_iter()
+            .map(|row| {
+                let mut values = row.into_iter();
+                let id = values.next().and_then(|v| v.as_u64()).ok_or(StoreError::BadRow("export id"))?;
+                let event =
+                    values.next().and_then(SqlValue::into_text).ok_or(StoreError::BadRow("export event"))?;
+                Ok((id, event))
+            })
+            .collect()
+    }
+
+    /// Drops queued export events up to row `id`.
+    pub fn drop_exported(&self, id: u64) -> Result<(), StoreError> {
+        self.sql.query("DELETE FROM export_outbox WHERE id <= ?", &[id.into()])?;
         Ok(())
     }
 
@@ -370,12 +400,12 @@ mod tests {
             event.at_ms = seq * 1000;
             store.append(&event).unwrap();
         }
-        store.trim_history(5, 0).unwrap();
+        store.trim_history(5, 0, u64::MAX).unwrap();
         assert_eq!(store.oldest_seq().unwrap(), Some(6));
-        store.trim_history(100, 8_500).unwrap();
+        store.trim_history(100, 8_500, u64::MAX).unwrap();
         assert_eq!(store.oldest_seq().unwrap(), Some(9));
         // Everything is too old, but the newest event stays and the sequence survives.
-        store.trim_history(100, u64::MAX).unwrap();
+        store.trim_history(100, u64::MAX, u64::MAX).unwrap();
         assert_eq!(store.oldest_seq().unwrap(), Some(10));
         assert_eq!(store.last_seq().unwrap(), 10);
     }

@@ -32,7 +32,7 @@ pub use message::{
     Events, Gap, Hello, Member, Ping, Pong, PresenceDiff, PresenceSet, Publish, ServerMessage, StateDelete,
     StateEntry, StateSet, Welcome,
 };
-pub use names::{validate_name, CounterAddress, NameError, RoomAddress, MAX_NAME_LEN};
+pub use names::{is_loopback_host, validate_name, CounterAddress, NameError, RoomAddress, MAX_NAME_LEN};
 pub use rest::{
     AdminActionResult, CounterAddRequest, CounterOp, CounterResetRequest, CounterSetRequest,
     CounterShardsRequest, CounterView, CounterWriteResult, FaultRequest, HistoryPage, KickRequest,

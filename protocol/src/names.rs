@@ -93,6 +93,16 @@ impl RoomAddress {
     }
 }
 
+/// Whether a request's host is this machine. Dev mode (and http webhooks) are honored only
+/// there: Cloudflare's edge never routes a loopback host to a deployed Worker, so a deploy that
+/// carries `AUTH_MODE=dev` by mistake still requires tokens.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A validated `tenant/counter` pair: the address of one counter (of all its shards).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CounterAddress {

@@ -75,6 +75,16 @@ pub enum Route {
     AdminCounters(String),
     /// `POST /v1/admin/t/{tenant}/counters/{name}/reset`: reset a counter.
     AdminCounterReset(CounterAddress),
+    /// `GET /v1/admin/t/{tenant}/webhooks`: the tenant's webhook endpoints.
+    AdminWebhooks(String),
+    /// `POST /v1/admin/t/{tenant}/webhooks/create`: add an endpoint.
+    AdminWebhookCreate(String),
+    /// `POST /v1/admin/t/{tenant}/webhooks/{id}/delete`: remove an endpoint.
+    AdminWebhookDelete(String, String),
+    /// `GET /v1/admin/t/{tenant}/dead-letters`: export batches that failed every attempt.
+    AdminDeadLetters(String),
+    /// `POST /v1/admin/t/{tenant}/dead-letters/replay`: queue them again.
+    AdminDeadLetterReplay(String),
 }
 
 /// Why a path is not a route.
@@ -95,6 +105,7 @@ impl Route {
         let segments: Vec<&str> = path.strip_prefix('/').ok_or_else(not_found)?.split('/').collect();
         let room = |tenant: &str, room: &str| RoomAddress::new(tenant, room);
         let counter = |tenant: &str, name: &str| CounterAddress::new(tenant, name);
+        let tenant_name = |tenant: &str| validate_name("tenant", tenant).map(|()| tenant.to_owned());
         Ok(match segments.as_slice() {
             ["healthz"] => Self::Health,
             ["v1", "t", tenant, "rooms", name, "ws"] => Self::RoomSocket(room(tenant, name)?),
@@ -139,6 +150,18 @@ impl Route {
             ["v1", "admin", "t", tenant, "counters", name, "reset"] => {
                 Self::AdminCounterReset(counter(tenant, name)?)
             }
+            ["v1", "admin", "t", tenant, "webhooks"] => Self::AdminWebhooks(tenant_name(tenant)?),
+            ["v1", "admin", "t", tenant, "webhooks", "create"] => {
+                Self::AdminWebhookCreate(tenant_name(tenant)?)
+            }
+            ["v1", "admin", "t", tenant, "webhooks", id, "delete"] => {
+                validate_name("webhook", id)?;
+                Self::AdminWebhookDelete(tenant_name(tenant)?, (*id).to_owned())
+            }
+            ["v1", "admin", "t", tenant, "dead-letters"] => Self::AdminDeadLetters(tenant_name(tenant)?),
+            ["v1", "admin", "t", tenant, "dead-letters", "replay"] => {
+                Self::AdminDeadLetterReplay(tenant_name(tenant)?)
+            }
             _ => return Err(not_found()),
         })
     }
@@ -170,7 +193,12 @@ impl Route {
             | Self::AdminFlush(_)
             | Self::AdminTail(_)
             | Self::AdminCounters(_)
-            | Self::AdminCounterReset(_) => None,
+            | Self::AdminCounterReset(_)
+            | Self::AdminWebhooks(_)
+            | Self::AdminWebhookCreate(_)
+            | Self::AdminWebhookDelete(..)
+            | Self::AdminDeadLetters(_)
+            | Self::AdminDeadLetterReplay(_) => None,
         }
     }
 
@@ -185,6 +213,9 @@ impl Route {
             | Self::AdminClose(_)
             | Self::AdminFlush(_)
             | Self::AdminCounterReset(_)
+            | Self::AdminWebhookCreate(_)
+            | Self::AdminWebhookDelete(..)
+            | Self::AdminDeadLetterReplay(_)
             | Self::CounterAdd(_)
             | Self::CounterSet(_)
             | Self::CounterReset(_)
@@ -208,7 +239,12 @@ impl Route {
             | Self::AdminClose(_)
             | Self::AdminFlush(_)
             | Self::AdminCounters(_)
-            | Self::AdminCounterReset(_) => &[],
+            | Self::AdminCounterReset(_)
+            | Self::AdminWebhooks(_)
+            | Self::AdminWebhookCreate(_)
+            | Self::AdminWebhookDelete(..)
+            | Self::AdminDeadLetters(_)
+            | Self::AdminDeadLetterReplay(_) => &[],
             Self::AdminRooms(_) => &["sort", "q", "limit", "offset"],
             Self::AdminRoomMetrics(_) => &["window_ms"],
             // Browsers cannot set headers on a WebSocket: the tail also takes the key here.
@@ -257,6 +293,11 @@ impl Route {
             Self::AdminTail(a) => format!("/v1/admin/t/{}/rooms/{}/tail", a.tenant(), a.room()),
             Self::AdminCounters(tenant) => format!("/v1/admin/t/{tenant}/counters"),
             Self::AdminCounterReset(a) => format!("/v1/admin/t/{}/counters/{}/reset", a.tenant(), a.name()),
+            Self::AdminWebhooks(tenant) => format!("/v1/admin/t/{tenant}/webhooks"),
+            Self::AdminWebhookCreate(tenant) => format!("/v1/admin/t/{tenant}/webhooks/create"),
+            Self::AdminWebhookDelete(tenant, id) => format!("/v1/admin/t/{tenant}/webhooks/{id}/delete"),
+            Self::AdminDeadLetters(tenant) => format!("/v1/admin/t/{tenant}/dead-letters"),
+            Self::AdminDeadLetterReplay(tenant) => format!("/v1/admin/t/{tenant}/dead-letters/replay"),
         }
     }
 }
@@ -295,6 +336,11 @@ mod tests {
             Route::AdminTail(lobby),
             Route::AdminCounters("acme".into()),
             Route::AdminCounterReset(likes.clone()),
+            Route::AdminWebhooks("acme".into()),
+            Route::AdminWebhookCreate("acme".into()),
+            Route::AdminWebhookDelete("acme".into(), "wh_1".into()),
+            Route::AdminDeadLetters("acme".into()),
+            Route::AdminDeadLetterReplay("acme".into()),
         ];
         for route in routes {
             assert_eq!(Route::parse(&route.path()), Ok(route.clone()));

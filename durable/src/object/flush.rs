@@ -17,13 +17,15 @@ pub struct Faults {
     pub r2: bool,
     /// Fail KV writes.
     pub kv: bool,
+    /// Fail export queue sends.
+    pub queue: bool,
 }
 
 impl Faults {
     /// Parses a comma-separated list such as `d1,kv`.
     pub fn parse(list: &str) -> Self {
         let has = |name: &str| list.split(',').any(|item| item.trim() == name);
-        Self { d1: has("d1"), r2: has("r2"), kv: has("kv") }
+        Self { d1: has("d1"), r2: has("r2"), kv: has("kv"), queue: has("queue") }
     }
 
     /// Whether fault injection may be turned on: only in a build with the `fault-injection`

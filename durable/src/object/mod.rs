@@ -7,6 +7,7 @@ mod counter_host;
 #[allow(missing_docs)]
 mod counter_object;
 pub mod d1;
+mod exporter;
 mod flush;
 pub mod http;
 mod room_host;
@@ -18,6 +19,7 @@ mod telemetry;
 mod worker_sql;
 
 pub use counter_object::CounterObject;
+pub use exporter::{send_batch, EXPORT_QUEUE_BINDING};
 pub use flush::{list_snapshots, Faults};
 pub use room_object::RoomObject;
 pub use shards::RemoteShards;

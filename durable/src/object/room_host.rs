@@ -31,6 +31,8 @@ pub struct RoomHost {
     pub gate: RefCell<RestoreGate>,
     /// The names this instance learned from the router, stored once.
     pub address: RefCell<Option<RoomAddress>>,
+    /// Event export's run-time state.
+    pub export: super::exporter::ExportState,
 }
 
 impl RoomHost {
@@ -48,6 +50,7 @@ impl RoomHost {
             timers: Cell::new(Timers::default()),
             gate: RefCell::new(RestoreGate::default()),
             address: RefCell::new(None),
+            export: Default::default(),
         }
     }
 
@@ -84,6 +87,7 @@ impl RoomHost {
         if self.address.borrow().is_none() {
             self.with_room(|room| Ok(room.remember_names(address.tenant(), address.room())?))?;
             *self.address.borrow_mut() = Some(address.clone());
+            self.refresh_export_filter(address).await;
         }
         if !self.gate.borrow().should_try(now_ms()) {
             return self.gate.borrow().check();
@@ -177,7 +181,7 @@ impl RoomHost {
                 SendDecision::Wait => {}
             }
         }
-        if self.with_room(|room| Ok(room.needs_flush()?)).unwrap_or(false) {
+        if self.with_room(|room| Ok(room.needs_flush()? || room.needs_export()?)).unwrap_or(false) {
             let mut timers = self.timers.get();
             if let Some(due) = timers.changed(&self.schedule, now_ms()) {
                 self.timers.set(timers);

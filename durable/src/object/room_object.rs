@@ -92,6 +92,17 @@ impl DurableObject for RoomObject {
         // After an eviction the timers are gone but the alarm still fires for a due flush.
         if timers.flush_due(now_ms()) || !timers.is_armed() {
             host.flush().await;
+            let address = host.address.borrow().clone();
+            if let Some(address) = address {
+                host.refresh_export_filter(&address).await;
+            }
+            host.export().await;
+            // Batches left for the next alarm (a busy room, or a queue that failed).
+            if host.export_pending().unwrap_or(false) && !host.timers.get().is_armed() {
+                let mut timers = host.timers.get();
+                timers.changed(&host.schedule, now_ms());
+                host.timers.set(timers);
+            }
         }
         host.drop_silent_connections();
         host.rearm().await;

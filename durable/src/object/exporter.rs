@@ -1,0 +1,105 @@
+//! Carrying out the room's event export: learning what the tenant exports (from D1, at most once
+//! a minute) and handing batches to the export queue from the alarm, after they are durable.
+
+use std::cell::Cell;
+
+use edgeroom_protocol::RoomAddress;
+use worker::Env;
+
+use super::d1::{database, prepare};
+use super::flush::Faults;
+use super::http::now_ms;
+use super::room_host::RoomHost;
+use crate::export::{ExportFilter, ExportKind};
+use crate::{index, ApiError};
+
+/// Binding name of the export queue's producer.
+pub const EXPORT_QUEUE_BINDING: &str = "EXPORT_QUEUE";
+/// How long a room trusts what it read of its tenant's export filter.
+const FILTER_TTL_MS: u64 = 60_000;
+/// Most batches one alarm hands to the queue (the rest waits for the next alarm).
+const BATCHES_PER_ALARM: usize = 20;
+
+/// When the room last read its export filter (memory only).
+#[derive(Debug, Default)]
+pub struct ExportState {
+    filter_read_ms: Cell<Option<u64>>,
+}
+
+/// The union of the kinds the tenant's endpoints want.
+async fn read_filter(env: &Env, tenant: &str) -> worker::Result<ExportFilter> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        kinds: String,
+    }
+    let rows: Vec<Row> = prepare(&database(env)?, &index::export_kinds(tenant))?.all().await?.results()?;
+    let mut filter = ExportFilter::default();
+    for row in rows {
+        let kinds: Vec<ExportKind> = serde_json::from_str(&row.kinds).unwrap_or_default();
+        filter.0.extend(kinds);
+    }
+    Ok(filter)
+}
+
+/// Hands one batch to the export queue. Batches travel as JSON text: event bodies are raw JSON,
+/// which the runtime's structured clone would not carry as such.
+pub async fn send_batch(env: &Env, batch: &crate::export::ExportBatch) -> worker::Result<()> {
+    let json = serde_json::to_string(batch)?;
+    env.queue(EXPORT_QUEUE_BINDING)?.send(json).await
+}
+
+impl RoomHost {
+    /// Reads the tenant's export filter when this instance has none or it is over a minute old.
+    pub async fn refresh_export_filter(&self, address: &RoomAddress) {
+        let now = now_ms();
+        if self.export.filter_read_ms.get().is_some_and(|at| now.saturating_sub(at) < FILTER_TTL_MS) {
+            return;
+        }
+        match read_filter(&self.env, address.tenant()).await {
+            Ok(filter) => {
+                self.export.filter_read_ms.set(Some(now));
+                if let Err(error) = self.with_room(|room| Ok(room.set_export_filter(filter)?)) {
+                    tracing::error!(room = %address, %error, "setting the export filter failed");
+                }
+            }
+            Err(error) => tracing::warn!(room = %address, %error, "reading the export filter failed"),
+        }
+    }
+
+    /// Hands waiting export batches to the queue; a failed send keeps the cursor and backs off.
+    pub async fn export(&self) {
+        let faults = if Faults::allowed(&self.env) {
+            self.with_room(|room| Ok(Faults::parse(&room.faults()?))).unwrap_or_default()
+        } else {
+            Faults::default()
+        };
+        for _ in 0..BATCHES_PER_ALARM {
+            let plan = match self.with_room(|room| Ok(room.export_plan()?)) {
+                Ok(Some(plan)) => plan,
+                Ok(None) => return,
+                Err(error) => return tracing::error!(%error, "reading the export batch failed"),
+            };
+            if !plan.batch.events.is_empty() {
+                let sent = match faults.queue {
+                    true => Err(worker::Error::RustError("injected queue failure".into())),
+                    false => send_batch(&self.env, &plan.batch).await,
+                };
+                if let Err(error) = sent {
+                    tracing::warn!(room = %plan.batch.room, %error, "export send failed; retrying later");
+                    let mut timers = self.timers.get();
+                    timers.flush_failed(&self.schedule, now_ms());
+                    self.timers.set(timers);
+                    return;
+                }
+            }
+            if let Err(error) = self.with_room(|room| Ok(room.exported(&plan)?)) {
+                return tracing::error!(%error, "moving the export cursor failed");
+            }
+        }
+    }
+
+    /// Whether export batches wait (the alarm must come back for them).
+    pub fn export_pending(&self) -> Result<bool, ApiError> {
+        self.with_room(|room| Ok(room.needs_export()?))
+    }
+}

@@ -1,0 +1,305 @@
+//! Event export against a real `wrangler dev` with local Queues: a webhook receiver on loopback
+//! gets every exported event exactly once after deduplicating by id, with valid signatures, while
+//! it fails a share of the deliveries; a receiver that always fails lands its batches in the
+//! dead-letter queue and a replay delivers them; an unavailable queue loses nothing; bad
+//! endpoint input gets clear 400s.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use edgeroom_durable::export::{sign_webhook, webhook_key};
+use edgeroom_tests::{Client, Server};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const ADMIN_KEY: &str = "export-admin-key";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// One delivery the receiver accepted.
+#[derive(Debug, Clone)]
+struct Delivery {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+}
+
+/// A webhook receiver on loopback that answers each delivery with `status(n)` (n counts every
+/// request) and keeps the ones it accepted.
+struct Receiver {
+    url: String,
+    accepted: Arc<Mutex<Vec<Delivery>>>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    async fn start(status: impl Fn(usize) -> u16 + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://127.0.0.1:{}/hooks", listener.local_addr().unwrap().port());
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (seen, count, status) = (accepted.clone(), requests.clone(), Arc::new(status));
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (seen, count, status) = (seen.clone(), count.clone(), status.clone());
+                tokio::spawn(async move {
+                    let Some((headers, body)) = read_request(&mut stream).await else { return };
+                    let code = status(count.fetch_add(1, Ordering::SeqCst));
+                    if code == 200 {
+                        let header = |name: &str| headers.get(name).cloned().unwrap_or_default();
+                        seen.lock().unwrap().push(Delivery {
+                            id: header("webhook-id"),
+                            timestamp: header("webhook-timestamp"),
+                            signature: header("webhook-signature"),
+                            body,
+                        });
+                    }
+                    let answer =
+                        format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        Self { url, accepted, requests }
+    }
+
+    fn deliveries(&self) -> Vec<Delivery> {
+        self.accepted.lock().unwrap().clone()
+    }
+
+    /// Every accepted event by id (deduplicated), checking each delivery's signature.
+    fn events(&self) -> BTreeMap<String, Value> {
+        let key = webhook_key(SECRET).unwrap();
+        let mut events = BTreeMap::new();
+        for delivery in self.deliveries() {
+            let expected =
+                sign_webhook(&key, &delivery.id, delivery.timestamp.parse().unwrap(), &delivery.body)
+                    .unwrap();
+            assert_eq!(delivery.signature, expected, "a valid Standard Webhooks signature");
+            let body: Value = serde_json::from_str(&delivery.body).unwrap();
+            let seqs: Vec<u64> =
+                body["events"].as_array().unwrap().iter().filter_map(|e| e["seq"].as_u64()).collect();
+            assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "a batch is in seq order: {seqs:?}");
+            for event in body["events"].as_array().unwrap() {
+                events.insert(event["id"].as_str().unwrap().to_owned(), event.clone());
+            }
+        }
+        events
+    }
+}
+
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(BTreeMap<String, String>, String)> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
+    let headers: BTreeMap<String, String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    while buffer.len() < head_end + length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    Some((headers, String::from_utf8_lossy(&buffer[head_end..]).to_string()))
+}
+
+async fn start() -> Server {
+    Server::start_with_vars(&[
+        ("ADMIN_KEY", ADMIN_KEY),
+        ("FLUSH_INTERVAL_MS", "1000"),
+        ("ALLOW_FAULT_INJECTION", "yes"),
+    ])
+    .await
+}
+
+async fn admin_post(server: &Server, path: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(server.http_url(path))
+        .bearer_auth(ADMIN_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn admin_get(server: &Server, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(server.http_url(path))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn add_endpoint(server: &Server, url: &str, kinds: &[&str]) -> Value {
+    let response = admin_post(
+        server,
+        "/v1/admin/t/acme/webhooks/create",
+        json!({"url": url, "secret": SECRET, "kinds": kinds}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Waits until `done` holds for what the receiver accepted.
+async fn until(
+    receiver: &Receiver,
+    what: &str,
+    done: impl Fn(&BTreeMap<String, Value>) -> bool,
+) -> BTreeMap<String, Value> {
+    for _ in 0..240 {
+        let events = receiver.events();
+        if done(&events) {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{what}: got {} events", receiver.events().len());
+}
+
+fn message_seqs(events: &BTreeMap<String, Value>) -> BTreeSet<u64> {
+    events.values().filter(|e| e["kind"] == "message").filter_map(|e| e["seq"].as_u64()).collect()
+}
+
+#[tokio::test]
+async fn every_event_arrives_once_after_dedup_while_the_receiver_fails_a_share() {
+    let server = start().await;
+    // Every third delivery fails: the queue retries those batches.
+    let receiver = Receiver::start(|n| if n % 3 == 1 { 500 } else { 200 }).await;
+    add_endpoint(&server, &receiver.url, &["message", "presence_join", "room_occupied"]).await;
+    let mut client = Client::connect(&server.ws_url("/v1/t/acme/rooms/exported/ws")).await;
+    client.welcome().await;
+    let mut last = 0;
+    for round in 0..6 {
+        for n in 0..10 {
+            client.send_json(json!({"type": "publish", "body": {"round": round, "n": n}})).await;
+        }
+        client.send_json(json!({"type": "state_set", "key": "filtered", "value": round})).await;
+        for _ in 0..11 {
+            last = client.next_event().await.seq;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let events = until(&receiver, "every message", |events| message_seqs(events).len() == 60).await;
+    let seqs = message_seqs(&events);
+    assert_eq!(seqs.iter().copied().min(), Some(1));
+    assert_eq!(seqs.len(), 60, "60 messages, each once after dedup");
+    assert!(
+        events.values().all(|e| e["kind"] != "state_set"),
+        "kinds the endpoint did not ask for stay home"
+    );
+    assert!(events.values().any(|e| e["kind"] == "room_occupied"));
+    assert!(last >= 66);
+    assert!(
+        receiver.requests.load(Ordering::SeqCst) > receiver.deliveries().len(),
+        "some deliveries failed and were retried"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_that_always_fails_lands_batches_in_the_dead_letter_queue_and_a_replay_delivers_them() {
+    let server = start().await;
+    let healthy = Arc::new(AtomicUsize::new(0));
+    let gate = healthy.clone();
+    let receiver = Receiver::start(move |_| if gate.load(Ordering::SeqCst) == 1 { 200 } else { 503 }).await;
+    add_endpoint(&server, &receiver.url, &["message"]).await;
+    let mut client = Client::connect(&server.ws_url("/v1/t/acme/rooms/doomed/ws")).await;
+    client.welcome().await;
+    client.publish_n(5).await;
+    let mut letters = Value::Null;
+    for _ in 0..240 {
+        letters = admin_get(&server, "/v1/admin/t/acme/dead-letters").await;
+        if letters.as_array().is_some_and(|l| !l.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let count: u64 =
+        letters.as_array().expect("dead letters").iter().map(|l| l["events"].as_u64().unwrap()).sum();
+    assert_eq!(count, 5, "every undeliverable event is in a dead letter: {letters}");
+    assert!(receiver.deliveries().is_empty());
+    healthy.store(1, Ordering::SeqCst);
+    let replayed: Value =
+        admin_post(&server, "/v1/admin/t/acme/dead-letters/replay", json!({})).await.json().await.unwrap();
+    assert!(replayed["affected"].as_u64().unwrap() >= 1);
+    let events = until(&receiver, "the replay", |events| message_seqs(events).len() == 5).await;
+    assert_eq!(message_seqs(&events), (1..=5).collect());
+    assert_eq!(admin_get(&server, "/v1/admin/t/acme/dead-letters").await, json!([]));
+}
+
+#[tokio::test]
+async fn an_unavailable_queue_loses_nothing_and_export_catches_up() {
+    let server = start().await;
+    let receiver = Receiver::start(|_| 200).await;
+    add_endpoint(&server, &receiver.url, &["message"]).await;
+    let mut client = Client::connect(&server.ws_url("/v1/t/acme/rooms/patient/ws")).await;
+    client.welcome().await;
+    let faults =
+        admin_post(&server, "/v1/admin/t/acme/rooms/patient/faults", json!({"fail": ["queue"]})).await;
+    assert_eq!(faults.status(), 200);
+    client.publish_n(20).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(receiver.deliveries().is_empty(), "nothing reached the queue while it failed");
+    let cleared = admin_post(&server, "/v1/admin/t/acme/rooms/patient/faults", json!({"fail": []})).await;
+    assert_eq!(cleared.status(), 200);
+    let events = until(&receiver, "the catch-up", |events| message_seqs(events).len() == 20).await;
+    assert_eq!(message_seqs(&events), (1..=20).collect());
+}
+
+#[tokio::test]
+async fn bad_endpoints_get_clear_400s_and_endpoints_can_be_listed_and_removed() {
+    let server = start().await;
+    for (body, mentions) in [
+        (json!({"url": "http://example.com/hooks", "secret": SECRET, "kinds": ["message"]}), "https"),
+        (
+            json!({"url": "https://example.com/hooks", "secret": SECRET, "kinds": ["messages"]}),
+            "unknown event kind",
+        ),
+        (
+            json!({"url": "https://example.com/hooks", "secret": "short", "kinds": ["message"]}),
+            "at least 24 bytes",
+        ),
+        (json!({"url": "https://example.com/hooks", "secret": SECRET, "kinds": []}), "at least one"),
+    ] {
+        let response = admin_post(&server, "/v1/admin/t/acme/webhooks/create", body).await;
+        assert_eq!(response.status(), 400);
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"]["message"].as_str().unwrap().contains(mentions), "{error}");
+    }
+    let created = add_endpoint(&server, "https://example.com/hooks", &["message", "room_vacated"]).await;
+    let listed = admin_get(&server, "/v1/admin/t/acme/webhooks").await;
+    assert_eq!(listed[0]["id"], created["id"]);
+    assert!(listed[0].get("secret").is_none(), "secrets are never shown");
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        admin_post(&server, &format!("/v1/admin/t/acme/webhooks/{id}/delete"), json!({})).await.status(),
+        200
+    );
+    assert_eq!(
+        admin_post(&server, &format!("/v1/admin/t/acme/webhooks/{id}/delete"), json!({})).await.status(),
+        404
+    );
+}
