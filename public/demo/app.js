@@ -23,6 +23,13 @@ const statusText = { connecting: "Connecting…", connected: "Live", reconnectin
 function showStatus() {
   const status = room.status === "connected" && likes.status !== "connected" ? likes.status : room.status;
   $("status").dataset.status = status;
+  document.querySelector(".app").dataset.status = status;
+  $("banner").textContent =
+    status === "offline"
+      ? "You are offline. Messages you send now are kept and go out when you are back (for up to 2 minutes)."
+      : status === "reconnecting"
+        ? "Connection lost. Reconnecting… you will not miss a message."
+        : "";
   $("status").querySelector(".status-text").textContent = statusText[status] ?? status;
 }
 room.on("status", showStatus);
@@ -78,6 +85,7 @@ topic.addEventListener("blur", saveTopic);
 
 // --- messages ------------------------------------------------------------------------------------
 const list = $("messages");
+const scroller = $("scroll");
 const outgoing = $("outgoing");
 const pending = new Map(); // client id of an unacknowledged message -> its element
 let last = null; // { author, at } of the last rendered message, to group consecutive ones
@@ -105,12 +113,12 @@ room.on("gap", ({ resumeFrom, seq }) => {
 
 function appendToList(item, body) {
   $("empty")?.remove();
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
   const at = Number(body.at) || 0;
   if (last && last.author === body.author && at - last.at < 5 * 60_000) item.classList.add("cont");
   last = { author: body.author, at };
   list.append(item);
-  if (atBottom || item.classList.contains("mine")) list.scrollTop = list.scrollHeight;
+  if (atBottom || item.classList.contains("mine")) scroller.scrollTop = scroller.scrollHeight;
 }
 
 function renderMessage(body, { mine = false, state = "" } = {}) {
@@ -148,8 +156,9 @@ function send(text) {
   const item = renderMessage(body, { mine: true, state: "pending" });
   item.classList.add("outgoing-item");
   pending.set(body.id, item);
+  if (outgoing.lastElementChild) item.classList.add("cont");
   outgoing.append(item);
-  list.scrollTop = list.scrollHeight;
+  scroller.scrollTop = scroller.scrollHeight;
   room.publish(body).catch((error) => {
     if (!pending.has(body.id)) return;
     item.classList.replace("pending", "failed");
@@ -210,7 +219,8 @@ room.on("presence", ({ members }) => {
       self: self || Boolean(known?.self),
     });
   }
-  for (const person of people.values()) {
+  const ordered = [...people.values()].sort((a, b) => Number(b.self) - Number(a.self));
+  for (const person of ordered) {
     const li = document.createElement("li");
     li.className = `member${person.self ? " me-row" : ""}`;
     const avatar = document.createElement("div");

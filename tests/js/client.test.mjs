@@ -7,6 +7,7 @@ import { connectCounter, connectRoom, EdgeroomError } from "@edgeroom/client";
 import { Server, freePort } from "./server.mjs";
 import { assertContiguous, next, record, waitFor } from "./util.mjs";
 
+const ADMIN_KEY = "js-test-admin-key";
 const fast = { WebSocket, minReconnectDelayMs: 100, maxReconnectDelayMs: 500 };
 const clients = [];
 function room(server, name, options = {}) {
@@ -25,7 +26,7 @@ describe("against wrangler dev", () => {
   let server;
   before(async () => {
     // A short heartbeat timeout lets the server close silent sockets in the resume test.
-    server = await Server.start({ vars: { HEARTBEAT_TIMEOUT_MS: "2000" } });
+    server = await Server.start({ vars: { HEARTBEAT_TIMEOUT_MS: "2000", TENANT_SECRETS: JSON.stringify({ acme: "acme-secret" }), ADMIN_KEY } });
   });
   after(async () => server?.dispose());
 
@@ -106,11 +107,40 @@ describe("against wrangler dev", () => {
     assert.deepEqual(seen.bodies, ["after"]);
   });
 
+  test("tokens come from the provider before every connection attempt and carry the user's rights", async () => {
+    async function mint(sub, rights) {
+      const response = await fetch(`${server.httpUrl}/v1/admin/t/acme/tokens`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json" },
+        body: JSON.stringify({ sub, rooms: [{ room: "tokens", rights }] }),
+      });
+      assert.equal(response.status, 200, await response.clone().text());
+      return (await response.json()).token;
+    }
+    let calls = 0;
+    const writer = room(server, "tokens", {
+      token: async () => {
+        calls += 1;
+        return mint("ada", ["read", "write", "presence"]);
+      },
+    });
+    const reader = room(server, "tokens", { token: await mint("bo", ["read", "presence"]) });
+    await Promise.all([writer.whenConnected(), reader.whenConnected()]);
+    assert.equal(calls, 1);
+    assert.ok(writer.members.some((m) => m.user === "ada") && writer.members.some((m) => m.user === "bo"));
+    await assert.rejects(reader.publish("no write right"), (e) => e instanceof EdgeroomError && e.code === "forbidden");
+    writer.reconnect();
+    await waitFor(() => calls === 2 && writer.status === "connected", "a second connection with a fresh token");
+    const ack = await writer.publish("with a fresh token");
+    await waitFor(() => reader.seq === ack.seq, "the reader to see it");
+  });
+
   test("counters: acks carry the version and every subscriber converges", async () => {
     const a = counter(server, "likes");
     const b = counter(server, "likes");
     await Promise.all([a.whenConnected(), b.whenConnected()]);
     const results = await Promise.all(Array.from({ length: 10 }, () => a.add(1)));
+    results.forEach((r) => assert.match(r.opId, /^[0-9a-f-]{36}$/));
     const versions = results.map((r) => r.version).sort((x, y) => x - y);
     assert.equal(new Set(versions).size, 10);
     await waitFor(() => a.value === 10 && b.value === 10, "both subscribers to see 10");

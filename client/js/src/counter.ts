@@ -13,6 +13,12 @@ export interface CounterValue {
   version: number;
 }
 
+/** An acknowledged counter write: the counter's version right after it (the `change` event carries values). */
+export interface CounterAck {
+  opId: string;
+  version: number;
+}
+
 export interface CounterEventMap extends ConnectionEvents {
   /** The value changed (every version the server reports, in order; older frames are ignored). */
   change: CounterValue;
@@ -44,28 +50,23 @@ export class Counter extends Connection<CounterEventMap> {
   }
 
   /** Adds `delta` (may be negative); resolves with the version after the write. */
-  add(delta: number): Promise<CounterValue & { opId: string }> {
+  add(delta: number): Promise<CounterAck> {
     return this.#op({ type: "counter_add", delta });
   }
 
   /** Sets the value (unsharded counters only). */
-  set(value: number): Promise<CounterValue & { opId: string }> {
+  set(value: number): Promise<CounterAck> {
     return this.#op({ type: "counter_set", value });
   }
 
   /** Resets the value to 0. */
-  reset(): Promise<CounterValue & { opId: string }> {
+  reset(): Promise<CounterAck> {
     return this.#op({ type: "counter_reset" });
   }
 
-  #op(frame: Record<string, string | number>): Promise<CounterValue & { opId: string }> {
+  #op(frame: Record<string, string | number>): Promise<CounterAck> {
     const opId = crypto.randomUUID();
-    return this.outbox.push({ ...frame, op_id: opId }).then((version) => ({
-      opId,
-      version,
-      // The value at that version, when this client has seen it (frames and acks may cross).
-      value: this.#version === version && this.#value !== undefined ? this.#value : Number.NaN,
-    }));
+    return this.outbox.push({ ...frame, op_id: opId }).then((version) => ({ opId, version }));
   }
 
   protected heartbeatFrame(nonce: number): string {

@@ -5,7 +5,7 @@
 export { Room, connectRoom } from "./room.js";
 export type { RoomOptions, RoomEventMap, StateChange, PresenceChange, GapInfo, PublishOptions, Ack } from "./room.js";
 export { Counter, connectCounter } from "./counter.js";
-export type { CounterOptions, CounterEventMap, CounterValue } from "./counter.js";
+export type { CounterOptions, CounterEventMap, CounterValue, CounterAck } from "./counter.js";
 export type { ConnectionOptions, Status, TokenProvider } from "./connection.js";
 export { EdgeroomError } from "./errors.js";
 export { decodeServerFrame } from "./protocol.js";
