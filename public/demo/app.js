@@ -11,7 +11,9 @@ const colors = ["#4f46e5", "#0891b2", "#059669", "#d97706", "#db2777", "#7c3aed"
 const me = loadMe();
 
 // --- connections -----------------------------------------------------------------------------
-const shared = { url: location.origin, tenant, offlineTtlMs: 120_000 };
+// Locally (`./scripts/dev.sh`) no token is needed; elsewhere pass one: /demo/?room=lobby&token=…
+const token = params.get("token") ?? undefined;
+const shared = { url: location.origin, tenant, token, offlineTtlMs: 120_000 };
 const room = connectRoom({ ...shared, room: roomName, since: 0, presence: presenceData(false) });
 const likes = connectCounter({ ...shared, name: `likes.${roomName}`.slice(0, 128) });
 window.edgeroomDemo = { room, likes }; // for the curious (and the browser tests)
