@@ -247,3 +247,35 @@ test("bad frames from a fake peer are reported as errors and the client keeps wo
     await new Promise((r) => peer.close(r));
   }
 });
+
+test("a connection that stops answering the heartbeat is dropped and resumed", async () => {
+  const port = await freePort();
+  const peer = new WebSocketServer({ host: "127.0.0.1", port });
+  const urls = [];
+  const pings = [];
+  peer.on("connection", (socket, request) => {
+    urls.push(new URL(request.url, "http://x"));
+    const n = urls.length;
+    socket.on("message", (data) => pings.push([n, data.toString()]));
+    socket.send(JSON.stringify({ type: "welcome", connection_id: n, seq: 10, members: [], state: [], epoch: "e1" }));
+    // The first connection never answers (a half-open socket); the second answers like the runtime.
+    if (n > 1) socket.on("message", (data) => data.toString() === "ping" && socket.send("pong"));
+  });
+  await new Promise((r) => peer.once("listening", r));
+  try {
+    const r = connectRoom({ url: `http://127.0.0.1:${port}`, tenant: "acme", room: "silent", ...fast, heartbeatMs: 150 });
+    clients.push(r);
+    const seen = record(r);
+    await waitFor(() => urls.length === 2 && r.status === "connected", "a second connection");
+    assert.deepEqual(seen.errors.map((e) => e.code), ["heartbeat_timeout"]);
+    assert.equal(urls[1].searchParams.get("resume_from"), "10");
+    assert.deepEqual(pings.filter(([n]) => n === 1).map(([, text]) => text), ["ping"]);
+    // The answered connection stays up through several heartbeats.
+    await new Promise((res) => setTimeout(res, 700));
+    assert.equal(urls.length, 2);
+    assert.ok(pings.filter(([n]) => n === 2).length >= 3);
+    r.close();
+  } finally {
+    await new Promise((r) => peer.close(r));
+  }
+});
