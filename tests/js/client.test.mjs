@@ -76,8 +76,10 @@ describe("against wrangler dev", () => {
     await Promise.all([listener.whenConnected(), writer.whenConnected()]);
     const start = listener.seq;
     const acks = [];
-    listener.on("status", (status) => {
-      if (status === "reconnecting") for (let i = 0; i < 5; i++) acks.push(writer.publish(`during-${i}`));
+    const off = listener.on("status", (status) => {
+      if (status !== "reconnecting") return;
+      off();
+      for (let i = 0; i < 5; i++) acks.push(writer.publish(`during-${i}`));
     });
     for (let i = 0; i < 5; i++) acks.push(writer.publish(`before-${i}`));
     await waitFor(() => seen.statuses.includes("reconnecting"), "the server to close the silent listener", 60_000);
@@ -88,6 +90,8 @@ describe("against wrangler dev", () => {
     assertContiguous(seen.seqs, start + 1, start + 15);
     const expected = ["before", "during", "after"].flatMap((phase) => [0, 1, 2, 3, 4].map((i) => `${phase}-${i}`));
     assert.deepEqual(seen.bodies, expected);
+    listener.close();
+    writer.close();
   });
 
   test("a resume in another epoch surfaces a gap with the fresh state", async () => {
