@@ -212,7 +212,11 @@ test("bad frames from a fake peer are reported as errors and the client keeps wo
     const first = urls.length === 1;
     socket.send(JSON.stringify({ type: "welcome", connection_id: urls.length, seq: 10, members: [], state: [], epoch: "e1" }));
     if (!first) {
-      socket.send(JSON.stringify({ type: "event", seq: 11, kind: "message", body: "after resume", sender: 1, topic: null, key: null }));
+      // A replay that overlaps what the client already has: 9 and 10 must be skipped, 11 delivered once.
+      const event = (seq, body) => ({ seq, kind: "message", body, sender: 1, topic: null, key: null });
+      socket.send(JSON.stringify({ type: "events", events: [event(9, "old"), event(10, "old"), event(11, "after resume")] }));
+      socket.send(JSON.stringify({ type: "event", ...event(11, "after resume") }));
+      socket.send(JSON.stringify({ type: "event", ...event(12, "end") }));
       return;
     }
     socket.send("this is not json");
@@ -234,9 +238,9 @@ test("bad frames from a fake peer are reported as errors and the client keeps wo
     const r = connectRoom({ url: `http://127.0.0.1:${port}`, tenant: "acme", room: "fake", ...fast });
     clients.push(r);
     const seen = record(r);
-    await waitFor(() => seen.bodies.length === 1, "the event after the resume");
-    assert.deepEqual(seen.bodies, ["after resume"]);
-    assert.deepEqual(seen.seqs, [11]);
+    await waitFor(() => seen.bodies.includes("end"), "the events after the resume");
+    assert.deepEqual(seen.bodies, ["after resume", "end"]);
+    assert.deepEqual(seen.seqs, [11, 12]);
     const codes = seen.errors.map((e) => e.code);
     assert.deepEqual(codes, ["protocol_error", "protocol_error", "protocol_error", "protocol_error", "protocol_error", "protocol_error", "protocol_error", "unknown_ack", "sequence_hole"]);
     assert.ok(seen.errors.every((e) => e instanceof EdgeroomError && e.message.length > 0));
