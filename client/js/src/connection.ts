@@ -62,6 +62,7 @@ export abstract class Connection<Events extends ConnectionEvents> extends Emitte
   #lastReceivedAt = 0;
   #nonce = 0;
   #browserOffline = false;
+  #retry: ReturnType<typeof setTimeout> | null = null;
   readonly #onOnline = () => this.#setBrowserOffline(false);
   readonly #onOffline = () => this.#setBrowserOffline(true);
 
@@ -139,6 +140,7 @@ export abstract class Connection<Events extends ConnectionEvents> extends Emitte
     g.removeEventListener?.("online", this.#onOnline);
     g.removeEventListener?.("offline", this.#onOffline);
     this.#setStatus("closed");
+    if (this.#retry !== null) clearTimeout(this.#retry);
     this.#socket.close(1000, "client closed");
     this.#endSession();
     this.outbox.rejectAll("closed", "the client was closed before the operation was acknowledged");
@@ -148,6 +150,20 @@ export abstract class Connection<Events extends ConnectionEvents> extends Emitte
   reconnect(): void {
     if (this.#status === "closed" || this.#browserOffline) return;
     this.#socket.reconnect(4000, "client resumes");
+  }
+
+  /** Like `reconnect()`, after `ms` (the current connection is closed at once). */
+  protected reconnectAfter(ms: number): void {
+    if (ms <= 0) return this.reconnect();
+    if (this.#status === "closed" || this.#browserOffline) return;
+    this.#socket.close(4000, "client resumes");
+    this.#endSession();
+    this.#setStatus("reconnecting");
+    if (this.#retry !== null) clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => {
+      this.#retry = null;
+      if (this.#status !== "closed" && !this.#browserOffline) this.#socket.reconnect();
+    }, ms);
   }
 
   /** The JSON form of the heartbeat, or the text frame `ping`. */

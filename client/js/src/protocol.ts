@@ -49,6 +49,7 @@ export type ServerMessage =
   | { type: "pong"; nonce: number | null }
   | { type: "counter"; name: string; value: number; version: number };
 
+
 export type DecodeResult = { ok: true; message: ServerMessage } | { ok: false; reason: string };
 
 type Obj = Record<string, unknown>;
@@ -174,7 +175,8 @@ export function decodeServerFrame(text: string): DecodeResult {
       return { ok: true, message: { type: "pong", nonce: isInt(v.nonce) ? v.nonce : null } };
     case "counter":
       if (typeof v.name !== "string") return bad("name is not a string");
-      if (!isInt(v.value)) return bad("value is not an integer (or beyond 2^53)");
+      // Beyond 2^53 the JSON number has already lost precision; it is still the best value we have.
+      if (typeof v.value !== "number" || !Number.isInteger(v.value)) return bad("value is not an integer");
       if (!isSeq(v.version)) return bad("version is not a number");
       return { ok: true, message: { type: "counter", name: v.name, value: v.value, version: v.version } };
     default:

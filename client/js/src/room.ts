@@ -88,6 +88,8 @@ export class Room extends Connection<RoomEventMap> {
   /** This session's welcome while a resume is pending (replaced state comes from it on a gap). */
   #welcome: Welcome | null = null;
   #gapThisSession = false;
+  /** Sequence holes in a row without progress (for the resume backoff). */
+  #holes = 0;
 
   constructor(options: RoomOptions) {
     const path = `/v1/t/${encodeURIComponent(options.tenant)}/rooms/${encodeURIComponent(options.room)}/ws`;
@@ -161,7 +163,7 @@ export class Room extends Connection<RoomEventMap> {
         return this.#onEvent(message);
       case "events":
         for (const event of message.events) {
-          if (!this.inSession) return;
+          if (!this.#welcome) return; // this session was dropped (sequence hole)
           this.#onEvent(event);
         }
         return;
@@ -234,15 +236,22 @@ export class Room extends Connection<RoomEventMap> {
 
   #onEvent(event: RoomEvent): void {
     if (this.#seq === undefined || !this.#welcome) {
+      if (this.inSession) return; // the rest of a session dropped for a hole: it is resumed
       this.report(new EdgeroomError("protocol_error", `event ${event.seq} before welcome`));
       return;
     }
     if (event.seq <= this.#seq) return; // already processed (a replay overlapping what we have)
     if (event.seq !== this.#seq + 1) {
-      this.report(new EdgeroomError("sequence_hole", `expected event ${this.#seq + 1}, got ${event.seq}; resuming`));
-      this.reconnect();
+      // Never deliver out of order: drop this session and resume from the last event we have.
+      // A hole that keeps coming back is retried with a growing delay, not in a tight loop.
+      this.#holes += 1;
+      const delay = Math.min(30_000, 250 * 2 ** (this.#holes - 1));
+      this.report(new EdgeroomError("sequence_hole", `expected event ${this.#seq + 1}, got ${event.seq}; resuming in ${delay} ms`));
+      this.#welcome = null;
+      this.reconnectAfter(delay);
       return;
     }
+    this.#holes = 0;
     this.#seq = event.seq;
     if (event.kind === "state_set" && event.key !== null) {
       this.#state.set(event.key, event.body);
