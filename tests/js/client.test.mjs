@@ -25,8 +25,9 @@ after(() => clients.forEach((c) => c.close()));
 describe("against wrangler dev", () => {
   let server;
   before(async () => {
-    // A short heartbeat timeout lets the server close silent sockets in the resume test.
-    server = await Server.start({ vars: { HEARTBEAT_TIMEOUT_MS: "2000", TENANT_SECRETS: JSON.stringify({ acme: "acme-secret" }), ADMIN_KEY } });
+    // A short heartbeat timeout lets the server close silent sockets in the resume test; a short
+    // history (trimmed every 64 events) gives a real retention gap.
+    server = await Server.start({ vars: { HEARTBEAT_TIMEOUT_MS: "2000", HISTORY_MAX_EVENTS: "10", TENANT_SECRETS: JSON.stringify({ acme: "acme-secret" }), ADMIN_KEY } });
   });
   after(async () => server?.dispose());
 
@@ -109,6 +110,28 @@ describe("against wrangler dev", () => {
     await writer.publish("after");
     await waitFor(() => seen.bodies.includes("after"), "the live event after the gap");
     assert.deepEqual(seen.bodies, ["after"]);
+  });
+
+  test("a resume beyond the kept history surfaces a gap with the fresh state, then live events", async () => {
+    const writer = room(server, "retention");
+    await writer.whenConnected();
+    await writer.setState("topic", "Old");
+    const since = writer.seq;
+    const acks = [];
+    for (let i = 0; i < 80; i++) acks.push(writer.publish(i));
+    await Promise.all(acks);
+    await writer.setState("topic", "New");
+    const late = room(server, "retention", { since, epoch: writer.epoch });
+    const seen = record(late);
+    const gap = await next(late, "gap");
+    assert.equal(gap.resumeFrom, since);
+    assert.equal(gap.seq, writer.seq);
+    assert.equal(gap.state.get("topic"), "New");
+    assert.equal(late.state.get("topic"), "New");
+    assert.deepEqual(seen.bodies, [], "nothing from the trimmed range is delivered as if complete");
+    const ack = await writer.publish("live");
+    await waitFor(() => late.seq === ack.seq, "the live event after the gap");
+    assert.deepEqual(seen.bodies, ["live"]);
   });
 
   test("tokens come from the provider before every connection attempt and carry the user's rights", async () => {
