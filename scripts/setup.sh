@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything edgeroom needs to build, run and test, idempotently: what is already
 # installed at the right version is skipped, so a second run takes seconds.
-# Everything comes from the package registries (crates.io, npm); nothing else is downloaded.
+# Everything comes from the package registries (crates.io, npm, PyPI, Debian); nothing else is downloaded.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -42,6 +42,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
   say "installing npm packages"
   npm ci --no-audit --no-fund --loglevel=error
   echo "$lock_hash" > "$stamp"
+fi
+# The browser client (client/js): its ES module and the demo page's bundle (public/demo/lib/), ~2 s.
+say "building the browser client"
+npm run --silent build:client
+# Headless Chromium for the browser tests (Debian's package, driven by npm's playwright-core).
+if [ ! -x /usr/bin/chromium ]; then
+  say "installing Debian's chromium (once)"
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
 fi
 # schemathesis (PyPI) checks the REST API against docs/openapi.yaml in the tests.
 SCHEMATHESIS_VERSION=4.32.5
