@@ -43,9 +43,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$lock_hash" > "$stamp"
 fi
-# The browser client (client/js): its ES module and the demo page's bundle (public/demo/lib/), ~2 s.
-say "building the browser client"
-npm run --silent build:client
+# The browser client (client/js): its ES module and the demo page's bundle (public/demo/lib/),
+# rebuilt (~2 s) only when its sources or the lock file changed.
+client_stamp=node_modules/.edgeroom-client.sha256
+client_hash=$(cat client/js/src/*.ts client/js/build.mjs client/js/tsconfig.json package-lock.json | sha256sum | cut -d' ' -f1)
+if [ ! -f "$client_stamp" ] || [ "$(cat "$client_stamp")" != "$client_hash" ] \
+  || [ ! -f client/js/dist/index.js ] || [ ! -f public/demo/lib/edgeroom-client.js ]; then
+  say "building the browser client"
+  npm run --silent build:client
+  echo "$client_hash" > "$client_stamp"
+fi
 # Headless Chromium for the browser tests (Debian's package, driven by npm's playwright-core).
 if [ ! -x /usr/bin/chromium ]; then
   say "installing Debian's chromium (once)"

@@ -1,3 +1,4 @@
+// @ts-check
 // The edgeroom demo: a chat room with presence (who is here, who is typing), a shared topic (room
 // state) and a live likes counter, written only against @edgeroom/client.
 import { connectCounter, connectRoom } from "@edgeroom/client";
@@ -5,7 +6,25 @@ import { connectCounter, connectRoom } from "@edgeroom/client";
 const params = new URLSearchParams(location.search);
 const roomName = validName(params.get("room")) ?? "lobby";
 const tenant = validName(params.get("tenant")) ?? "demo";
-const $ = (id) => document.getElementById(id);
+/**
+ * The element with this id (the page always has it).
+ * @template {HTMLElement} [T=HTMLElement]
+ * @param {string} id
+ * @returns {T}
+ */
+function $(id) {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`#${id} is missing from the page`);
+  return /** @type {T} */ (element);
+}
+/**
+ * A JSON value as an object with any fields (messages and presence come from other people).
+ * @param {unknown} value
+ * @returns {Record<string, any>}
+ */
+function fields(value) {
+  return value && typeof value === "object" && !Array.isArray(value) ? /** @type {Record<string, any>} */ (value) : {};
+}
 
 const colors = ["#4f46e5", "#0891b2", "#059669", "#d97706", "#db2777", "#7c3aed", "#2563eb", "#dc2626"];
 const me = loadMe();
@@ -16,23 +35,24 @@ const token = params.get("token") ?? undefined;
 const shared = { url: location.origin, tenant, token, offlineTtlMs: 120_000 };
 const room = connectRoom({ ...shared, room: roomName, since: 0, presence: presenceData(false) });
 const likes = connectCounter({ ...shared, name: `likes.${roomName}`.slice(0, 128) });
-window.edgeroomDemo = { room, likes }; // for the curious (and the browser tests)
+/** @type {any} */ (window).edgeroomDemo = { room, likes }; // for the curious, in the console
 
 // --- header and status -------------------------------------------------------------------------
 $("room-name").textContent = `#${roomName}`;
 document.title = `#${roomName} · edgeroom`;
+/** @type {Record<string, string>} */
 const statusText = { connecting: "Connecting…", connected: "Live", reconnecting: "Reconnecting…", offline: "Offline", closed: "Closed" };
 function showStatus() {
   const status = room.status === "connected" && likes.status !== "connected" ? likes.status : room.status;
   $("status").dataset.status = status;
-  document.querySelector(".app").dataset.status = status;
+  $("app").dataset.status = status;
   $("banner").textContent =
     status === "offline"
       ? "You are offline. Messages you send now are kept and go out when you are back (for up to 2 minutes)."
       : status === "reconnecting"
         ? "Connection lost. Reconnecting… you will not miss a message."
         : "";
-  $("status").querySelector(".status-text").textContent = statusText[status] ?? status;
+  $("status-text").textContent = statusText[status] ?? status;
 }
 room.on("status", showStatus);
 likes.on("status", showStatus);
@@ -61,25 +81,25 @@ $("like").addEventListener("click", () => {
 });
 
 // --- topic (shared state) --------------------------------------------------------------------------
+/** @type {HTMLInputElement} */
 const topic = $("topic");
 room.on("state", ({ state, key }) => {
   if (key !== null && key !== "topic") return;
-  const value = state.get("topic");
-  const text = value && typeof value === "object" ? value.text : "";
-  if (document.activeElement !== topic) topic.value = text ?? "";
-  $("topic-meta").textContent = value && typeof value === "object" && value.by ? `set by ${value.by}` : "";
+  const value = fields(state.get("topic"));
+  if (document.activeElement !== topic) topic.value = String(value.text ?? "");
+  $("topic-meta").textContent = value.by ? `set by ${value.by}` : "";
 });
 function saveTopic() {
   const text = topic.value.trim();
   const current = room.state.get("topic");
-  if ((current?.text ?? "") === text) return;
+  if (String(fields(current).text ?? "") === text) return;
   const done = text ? room.setState("topic", { text, by: me.name }) : room.deleteState("topic");
   done.catch((error) => console.warn(`topic not saved: ${error.message}`));
 }
 topic.addEventListener("keydown", (event) => {
   if (event.key === "Enter") topic.blur();
   if (event.key === "Escape") {
-    topic.value = room.state.get("topic")?.text ?? "";
+    topic.value = String(fields(room.state.get("topic")).text ?? "");
     topic.blur();
   }
 });
@@ -89,17 +109,19 @@ topic.addEventListener("blur", saveTopic);
 const list = $("messages");
 const scroller = $("scroll");
 const outgoing = $("outgoing");
-const pending = new Map(); // client id of an unacknowledged message -> its element
-let last = null; // { author, at } of the last rendered message, to group consecutive ones
+/** @type {Map<string, HTMLElement>} client id of an unacknowledged message -> its element */
+const pending = new Map();
+/** @type {{ author: unknown, at: number } | null} the last rendered message, to group consecutive ones */
+let last = null;
 
 room.on("message", (event) => {
-  const body = event.body && typeof event.body === "object" ? event.body : { text: String(event.body) };
-  const mine = body.id && pending.has(body.id);
+  const body = event.body && typeof event.body === "object" ? fields(event.body) : { text: String(event.body) };
+  const mine = pending.get(body.id);
   if (mine) {
-    pending.get(body.id).remove();
+    mine.remove();
     pending.delete(body.id);
   }
-  const item = renderMessage(body, { mine: mine || body.author === me.id });
+  const item = renderMessage(body, { mine: Boolean(mine) || body.author === me.id });
   item.dataset.seq = String(event.seq);
   appendToList(item, body);
 });
@@ -113,8 +135,12 @@ room.on("gap", ({ resumeFrom, seq }) => {
   last = null;
 });
 
+/**
+ * @param {HTMLElement} item
+ * @param {Record<string, any>} body
+ */
 function appendToList(item, body) {
-  $("empty")?.remove();
+  document.getElementById("empty")?.remove();
   const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
   const at = Number(body.at) || 0;
   if (last && last.author === body.author && at - last.at < 5 * 60_000) item.classList.add("cont");
@@ -123,6 +149,10 @@ function appendToList(item, body) {
   if (atBottom || item.classList.contains("mine")) scroller.scrollTop = scroller.scrollHeight;
 }
 
+/**
+ * @param {Record<string, any>} body
+ * @param {{ mine?: boolean, state?: string }} [options]
+ */
 function renderMessage(body, { mine = false, state = "" } = {}) {
   const item = document.createElement("li");
   item.className = `msg${mine ? " mine" : ""}${state ? ` ${state}` : ""}`;
@@ -153,6 +183,7 @@ function renderMessage(body, { mine = false, state = "" } = {}) {
   return item;
 }
 
+/** @param {string} text */
 function send(text) {
   const body = { id: crypto.randomUUID(), author: me.id, name: me.name, color: me.color, text, at: Date.now() };
   const item = renderMessage(body, { mine: true, state: "pending" });
@@ -164,7 +195,7 @@ function send(text) {
   room.publish(body).catch((error) => {
     if (!pending.has(body.id)) return;
     item.classList.replace("pending", "failed");
-    const time = item.querySelector(".time");
+    const time = /** @type {HTMLElement} */ (item.querySelector(".time"));
     time.textContent = error.code === "expired" ? "not sent (offline too long) · " : `not sent: ${error.message} · `;
     const retry = document.createElement("button");
     retry.type = "button";
@@ -181,6 +212,7 @@ function send(text) {
 
 $("composer").addEventListener("submit", (event) => {
   event.preventDefault();
+  /** @type {HTMLInputElement} */
   const input = $("message");
   const text = input.value.trim();
   if (!text) return;
@@ -191,10 +223,13 @@ $("composer").addEventListener("submit", (event) => {
 
 // --- presence: who is here, who is typing ----------------------------------------------------------
 let typing = false;
-let typingTimer = 0;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let typingTimer;
+/** @param {boolean} isTyping */
 function presenceData(isTyping) {
   return { id: me.id, name: me.name, color: me.color, typing: isTyping };
 }
+/** @param {boolean} value */
 function setTyping(value) {
   clearTimeout(typingTimer);
   if (value) typingTimer = setTimeout(() => setTyping(false), 3000);
@@ -202,7 +237,9 @@ function setTyping(value) {
   typing = value;
   room.setPresence(presenceData(value));
 }
-$("message").addEventListener("input", (event) => setTyping(event.target.value.length > 0));
+/** @type {HTMLInputElement} */
+const messageInput = $("message");
+messageInput.addEventListener("input", () => setTyping(messageInput.value.length > 0));
 
 room.on("presence", ({ members }) => {
   const ul = $("members");
@@ -210,7 +247,7 @@ room.on("presence", ({ members }) => {
   // One row per person: several tabs of the same person show once.
   const people = new Map();
   for (const member of members) {
-    const data = member.data && typeof member.data === "object" ? member.data : {};
+    const data = fields(member.data);
     const id = data.id ?? `c${member.connection_id}`;
     const self = member.connection_id === room.connectionId;
     const known = people.get(id);
@@ -246,6 +283,7 @@ room.on("presence", ({ members }) => {
 });
 
 // --- your name -------------------------------------------------------------------------------------
+/** @type {HTMLInputElement} */
 const nameInput = $("name");
 nameInput.value = me.name;
 nameInput.addEventListener("change", () => {
@@ -289,19 +327,27 @@ function randomName() {
   const animals = ["Otter", "Heron", "Lynx", "Puffin", "Badger", "Marten", "Ibis", "Gecko", "Falcon", "Koala"];
   return `${animals[Math.floor(Math.random() * animals.length)]} ${Math.floor(10 + Math.random() * 90)}`;
 }
+/** @param {string} name */
 function initials(name) {
   const parts = name.trim().split(/\s+/).filter(Boolean);
   return ((parts[0]?.[0] ?? "?") + (parts[1]?.[0] ?? "")).toUpperCase();
 }
+/** @param {unknown} color */
 function safeColor(color) {
   return typeof color === "string" && /^#[0-9a-f]{6}$/i.test(color) ? color : "#6b7080";
 }
+/** @param {number} n */
 function formatCount(n) {
   return n >= 10_000 ? `${(n / 1000).toFixed(n >= 100_000 ? 0 : 1)}k` : String(n);
 }
+/** @param {string | null} value */
 function validName(value) {
   return value && /^[A-Za-z0-9._-]{1,128}$/.test(value) && value !== "." && value !== ".." ? value : null;
 }
+/**
+ * @param {HTMLElement} button
+ * @param {string} text
+ */
 function flash(button, text) {
   const before = button.textContent;
   button.textContent = text;

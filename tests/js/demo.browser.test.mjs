@@ -45,7 +45,12 @@ function shown(page) {
 }
 
 async function waitForTexts(page, count) {
-  await page.waitForFunction((n) => document.querySelectorAll("#messages .msg[data-seq]").length >= n, count);
+  try {
+    await page.waitForFunction((n) => document.querySelectorAll("#messages .msg[data-seq]").length >= n, count, { timeout: 15_000 });
+  } catch (error) {
+    const html = await page.evaluate(() => document.querySelector("#scroll")?.outerHTML);
+    throw new Error(`${error.message}\npage errors so far: ${JSON.stringify(problems)}\n${html}`);
+  }
 }
 
 test("two pages chat, one goes offline and back: every message once, same order, presence and likes agree", async () => {
