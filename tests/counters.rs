@@ -279,3 +279,18 @@ async fn a_flooding_counter_socket_gets_the_documented_errors_and_close() {
     // The counter took exactly the acknowledged writes.
     assert_eq!(strong(&server, "flood").await.version, acks);
 }
+
+#[tokio::test]
+async fn counter_sockets_take_the_text_heartbeat() {
+    let server = Server::start().await;
+    let mut socket = Client::connect(&server.ws_url("/v1/t/acme/counters/beat/ws")).await;
+    assert!(matches!(socket.next_message().await, ServerMessage::Counter(_)));
+    socket.send_text("ping").await;
+    socket.send_text(r#"{"type":"ping","nonce":5}"#).await;
+    // The runtime answers the text `ping` itself (the harness skips that `pong`); the next
+    // frame is the JSON pong, not an error about the heartbeat.
+    match socket.next_message().await {
+        ServerMessage::Pong(pong) => assert_eq!(pong.nonce, Some(5)),
+        other => panic!("expected the JSON pong, got {other:?}"),
+    }
+}

@@ -29,6 +29,10 @@ pub struct CounterObject {
 impl DurableObject for CounterObject {
     fn new(state: State, env: Env) -> Self {
         init_tracing(&env);
+        // The heartbeat: the runtime answers the text `ping` without waking the object.
+        if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new("ping", "pong") {
+            state.set_websocket_auto_response(&pair);
+        }
         let (limits, _) = Limits::from_vars(|name| env.var(name).ok().map(|v| v.to_string()));
         Self { host: CounterHost::new(state, env, limits) }
     }
