@@ -60,6 +60,6 @@ pub use state::Position;
 
 pub use edgeroom_auth::{RoomGrant, TokenRequest, TokenResponse};
 pub use edgeroom_protocol::{
-    Body, CounterValue, CounterView, ErrorCode, Event, EventKind, Format, HistoryPage, Member, PresenceDiff,
-    PublishResult, RestoreResult, Right, RoomRecord, RoomView, SnapshotRecord,
+    validate_name, Body, CounterValue, CounterView, ErrorCode, Event, EventKind, Format, HistoryPage, Member,
+    PresenceDiff, PublishResult, RestoreResult, Right, RoomRecord, RoomView, SnapshotRecord,
 };
