@@ -276,6 +276,10 @@ async fn state_presence_counters_refusals_and_rest() {
         Err(OpError::Refused { code: ErrorCode::BadRequest, .. }) => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
+    // A frame the server would refuse without naming it is refused before it is sent.
+    let huge = "x".repeat(70 * 1024);
+    assert!(matches!(alice.publish(&huge).await, Err(OpError::TooLarge { .. })));
+
     // Over the rate, the server refuses frames without naming their operation (they are not
     // decoded): the client reports the refusal and sends the waiting operations again, so each is
     // applied once and acknowledged.
@@ -317,4 +321,71 @@ async fn state_presence_counters_refusals_and_rest() {
     assert!(matches!(likes.add(1).await, Err(OpError::Closed { .. })));
     alice.close().await;
     assert!(matches!(alice.connection_state(), ConnectionState::Closed { reason: Error::Shutdown }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_positions_resume_exactly_and_restores_surface_as_gaps() {
+    let server =
+        Server::start_with_vars(&[("FLUSH_INTERVAL_MS", "500"), ("ADMIN_KEY", "client-admin-key")]).await;
+    let base = server.http_url("");
+    let (writer, _writer_events) = Room::connect(fast(&base, "saved")).await.unwrap();
+    let (reader, mut read) = Room::connect(fast(&base, "saved")).await.unwrap();
+    writer.state_set("topic", &"first").await.unwrap();
+    for n in 2..=3 {
+        writer.publish(&n).await.unwrap();
+    }
+    events_through(&mut read, 3, Duration::from_secs(10)).await;
+    // A position saved by one client (or process) continues exactly in another.
+    let saved = reader.position().unwrap();
+    assert_eq!(saved.seq, 3);
+    reader.close().await;
+    writer.publish(&4).await.unwrap();
+    writer.publish(&5).await.unwrap();
+    let (resumed, mut resumed_events) =
+        Room::connect(fast(&base, "saved").with_resume(saved.clone())).await.unwrap();
+    let seen = events_through(&mut resumed_events, 5, Duration::from_secs(10)).await;
+    assert!(matches!(&seen[0], RoomEvent::Connected(c) if c.resumed && c.seq == 5), "{:?}", seen[0]);
+    assert_eq!(seqs_without_gap(&seen), vec![4, 5]);
+    assert_eq!(resumed.state().get("topic").map(|v| v.as_str().to_owned()), Some("\"first\"".to_owned()));
+
+    // An admin restore re-creates history: a connected client gets a gap with the fresh state and
+    // the new epoch, explicitly.
+    let admin = RestClient::new(&base).unwrap().with_admin_key(Some("client-admin-key".into()));
+    let mut snapshots = Vec::new();
+    for _ in 0..40 {
+        snapshots = admin.snapshots("acme", "saved").await.unwrap();
+        if snapshots.iter().any(|s| s.seq == 5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(snapshots.iter().any(|s| s.seq == 5), "{snapshots:?}");
+    writer.state_set("topic", &"second").await.unwrap();
+    events_through(&mut resumed_events, 6, Duration::from_secs(10)).await;
+    admin.restore("acme", "saved", Some(5)).await.unwrap();
+    let gap = timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(RoomEvent::Gap(gap)) = resumed_events.recv().await {
+                return gap;
+            }
+        }
+    })
+    .await
+    .expect("the restore surfaces as a gap");
+    assert_ne!(Some(gap.epoch.clone()), saved.epoch, "a restore starts a new epoch");
+    assert_eq!(gap.state.get("topic").map(|v| v.as_str().to_owned()), Some("\"first\"".to_owned()));
+    assert_eq!(resumed.position().unwrap().epoch, Some(gap.epoch.clone()));
+    assert_eq!(resumed.state().get("topic").map(|v| v.as_str().to_owned()), Some("\"first\"".to_owned()));
+
+    // Resuming with the old epoch also gets a gap rather than events that only share numbers.
+    let (_stale, mut stale_events) = Room::connect(fast(&base, "saved").with_resume(saved)).await.unwrap();
+    let first_two: Vec<RoomEvent> = timeout(Duration::from_secs(10), async {
+        vec![stale_events.recv().await.unwrap(), stale_events.recv().await.unwrap()]
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(&first_two[1], RoomEvent::Gap(g) if g.resume_from == 3 && g.epoch == gap.epoch),
+        "{first_two:?}"
+    );
 }

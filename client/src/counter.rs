@@ -107,6 +107,7 @@ impl Counter {
             max_pending_ops: options.max_pending_ops,
             max_pending_bytes: 1 << 20,
             event_buffer: 1024,
+            max_frame_bytes: 64 * 1024,
         };
         let (driver, receiver) =
             DriverHandle::start(CounterSession { url, value: value.clone() }, config).await?;

@@ -60,6 +60,7 @@ pub(crate) struct LinkConfig {
     pub(crate) max_pending_ops: usize,
     pub(crate) max_pending_bytes: usize,
     pub(crate) event_buffer: usize,
+    pub(crate) max_frame_bytes: usize,
 }
 
 /// How one connection ended.
@@ -78,6 +79,8 @@ pub(crate) struct DriverHandle {
     commands: mpsc::UnboundedSender<Command>,
     status: watch::Receiver<ConnectionState>,
     op_ttl: Duration,
+    format: Format,
+    max_frame_bytes: usize,
 }
 
 impl DriverHandle {
@@ -93,7 +96,7 @@ impl DriverHandle {
         let (commands, command_receiver) = mpsc::unbounded_channel();
         let (events, event_receiver) = mpsc::channel(config.event_buffer.max(1));
         let (status, mut status_receiver) = watch::channel(ConnectionState::Connecting { attempt: 0 });
-        let op_ttl = config.op_ttl;
+        let (op_ttl, format, max_frame_bytes) = (config.op_ttl, config.format, config.max_frame_bytes);
         let driver = Driver {
             pending: PendingOps::new(config.max_pending_ops, config.max_pending_bytes),
             session,
@@ -117,15 +120,21 @@ impl DriverHandle {
         };
         match outcome {
             Ok(ConnectionState::Closed { reason }) => Err(reason),
-            Ok(_) => Ok((Self { commands, status: status_receiver, op_ttl }, event_receiver)),
+            Ok(_) => {
+                let handle = Self { commands, status: status_receiver, op_ttl, format, max_frame_bytes };
+                Ok((handle, event_receiver))
+            }
             Err(_) => Err(Error::Shutdown),
         }
     }
 
     /// Queues an operation; its outcome arrives through the returned [`Operation`].
     pub(crate) fn submit(&self, op_id: Uuid, message: ClientMessage) -> Operation {
+        let bytes = message.encode(self.format).len();
+        if bytes > self.max_frame_bytes {
+            return Operation::failed(OpError::TooLarge { op_id, bytes, limit: self.max_frame_bytes });
+        }
         let (reply, receiver) = oneshot::channel();
-        let bytes = message.to_binary().len();
         let op =
             PendingOp { op_id, message, bytes, deadline: Instant::now() + self.op_ttl, sent: false, reply };
         match self.commands.send(Command::Op(op)) {

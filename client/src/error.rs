@@ -148,6 +148,16 @@ pub enum OpError {
         /// Why the client closed.
         reason: String,
     },
+    /// The encoded operation is larger than the server accepts in one frame; it was not sent.
+    #[error("operation {op_id} not sent: its frame of {bytes} bytes is over the limit of {limit} bytes")]
+    TooLarge {
+        /// The operation's id.
+        op_id: Uuid,
+        /// The frame's size.
+        bytes: usize,
+        /// [`crate::RoomOptions::max_frame_bytes`].
+        limit: usize,
+    },
     /// The value could not be encoded as JSON.
     #[error("the value is not valid JSON: {0}")]
     InvalidBody(String),
@@ -162,6 +172,7 @@ impl OpError {
             | Self::Expired { op_id }
             | Self::TimedOut { op_id }
             | Self::BufferFull { op_id, .. }
+            | Self::TooLarge { op_id, .. }
             | Self::Closed { op_id, .. } => Some(*op_id),
             Self::InvalidBody(_) => None,
         }

@@ -42,6 +42,9 @@ pub struct RoomOptions {
     pub reconnect: ReconnectPolicy,
     /// Events held for the app before the client stops reading the socket (backpressure).
     pub event_buffer: usize,
+    /// Largest frame the server accepts (its `MAX_FRAME_BYTES`): a bigger operation fails at once
+    /// with [`crate::OpError::TooLarge`] (the server would refuse it without naming it).
+    pub max_frame_bytes: usize,
 }
 
 impl RoomOptions {
@@ -64,6 +67,7 @@ impl RoomOptions {
             connect_timeout: Duration::from_secs(10),
             reconnect: ReconnectPolicy::default(),
             event_buffer: 4096,
+            max_frame_bytes: 64 * 1024,
         }
     }
 

@@ -48,6 +48,7 @@ impl Room {
             max_pending_ops: options.max_pending_ops,
             max_pending_bytes: options.max_pending_bytes,
             event_buffer: options.event_buffer,
+            max_frame_bytes: options.max_frame_bytes,
         };
         let session = RoomSession { options, state: state.clone(), welcome_epoch: String::new() };
         let (driver, receiver) = DriverHandle::start(session, config).await?;

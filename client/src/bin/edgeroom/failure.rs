@@ -51,7 +51,8 @@ impl From<OpError> for Failure {
         let code = match &error {
             OpError::Refused { code: ErrorCode::Forbidden | ErrorCode::Unauthorized, .. } => AUTH,
             OpError::Refused { code: ErrorCode::BadRequest | ErrorCode::TooLarge, .. }
-            | OpError::InvalidBody(_) => USAGE,
+            | OpError::InvalidBody(_)
+            | OpError::TooLarge { .. } => USAGE,
             _ => FAILED,
         };
         Self { code, message: error.to_string() }
