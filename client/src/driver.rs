@@ -408,7 +408,8 @@ impl<S: Session> Driver<S> {
                             self.resend_at.get_or_insert(Instant::now() + RESEND_AFTER_REFUSAL);
                         }
                         let error = Error::Server { code: frame.code, message: frame.message };
-                        tracing::warn!(%error, "error frame from the server");
+                        // The app gets it as an event; a log line per frame would flood stderr.
+                        tracing::debug!(%error, "error frame from the server");
                         self.emit(S::error_event(error)).await;
                     }
                 }
