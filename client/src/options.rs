@@ -150,6 +150,9 @@ pub(crate) fn counter_path(tenant: &str, name: &str, suffix: &str) -> Result<Str
 pub(crate) fn parse_base(base: &str) -> Result<Url, Error> {
     let url = Url::parse(base).map_err(|e| Error::InvalidOptions(format!("bad URL {base:?}: {e}")))?;
     match url.scheme() {
+        "https" | "wss" if !cfg!(feature = "tls") => Err(Error::InvalidOptions(format!(
+            "{base} needs TLS: build edgeroom-client with its `tls` feature"
+        ))),
         "http" | "https" | "ws" | "wss" => Ok(url),
         other => Err(Error::InvalidOptions(format!("URL scheme must be http(s) or ws(s), not {other:?}"))),
     }
@@ -210,10 +213,16 @@ mod tests {
             "ws://127.0.0.1:8787/v1/t/acme/rooms/lobby/ws?format=binary&resume_from=41&epoch=ab12"
         );
         let tls = RoomOptions::new("https://rooms.example.com/", "a", "b").with_format(Format::Json);
-        assert_eq!(
-            tls.socket_url(None).unwrap().as_str(),
-            "wss://rooms.example.com/v1/t/a/rooms/b/ws?format=json"
-        );
+        if cfg!(feature = "tls") {
+            assert_eq!(
+                tls.socket_url(None).unwrap().as_str(),
+                "wss://rooms.example.com/v1/t/a/rooms/b/ws?format=json"
+            );
+        } else {
+            assert!(
+                matches!(tls.socket_url(None), Err(Error::InvalidOptions(m)) if m.contains("`tls` feature"))
+            );
+        }
     }
 
     #[test]
