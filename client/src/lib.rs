@@ -63,3 +63,8 @@ pub use edgeroom_protocol::{
     validate_name, Body, CounterValue, CounterView, ErrorCode, Event, EventKind, Format, HistoryPage, Member,
     PresenceDiff, PublishResult, RestoreResult, Right, RoomRecord, RoomView, SnapshotRecord,
 };
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

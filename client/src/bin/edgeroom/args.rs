@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 /// Client of edgeroom: tail and publish to rooms, read and change state, watch presence and
 /// counters, mint tokens, administer rooms, and generate load.
 #[derive(Debug, Parser)]
-#[command(name = "edgeroom", version, about)]
+#[command(name = "edgeroom", version)]
 pub struct Cli {
     /// Base URL of the service.
     #[arg(long, global = true, env = "EDGEROOM_URL", default_value = "http://127.0.0.1:8787")]
