@@ -149,6 +149,12 @@ async fn every_command_works_and_bad_input_fails_clearly() {
         "#2 connection 2 [chat]: \"a\"\n".replace("connection 2", &tail_sender(&tailed))
     );
     assert_eq!(cli.ok(&["history", "acme/cli", "--after", "2"]).lines().count(), 2);
+    let json_frames = cli.ok(&["--json-frames", "tail", "acme/cli", "--from", "3", "--count", "1", "--json"]);
+    assert_eq!(
+        json_frames,
+        tailed.lines().nth(3).unwrap().to_owned() + "\n",
+        "JSON frames give the same events"
+    );
 
     // state set/get/delete.
     assert_eq!(cli.ok(&["state", "set", "acme/cli", "title", r#""Planning""#]), "5\n");

@@ -266,3 +266,87 @@ impl Session for RoomSession {
         RoomEvent::OpFailed(error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use edgeroom_protocol::{EventKind, Events, Gap, StateEntry, Welcome};
+
+    use super::*;
+
+    fn session(resume: Option<Position>) -> RoomSession {
+        let state = RoomState { position: resume, ..RoomState::default() };
+        RoomSession {
+            options: RoomOptions::new("http://127.0.0.1:1", "acme", "lobby"),
+            state: Arc::new(Mutex::new(state)),
+            welcome_epoch: String::new(),
+        }
+    }
+
+    fn welcome(seq: u64, epoch: &str) -> ServerMessage {
+        let state = vec![StateEntry { key: "k".into(), value: Body::from_json("1").unwrap(), seq }];
+        Welcome { connection_id: 7, seq, members: vec![], state, epoch: epoch.into() }.into()
+    }
+
+    fn event(seq: u64) -> Event {
+        Event { seq, kind: EventKind::Message, body: Body::null(), sender: None, topic: None, key: None }
+    }
+
+    fn seqs(out: &[RoomEvent]) -> Vec<u64> {
+        out.iter().filter_map(|e| if let RoomEvent::Event(e) = e { Some(e.seq) } else { None }).collect()
+    }
+
+    #[test]
+    fn replays_overlapping_live_events_are_delivered_once() {
+        let mut room = session(Some(Position { epoch: Some("e1".into()), seq: 3 }));
+        let mut out = Vec::new();
+        assert!(room.on_message(welcome(6, "e1"), &mut out).unwrap());
+        room.on_message(Events { events: vec![event(4), event(5)] }.into(), &mut out).unwrap();
+        room.on_message(event(5).into(), &mut out).unwrap();
+        room.on_message(Events { events: vec![event(5), event(6), event(7)] }.into(), &mut out).unwrap();
+        assert_eq!(seqs(&out), vec![4, 5, 6, 7]);
+        assert!(matches!(&out[0], RoomEvent::Connected(c) if c.resumed && c.seq == 6));
+        assert_eq!(lock(&room.state).position, Some(Position { epoch: Some("e1".into()), seq: 7 }));
+    }
+
+    #[test]
+    fn a_hole_in_the_sequence_is_an_error_not_a_skip() {
+        let mut room = session(None);
+        let mut out = Vec::new();
+        room.on_message(welcome(10, "e1"), &mut out).unwrap();
+        room.on_message(event(11).into(), &mut out).unwrap();
+        let error = room.on_message(event(13).into(), &mut out).unwrap_err();
+        assert_eq!(error, Error::SequenceHole { expected: 12, got: 13 });
+        assert_eq!(room.url().unwrap().query(), Some("format=binary&resume_from=11&epoch=e1"));
+    }
+
+    #[test]
+    fn a_gap_moves_the_position_to_the_new_epoch_with_the_welcome_state() {
+        let mut room = session(Some(Position { epoch: Some("old".into()), seq: 40 }));
+        let mut out = Vec::new();
+        room.on_message(welcome(12, "new"), &mut out).unwrap();
+        room.on_message(Gap { resume_from: 40, seq: 12 }.into(), &mut out).unwrap();
+        room.on_message(event(13).into(), &mut out).unwrap();
+        let Some(RoomEvent::Gap(gap)) = out.get(1) else { panic!("expected a gap: {out:?}") };
+        assert_eq!((gap.resume_from, gap.seq, gap.epoch.as_str()), (40, 12, "new"));
+        assert_eq!(gap.state.get("k").map(Body::as_str), Some("1"));
+        assert_eq!(seqs(&out), vec![13]);
+        assert_eq!(lock(&room.state).position, Some(Position { epoch: Some("new".into()), seq: 13 }));
+    }
+
+    #[test]
+    fn a_room_behind_the_client_in_the_same_epoch_is_reported_as_a_gap() {
+        let mut room = session(Some(Position { epoch: Some("e1".into()), seq: 50 }));
+        let mut out = Vec::new();
+        room.on_message(welcome(20, "e1"), &mut out).unwrap();
+        assert!(matches!(out.get(1), Some(RoomEvent::Gap(g)) if g.resume_from == 50 && g.seq == 20));
+        room.on_message(event(21).into(), &mut out).unwrap();
+        assert_eq!(seqs(&out), vec![21]);
+    }
+
+    #[test]
+    fn frames_of_another_protocol_are_errors() {
+        let mut room = session(None);
+        let counter = edgeroom_protocol::CounterValue { name: "c".into(), value: 1, version: 1 };
+        assert!(matches!(room.on_message(counter.into(), &mut Vec::new()), Err(Error::Unexpected(_))));
+    }
+}
