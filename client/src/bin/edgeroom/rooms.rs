@@ -1,5 +1,7 @@
 //! Room commands: `tail`, `publish`, `history`, `state`, `presence`.
 
+use std::collections::VecDeque;
+
 use edgeroom_client::{Event, EventKind, Position, Room, RoomEvent};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -85,6 +87,9 @@ fn event_line(event: &Event) -> String {
     }
 }
 
+/// Messages from stdin in flight at once.
+const PUBLISH_WINDOW: usize = 256;
+
 pub async fn publish(
     link: &Link,
     room: &str,
@@ -119,9 +124,17 @@ pub async fn publish(
         ProgressStyle::with_template("{bar:40} {pos}/{len} acknowledged")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let operations: Vec<_> = bodies.iter().map(|body| room.publish_to(topic.clone(), body)).collect();
+    // A window of operations in flight keeps the client's buffer (1,000 operations) from filling
+    // up; seqs print in input order.
+    let mut in_flight = VecDeque::new();
     let mut failures = 0;
-    for operation in operations {
+    let mut next = bodies.iter();
+    loop {
+        while in_flight.len() < PUBLISH_WINDOW {
+            let Some(body) = next.next() else { break };
+            in_flight.push_back(room.publish_to(topic.clone(), body));
+        }
+        let Some(operation) = in_flight.pop_front() else { break };
         match operation.await {
             Ok(seq) => out(seq)?,
             Err(error) => {
