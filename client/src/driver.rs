@@ -179,6 +179,9 @@ struct Driver<S: Session> {
     resend_at: Option<Instant>,
 }
 
+/// How long a session must last for the next reconnect to start a fresh backoff schedule.
+const STABLE_SESSION: Duration = Duration::from_secs(5);
+
 /// How long to wait before re-sending operations after an anonymous `rate_limited` refusal.
 const RESEND_AFTER_REFUSAL: Duration = Duration::from_secs(1);
 
@@ -190,6 +193,7 @@ impl<S: Session> Driver<S> {
         let mut last_error = Error::Shutdown;
         loop {
             if let Some(open) = connection.take() {
+                let opened = Instant::now();
                 let (end, was_ready) = self.serve(open).await;
                 match end {
                     SessionEnd::ClosedByApp => return self.shut(Error::Shutdown).await,
@@ -197,8 +201,9 @@ impl<S: Session> Driver<S> {
                     SessionEnd::Lost(error) => {
                         tracing::info!(%error, "connection lost; reconnecting");
                         self.emit(S::error_event(error.clone())).await;
-                        if was_ready {
-                            // A session that worked starts a fresh backoff schedule.
+                        if was_ready && opened.elapsed() >= STABLE_SESSION {
+                            // A session that worked for a while starts a fresh backoff schedule
+                            // (one the server ends right after its welcome keeps backing off).
                             delays = self.config.reconnect.delays();
                             attempt = 0;
                         }

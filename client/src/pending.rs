@@ -95,16 +95,25 @@ impl PendingOps {
         self.by_order.values().map(|op| (op.op_id, op.message.clone())).collect()
     }
 
-    /// The earliest deadline.
+    /// The earliest deadline. Every operation of a client gets the same time to live when it is
+    /// issued, and operations are kept in issue order, so it is the first one's.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.by_order.values().map(|op| op.deadline).min()
+        self.by_order.values().next().map(|op| op.deadline)
     }
 
     /// Removes and returns every operation whose deadline is at or before `now`.
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<PendingOp> {
-        let expired: Vec<Uuid> =
-            self.by_order.values().filter(|op| op.deadline <= now).map(|op| op.op_id).collect();
-        expired.into_iter().filter_map(|op_id| self.take(op_id)).collect()
+        let mut expired = Vec::new();
+        while let Some(entry) = self.by_order.first_entry() {
+            if entry.get().deadline > now {
+                break;
+            }
+            let op = entry.remove();
+            self.order_of.remove(&op.op_id);
+            self.bytes -= op.bytes;
+            expired.push(op);
+        }
+        expired
     }
 
     /// Removes and returns everything.
@@ -158,11 +167,11 @@ mod tests {
     fn expiry_tells_unsent_from_sent() {
         let now = Instant::now();
         let mut ops = PendingOps::new(10, 1000);
-        ops.push(op(1, 1, now).0).ok();
+        ops.push(op(1, 1, now - Duration::from_secs(1)).0).ok();
         ops.push(op(2, 1, now).0).ok();
         ops.push(op(3, 1, now + Duration::from_secs(5)).0).ok();
         ops.mark_sent(Uuid::from_u128(2));
-        assert_eq!(ops.next_deadline(), Some(now));
+        assert_eq!(ops.next_deadline(), Some(now - Duration::from_secs(1)));
         let errors: Vec<OpError> = ops.expire(now).iter().map(PendingOp::expiry_error).collect();
         assert_eq!(
             errors,

@@ -18,7 +18,8 @@ use crate::event::{Connected, GapEvent};
 use crate::state::RoomState;
 use crate::{ConnectionState, Error, OpError, Operation, Position, RoomEvent, RoomOptions};
 
-/// A connected room. Cheap to clone; every clone drives the same connection.
+/// A connected room. Cheap to clone; every clone drives the same connection, which closes when
+/// the last clone is dropped (or on [`Room::close`]).
 #[derive(Clone)]
 pub struct Room {
     driver: DriverHandle,
