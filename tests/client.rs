@@ -3,11 +3,13 @@
 //! operations' time to live, a malformed frame, and the SDK's state, presence, counters and REST.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use edgeroom_client::{
     ConnectionState, Counter, CounterEvent, CounterOptions, Error, ErrorCode, OpError, Operation,
-    ReconnectPolicy, RestClient, Room, RoomEvent, RoomEvents, RoomOptions,
+    ReconnectPolicy, RestClient, Room, RoomEvent, RoomEvents, RoomOptions, TokenSource,
 };
 use edgeroom_tests::link::Link;
 use edgeroom_tests::Server;
@@ -388,4 +390,65 @@ async fn saved_positions_resume_exactly_and_restores_surface_as_gaps() {
         matches!(&first_two[1], RoomEvent::Gap(g) if g.resume_from == 3 && g.epoch == gap.epoch),
         "{first_two:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_source_outlives_expiring_tokens_and_a_fixed_expired_token_closes() {
+    let vars = [
+        ("AUTH_MODE", "token"),
+        ("TENANT_SECRETS", r#"{"acme":"acme-secret"}"#),
+        ("HEARTBEAT_TIMEOUT_MS", "4000"),
+    ];
+    let server = Server::start_with_vars(&vars).await;
+    let base = server.http_url("");
+    // Tokens valid for 2 s; the server closes clients silent for 4 s, so every reconnect needs a
+    // fresh token.
+    fn short_token() -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let grant = edgeroom_auth::RoomGrant {
+            room: "*".into(),
+            rights: vec![edgeroom_client::Right::Read, edgeroom_client::Right::Write],
+        };
+        let claims = edgeroom_auth::Claims {
+            sub: "ada".into(),
+            tenant: "acme".into(),
+            rooms: vec![grant],
+            exp: now + 2,
+            nbf: None,
+        };
+        edgeroom_auth::sign(&claims, "acme-secret").unwrap()
+    }
+    let minted = Arc::new(AtomicUsize::new(0));
+    let counter = minted.clone();
+    let source: TokenSource = Arc::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok(short_token()) })
+    });
+    let quiet =
+        |options: RoomOptions| options.with_heartbeat(Duration::from_secs(60), Duration::from_secs(120));
+    let (fresh, mut fresh_events) =
+        Room::connect(quiet(fast(&base, "tokens")).with_token_source(source)).await.unwrap();
+    let (fixed, _fixed_events) =
+        Room::connect(quiet(fast(&base, "tokens")).with_token(short_token())).await.unwrap();
+
+    // The server closes both; the fixed token has expired by then, which no retry can fix.
+    let closed =
+        wait_for_state(&fixed, |s| matches!(s, ConnectionState::Closed { .. }), Duration::from_secs(20))
+            .await;
+    let ConnectionState::Closed { reason } = closed else { unreachable!() };
+    assert!(reason.is_auth(), "{reason:?}");
+    // The source gave the other client a fresh token and it resumed.
+    timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(RoomEvent::Connected(c)) = fresh_events.recv().await {
+                if c.resumed {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+    .expect("resumed with a fresh token");
+    assert!(minted.load(Ordering::SeqCst) >= 2);
+    assert!(fresh.publish(&"still here").await.is_ok());
 }

@@ -13,10 +13,11 @@ use uuid::Uuid;
 
 use crate::driver::{DriverHandle, LinkConfig, Session};
 use crate::options::{counter_path, socket_base};
-use crate::{ConnectionState, Error, OpError, Operation, ReconnectPolicy};
+use crate::token::Credentials;
+use crate::{ConnectionState, Error, OpError, Operation, ReconnectPolicy, TokenSource};
 
 /// Where a counter is and how to reach it. Build with [`CounterOptions::new`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CounterOptions {
     /// Base URL of the service.
     pub url: String,
@@ -26,6 +27,8 @@ pub struct CounterOptions {
     pub name: String,
     /// The token; `None` only works against a local dev server.
     pub token: Option<String>,
+    /// Where to get a fresh token for each connection (takes precedence over `token`).
+    pub token_source: Option<TokenSource>,
     /// Frame form (binary by default).
     pub format: Format,
     /// How often to send the heartbeat.
@@ -42,6 +45,19 @@ pub struct CounterOptions {
     pub reconnect: ReconnectPolicy,
 }
 
+impl std::fmt::Debug for CounterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens stay out of logs.
+        f.debug_struct("CounterOptions")
+            .field("url", &self.url)
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CounterOptions {
     /// Options for counter `name` of `tenant` at `url`, with the same defaults as rooms.
     pub fn new(url: impl Into<String>, tenant: impl Into<String>, name: impl Into<String>) -> Self {
@@ -50,6 +66,7 @@ impl CounterOptions {
             tenant: tenant.into(),
             name: name.into(),
             token: None,
+            token_source: None,
             format: Format::Binary,
             heartbeat_interval: Duration::from_secs(15),
             heartbeat_timeout: Duration::from_secs(30),
@@ -63,6 +80,12 @@ impl CounterOptions {
     /// Authenticates with `token`.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Gets a fresh token from `source` before each connection.
+    pub fn with_token_source(mut self, source: TokenSource) -> Self {
+        self.token_source = Some(source);
         self
     }
 }
@@ -97,7 +120,7 @@ impl Counter {
         url.query_pairs_mut().append_pair("format", options.format.as_str());
         let value = Arc::new(Mutex::new(None));
         let config = LinkConfig {
-            token: options.token,
+            credentials: Credentials::new(options.token, options.token_source),
             format: options.format,
             heartbeat_interval: options.heartbeat_interval,
             heartbeat_timeout: options.heartbeat_timeout,

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::connection::{Connection, Inbound};
 use crate::pending::{PendingOp, PendingOps};
+use crate::token::Credentials;
 use crate::{ConnectionState, Error, OpError, Operation, ReconnectPolicy};
 
 /// What a handle asks of its driver.
@@ -50,7 +51,7 @@ pub(crate) trait Session: Send + 'static {
 /// Link settings a driver needs.
 #[derive(Debug, Clone)]
 pub(crate) struct LinkConfig {
-    pub(crate) token: Option<String>,
+    pub(crate) credentials: Credentials,
     pub(crate) format: Format,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) heartbeat_timeout: Duration,
@@ -90,8 +91,9 @@ impl DriverHandle {
         session: S,
         config: LinkConfig,
     ) -> Result<(Self, mpsc::Receiver<S::Event>), Error> {
+        let token = config.credentials.token().await?;
         let first =
-            Connection::open(&session.url()?, config.token.as_deref(), config.format, config.connect_timeout)
+            Connection::open(&session.url()?, token.as_deref(), config.format, config.connect_timeout)
                 .await?;
         let (commands, command_receiver) = mpsc::unbounded_channel();
         let (events, event_receiver) = mpsc::channel(config.event_buffer.max(1));
@@ -229,9 +231,13 @@ impl<S: Session> Driver<S> {
                 Ok(url) => url,
                 Err(error) => return self.shut(error).await,
             };
-            let (token, format, timeout) =
-                (self.config.token.clone(), self.config.format, self.config.connect_timeout);
-            match self.wait(Connection::open(&url, token.as_deref(), format, timeout)).await {
+            let (credentials, format, timeout) =
+                (self.config.credentials.clone(), self.config.format, self.config.connect_timeout);
+            let open = async move {
+                let token = credentials.token().await?;
+                Connection::open(&url, token.as_deref(), format, timeout).await
+            };
+            match self.wait(open).await {
                 None => return self.shut(Error::Shutdown).await,
                 Some(Ok(open)) => connection = Some(open),
                 Some(Err(error)) if !error.is_retryable() => return self.shut(error).await,

@@ -58,6 +58,9 @@ pub enum Error {
         /// The `seq` that arrived.
         got: u64,
     },
+    /// The [`crate::TokenSource`] failed to produce a token (retried with backoff).
+    #[error("the token source failed: {0}")]
+    TokenSource(String),
     /// The client was closed (by the app, or after giving up reconnecting).
     #[error("the client is closed")]
     Shutdown,
@@ -75,6 +78,7 @@ impl Error {
             | Self::Unexpected(_)
             | Self::Server { .. }
             | Self::HeartbeatTimeout(_)
+            | Self::TokenSource(_)
             | Self::SequenceHole { .. } => true,
         }
     }

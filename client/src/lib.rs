@@ -47,6 +47,7 @@ mod reconnect;
 mod rest;
 mod room;
 mod state;
+mod token;
 
 pub use counter::{Counter, CounterEvent, CounterEvents, CounterOptions};
 pub use error::{Error, OpError};
@@ -57,6 +58,7 @@ pub use reconnect::ReconnectPolicy;
 pub use rest::RestClient;
 pub use room::{Room, RoomEvents};
 pub use state::Position;
+pub use token::TokenSource;
 
 pub use edgeroom_auth::{RoomGrant, TokenRequest, TokenResponse};
 pub use edgeroom_protocol::{

@@ -5,11 +5,11 @@ use std::time::Duration;
 use edgeroom_protocol::{validate_name, Format, RoomAddress, Route};
 use reqwest::Url;
 
-use crate::{Error, Position, ReconnectPolicy};
+use crate::{Error, Position, ReconnectPolicy, TokenSource};
 
 /// Everything [`crate::Room::connect`] needs. Build with [`RoomOptions::new`] and the `with_*`
 /// methods; every field is public too.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RoomOptions {
     /// Base URL of the service: `http://127.0.0.1:8787`, `https://edgeroom.example.com` (`ws`/`wss`
     /// work too).
@@ -20,6 +20,8 @@ pub struct RoomOptions {
     pub room: String,
     /// The token (sent as `Authorization: Bearer`); `None` only works against a local dev server.
     pub token: Option<String>,
+    /// Where to get a fresh token for each connection (takes precedence over `token`).
+    pub token_source: Option<TokenSource>,
     /// Frame form: binary (postcard, the default) or JSON.
     pub format: Format,
     /// Where to start: `None` starts at the room's current state; a [`Position`] (for example one
@@ -47,6 +49,30 @@ pub struct RoomOptions {
     pub max_frame_bytes: usize,
 }
 
+impl std::fmt::Debug for RoomOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens stay out of logs.
+        f.debug_struct("RoomOptions")
+            .field("url", &self.url)
+            .field("tenant", &self.tenant)
+            .field("room", &self.room)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("token_source", &self.token_source.as_ref().map(|_| "…"))
+            .field("format", &self.format)
+            .field("resume", &self.resume)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
+            .field("op_ttl", &self.op_ttl)
+            .field("max_pending_ops", &self.max_pending_ops)
+            .field("max_pending_bytes", &self.max_pending_bytes)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect", &self.reconnect)
+            .field("event_buffer", &self.event_buffer)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .finish()
+    }
+}
+
 impl RoomOptions {
     /// Options for `tenant/room` at `url`, with the defaults: binary frames, heartbeat every 15 s and
     /// a dead link noticed after 30 s, operations kept 30 s, at most 1,000 operations or 1 MiB
@@ -57,6 +83,7 @@ impl RoomOptions {
             tenant: tenant.into(),
             room: room.into(),
             token: None,
+            token_source: None,
             format: Format::Binary,
             resume: None,
             heartbeat_interval: Duration::from_secs(15),
@@ -74,6 +101,13 @@ impl RoomOptions {
     /// Authenticates with `token`.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Gets a fresh token from `source` before each connection, so the client outlives the
+    /// expiry of its tokens.
+    pub fn with_token_source(mut self, source: TokenSource) -> Self {
+        self.token_source = Some(source);
         self
     }
 

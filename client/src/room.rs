@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::driver::{DriverHandle, LinkConfig, Session};
 use crate::event::{Connected, GapEvent};
 use crate::state::RoomState;
+use crate::token::Credentials;
 use crate::{ConnectionState, Error, OpError, Operation, Position, RoomEvent, RoomOptions};
 
 /// A connected room. Cheap to clone; every clone drives the same connection, which closes when
@@ -39,7 +40,7 @@ impl Room {
         let state =
             Arc::new(Mutex::new(RoomState { position: options.resume.clone(), ..RoomState::default() }));
         let config = LinkConfig {
-            token: options.token.clone(),
+            credentials: Credentials::new(options.token.clone(), options.token_source.clone()),
             format: options.format,
             heartbeat_interval: options.heartbeat_interval,
             heartbeat_timeout: options.heartbeat_timeout,
