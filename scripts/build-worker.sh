@@ -10,4 +10,9 @@ cd "$root"
 export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen || echo "${CARGO_HOME:-$HOME/.cargo}/bin/wasm-bindgen")}"
 export WASM_OPT_BIN="${WASM_OPT_BIN:-$root/node_modules/binaryen/bin/wasm-opt}"
 export ESBUILD_BIN="${ESBUILD_BIN:-$root/node_modules/.bin/esbuild}"
+# Test runs (scripts/test.sh, the test harness) build with the test-only fault injection; a plain
+# build, and so every `wrangler deploy`, leaves it out.
+if [ "${EDGEROOM_FAULT_INJECTION:-0}" = 1 ]; then
+  exec worker-build --release . --features fault-injection
+fi
 exec worker-build --release

@@ -14,7 +14,7 @@ say "clippy (native crates)"
 cargo clippy --locked --workspace --exclude edgeroom --all-targets -- -D warnings
 say "clippy (the Worker, wasm32)"
 cargo clippy --locked -p edgeroom --target wasm32-unknown-unknown -- -D warnings
-say "building the Worker"
-sh scripts/build-worker.sh
+say "building the Worker (with the test-only fault injection)"
+EDGEROOM_FAULT_INJECTION=1 sh scripts/build-worker.sh
 say "tests (native unit tests, then end-to-end against wrangler dev)"
 EDGEROOM_PREBUILT=1 cargo test --locked --workspace --exclude edgeroom

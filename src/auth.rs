@@ -1,7 +1,7 @@
 //! Who is asking, and with which rights: the token (or local dev mode) of a room request.
 
 use edgeroom_auth::{verify, AuthMode, TenantSecrets};
-use edgeroom_protocol::{ErrorCode, Rights, RoomAddress};
+use edgeroom_protocol::{ErrorCode, Rights};
 use worker::{Env, Request, Url};
 
 /// The authenticated caller of one room request.
@@ -18,13 +18,15 @@ pub struct Principal {
 /// A refused request: the error code and message.
 pub type Refusal = (ErrorCode, String);
 
-/// Authenticates a request for `address`: a token from `Authorization: Bearer` or `?token=`,
-/// verified with the tenant's secret; without a token only local dev mode lets it in.
+/// Authenticates a request for room or counter `name` of `tenant`: a token from
+/// `Authorization: Bearer` or `?token=`, verified with the tenant's secret; without a token only
+/// local dev mode lets it in.
 pub fn authenticate(
     req: &Request,
     url: &Url,
     env: &Env,
-    address: &RoomAddress,
+    tenant: &str,
+    name: &str,
 ) -> Result<Principal, Refusal> {
     let Some(token) = token(req, url) else {
         return match AuthMode::from_var(string_binding(env, "AUTH_MODE").as_deref()) {
@@ -38,10 +40,10 @@ pub fn authenticate(
     };
     let now_secs = worker::Date::now().as_millis() / 1000;
     let claims = verify(&token, &secrets, now_secs).map_err(unauthorized)?;
-    if claims.tenant != address.tenant() {
+    if claims.tenant != tenant {
         return Err((ErrorCode::Forbidden, format!("the token is for tenant {:?}", claims.tenant)));
     }
-    let rights = claims.rights_in(address.tenant(), address.room());
+    let rights = claims.rights_in(tenant, name);
     let rate_key = Some(format!("{}:{}", claims.tenant, claims.sub));
     Ok(Principal { user: Some(claims.sub), rights, rate_key })
 }

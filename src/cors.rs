@@ -25,8 +25,10 @@ pub fn apply(env: &Env, origin: Option<&str>, response: Response) -> Result<Resp
     headers.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")?;
     headers
         .set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-None-Match, Idempotency-Key")?;
-    headers
-        .set("Access-Control-Expose-Headers", "ETag, X-Edgeroom-Seq, X-Edgeroom-Age-Ms, X-Edgeroom-Source")?;
+    headers.set(
+        "Access-Control-Expose-Headers",
+        "ETag, X-Edgeroom-Seq, X-Edgeroom-Epoch, X-Edgeroom-Age-Ms, X-Edgeroom-Source",
+    )?;
     headers.set("Access-Control-Max-Age", "600")?;
     Ok(response.with_headers(headers))
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edgeroom_protocol::{ClientMessage, CounterAdd, CounterView, ServerMessage};
+use edgeroom_protocol::{ClientMessage, CounterAdd, CounterView, ErrorCode, ServerMessage};
 use edgeroom_tests::{Client, Server};
 use rand::Rng;
 use serde_json::{json, Value};
@@ -43,7 +43,9 @@ fn plan(client: usize) -> (Vec<(Uuid, i64)>, i64) {
 
 #[tokio::test]
 async fn twenty_clients_over_websockets_give_an_exact_total() {
-    let server = Server::start().await;
+    // Counter sockets have the rate limit of room sockets; this test sends as fast as it can.
+    let server =
+        Server::start_with_vars(&[("RATE_LIMIT_PER_SEC", "100000"), ("RATE_LIMIT_BURST", "100000")]).await;
     let mut tasks = Vec::new();
     let mut expected = 0;
     for client in 0..CLIENTS {
@@ -249,4 +251,31 @@ async fn subscribers_of_a_sharded_counter_see_the_sum_grow_to_the_exact_total() 
         }
     }
     assert_eq!(last_version, 40);
+}
+
+#[tokio::test]
+async fn a_flooding_counter_socket_gets_the_documented_errors_and_close() {
+    let server = Server::start_with_vars(&[("RATE_LIMIT_PER_SEC", "5"), ("RATE_LIMIT_BURST", "5")]).await;
+    let mut socket = Client::connect(&server.ws_url("/v1/t/acme/counters/flood/ws")).await;
+    assert!(matches!(socket.next_message().await, ServerMessage::Counter(_)));
+    for _ in 0..60 {
+        let add = CounterAdd { op_id: Uuid::new_v4(), delta: 1 };
+        socket.send_text(&ClientMessage::from(add).to_json()).await;
+    }
+    let (mut acks, mut limited) = (0, 0);
+    let code = loop {
+        match socket.recv_frame_or_close().await {
+            Ok(frame) => match ServerMessage::decode(&frame).unwrap() {
+                ServerMessage::Ack(_) => acks += 1,
+                ServerMessage::Error(error) if error.code == ErrorCode::RateLimited => limited += 1,
+                ServerMessage::Counter(_) => {}
+                other => panic!("unexpected {other:?}"),
+            },
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(code, Some(edgeroom_protocol::close_code::RATE_LIMITED));
+    assert!(acks >= 5 && limited >= 20, "{acks} acks, {limited} rate-limit errors");
+    // The counter took exactly the acknowledged writes.
+    assert_eq!(strong(&server, "flood").await.version, acks);
 }

@@ -229,7 +229,7 @@ async fn presence_joins_updates_and_leaves_also_after_hibernation() {
     // Stay idle until the runtime evicts the object (Rust memory gone, sockets kept). Heartbeat
     // `ping` texts are answered by the runtime without waking it; a JSON ping wakes it, and the
     // log shows whether it had to reopen the room from storage and attachments.
-    let opened = |server: &Server| server.log().matches("room opened with").count();
+    let opened = |server: &Server| server.log().matches("room opened").count();
     let opened_before = opened(&server);
     let mut evicted = false;
     // workerd evicts an object after about 10 s without events.

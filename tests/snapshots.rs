@@ -86,15 +86,6 @@ impl<'a> Admin<'a> {
     }
 }
 
-async fn publish_n(client: &mut Client, n: usize) -> u64 {
-    let mut last = 0;
-    for i in 0..n {
-        client.send_json(json!({"type": "publish", "body": i})).await;
-        last = client.next_event().await.seq;
-    }
-    last
-}
-
 #[tokio::test]
 async fn a_flush_writes_one_seq_to_r2_d1_and_kv_and_idle_rooms_stop() {
     let server = start(StateDir::new()).await;
@@ -103,7 +94,7 @@ async fn a_flush_writes_one_seq_to_r2_d1_and_kv_and_idle_rooms_stop() {
     client.welcome().await;
     client.send_json(json!({"type": "state_set", "key": "topic", "value": "snapshots"})).await;
     client.next_event().await;
-    let seq = publish_n(&mut client, 5).await;
+    let seq = client.publish_n(5).await;
     assert_eq!(seq, 6);
     admin.converge("flushed", 6).await;
     let snapshot = admin.snapshots("flushed").await.remove(0);
@@ -122,14 +113,14 @@ async fn each_store_failing_in_turn_loses_nothing_and_all_converge() {
     let admin = Admin::new(&server);
     let mut client = Client::connect(&server.ws_url("/v1/t/acme/rooms/faulty/ws")).await;
     client.welcome().await;
-    let mut seq = publish_n(&mut client, 2).await;
+    let mut seq = client.publish_n(2).await;
     admin.converge("faulty", seq).await;
 
     for store in ["r2", "d1", "kv"] {
         admin.faults("faulty", &[store]).await;
         let before = admin.stores("faulty").await;
         // Live traffic goes on while a store fails.
-        seq = publish_n(&mut client, 3).await;
+        seq = client.publish_n(3).await;
         tokio::time::sleep(Duration::from_millis(2500)).await;
         let during = admin.stores("faulty").await;
         match store {
@@ -164,11 +155,11 @@ async fn rooms_restore_after_a_wipe_and_from_an_older_snapshot() {
     client.welcome().await;
     client.send_json(json!({"type": "state_set", "key": "v", "value": 1})).await;
     client.next_event().await;
-    let first = publish_n(&mut client, 2).await;
+    let first = client.publish_n(2).await;
     admin.converge("phoenix", first).await;
     client.send_json(json!({"type": "state_set", "key": "v", "value": 2})).await;
     client.next_event().await;
-    let second = publish_n(&mut client, 2).await;
+    let second = client.publish_n(2).await;
     admin.converge("phoenix", second).await;
     drop(client);
     server.stop();
@@ -226,7 +217,7 @@ async fn retention_keeps_the_newest_snapshots() {
     client.welcome().await;
     let mut seqs = Vec::new();
     for _ in 0..6 {
-        let seq = publish_n(&mut client, 1).await;
+        let seq = client.publish_n(1).await;
         admin.converge("many", seq).await;
         seqs.push(seq);
     }

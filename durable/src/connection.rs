@@ -71,9 +71,9 @@ impl ConnectOptions {
                         .ok_or_else(|| format!("unknown format {value:?}; use json or binary"))?;
                 }
                 "resume_from" => {
-                    let seq = value
-                        .parse::<u64>()
-                        .map_err(|_| format!("resume_from must be a sequence number, not {value:?}"))?;
+                    let seq = parse_seq(value).ok_or_else(|| {
+                        format!("resume_from must be a sequence number up to {MAX_SEQ}, not {value:?}")
+                    })?;
                     options.resume_from = Some(seq);
                 }
                 "epoch" => {

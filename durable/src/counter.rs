@@ -6,6 +6,7 @@
 
 use edgeroom_protocol::CounterOp;
 
+use crate::counter_home::{ShardCount, ShardHistory};
 use crate::sql::{Sql, SqlValue, StoreError};
 
 const SCHEMA: &[&str] = &[
@@ -79,10 +80,8 @@ impl<S: Sql> Counter<S> {
         op: &CounterOp,
         now_ms: u64,
     ) -> Result<(CounterState, bool), CounterError> {
-        let seen =
-            self.sql.query("SELECT value, version FROM counter_ops WHERE op_id = ?", &[op_id.into()])?;
-        if let Some(row) = seen.into_iter().next() {
-            return Ok((state_from_row(row)?, false));
+        if let Some(state) = self.recall(op_id)? {
+            return Ok((state, false));
         }
         let current = self.get()?;
         let value = match *op {
@@ -113,44 +112,89 @@ impl<S: Sql> Counter<S> {
         Ok((next, true))
     }
 
-    /// Number of shards of the counter (stored in its home shard; 1 when never declared).
+    /// The shard counts the counter has had (stored in its home shard; one shard when never
+    /// declared). A stored value that does not parse is an error, never a silent default.
+    pub fn shard_history(&self) -> Result<ShardHistory, StoreError> {
+        if let Some(json) = self.meta("shard_history")? {
+            return serde_json::from_str(&json).map_err(|_| StoreError::BadRow("counter shard history"));
+        }
+        // Counters from before the history was kept stored only the count.
+        match self.meta("shards")? {
+            Some(text) => {
+                let shards = text.parse().map_err(|_| StoreError::BadRow("counter shard count"))?;
+                Ok(ShardHistory(vec![ShardCount { shards, since_ms: 0 }]))
+            }
+            None => Ok(ShardHistory::default()),
+        }
+    }
+
+    /// Number of shards of the counter (see [`Counter::shard_history`]).
     pub fn shards(&self) -> Result<u32, StoreError> {
-        let rows = self.sql.query("SELECT value FROM counter_meta WHERE key = 'shards'", &[])?;
-        let shards =
-            rows.into_iter().next().and_then(|row| row.into_iter().next()).and_then(SqlValue::into_text);
-        Ok(shards.and_then(|text| text.parse().ok()).unwrap_or(1))
+        Ok(self.shard_history()?.current())
+    }
+
+    /// Stores the shard counts.
+    pub fn set_shard_history(&self, history: &ShardHistory) -> Result<(), StoreError> {
+        let json = serde_json::to_string(history).map_err(|_| StoreError::BadRow("counter shard history"))?;
+        self.set_meta("shard_history", &json)
+    }
+
+    /// Stores which counter and shard this object is (it only learns them from requests; alarms
+    /// and sockets need them later).
+    pub fn remember_identity(&self, tenant: &str, name: &str, shard: u32) -> Result<(), StoreError> {
+        self.set_meta("identity", &format!("{shard}/{tenant}/{name}"))
+    }
+
+    /// The tenant, counter name and shard stored by [`Counter::remember_identity`].
+    pub fn identity(&self) -> Result<Option<(String, String, u32)>, StoreError> {
+        let Some(text) = self.meta("identity")? else { return Ok(None) };
+        let mut parts = text.splitn(3, '/');
+        let shard = parts.next().and_then(|s| s.parse().ok());
+        match (shard, parts.next(), parts.next()) {
+            (Some(shard), Some(tenant), Some(name)) => Ok(Some((tenant.to_owned(), name.to_owned(), shard))),
+            _ => Err(StoreError::BadRow("counter identity")),
+        }
+    }
+
+    /// The state an already applied op id produced on this shard, if it is still remembered.
+    pub fn recall(&self, op_id: &str) -> Result<Option<CounterState>, StoreError> {
+        let seen =
+            self.sql.query("SELECT value, version FROM counter_ops WHERE op_id = ?", &[op_id.into()])?;
+        seen.into_iter().next().map(state_from_row).transpose()
+    }
+
+    /// A new id for a live subscription socket (never reused by this shard).
+    pub fn next_subscriber_id(&self) -> Result<u64, StoreError> {
+        let next = match self.meta("subscribers")? {
+            Some(text) => text.parse::<u64>().map_err(|_| StoreError::BadRow("subscriber ids"))? + 1,
+            None => 1,
+        };
+        self.set_meta("subscribers", &next.to_string())?;
+        Ok(next)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let rows = self.sql.query("SELECT value FROM counter_meta WHERE key = ?", &[key.into()])?;
+        Ok(rows.into_iter().next().and_then(|row| row.into_iter().next()).and_then(SqlValue::into_text))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.sql.query(
+            "INSERT INTO counter_meta (key, value) VALUES (?, ?)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[key.into(), value.into()],
+        )?;
+        Ok(())
     }
 
     /// Whether this (non-home) shard reports its changes to the home.
     pub fn watched(&self) -> Result<bool, StoreError> {
-        let rows = self.sql.query("SELECT value FROM counter_meta WHERE key = 'watched'", &[])?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|row| row.into_iter().next())
-            .and_then(SqlValue::into_text)
-            .as_deref()
-            == Some("1"))
+        Ok(self.meta("watched")?.as_deref() == Some("1"))
     }
 
     /// Turns change reports to the home on or off.
     pub fn set_watched(&self, on: bool) -> Result<(), StoreError> {
-        self.sql.query(
-            "INSERT INTO counter_meta (key, value) VALUES ('watched', ?)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[if on { "1" } else { "0" }.into()],
-        )?;
-        Ok(())
-    }
-
-    /// Stores the number of shards.
-    pub fn set_shards(&self, shards: u32) -> Result<(), StoreError> {
-        self.sql.query(
-            "INSERT INTO counter_meta (key, value) VALUES ('shards', ?)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            &[shards.to_string().into()],
-        )?;
-        Ok(())
+        self.set_meta("watched", if on { "1" } else { "0" })
     }
 }
 
@@ -162,16 +206,6 @@ fn state_from_row(row: Vec<SqlValue>) -> Result<CounterState, StoreError> {
         (Some(value), Some(version)) => Ok(CounterState { value, version }),
         _ => Err(StoreError::BadRow("counter state")),
     }
-}
-
-/// The shard an operation goes to: a stable hash of its op id, so a retry reaches the shard that
-/// remembers it.
-pub fn shard_for(op_id: &str, shards: u32) -> u32 {
-    // FNV-1a: tiny, stable across builds and platforms.
-    let hash = op_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (hash % u64::from(shards.max(1))) as u32
 }
 
 /// Sums shard states without overflow: `None` when the sum leaves the i64 range.
@@ -233,12 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn shards_are_stable_and_sums_are_checked() {
-        assert_eq!(shard_for("op-1", 1), 0);
-        let spread: std::collections::BTreeSet<u32> =
-            (0..200).map(|i| shard_for(&format!("op-{i}"), 8)).collect();
-        assert_eq!(spread.len(), 8, "ops spread over every shard");
-        assert_eq!(shard_for("same", 8), shard_for("same", 8));
+    fn sums_are_checked_and_metadata_round_trips() {
         let states = [CounterState { value: i64::MAX, version: 3 }, CounterState { value: -5, version: 2 }];
         assert_eq!(sum_shards(&states), Some(CounterState { value: i64::MAX - 5, version: 5 }));
         assert_eq!(
@@ -248,12 +277,31 @@ mod tests {
             ]),
             None
         );
-        let counter = Counter::open(MemorySql::new()).unwrap();
+        let mut counter = Counter::open(MemorySql::new()).unwrap();
         assert_eq!(counter.shards().unwrap(), 1);
-        counter.set_shards(4).unwrap();
+        let mut history = counter.shard_history().unwrap();
+        history.grow(4, 10);
+        counter.set_shard_history(&history).unwrap();
         assert_eq!(counter.shards().unwrap(), 4);
+        assert_eq!(counter.shard_history().unwrap(), history);
         assert!(!counter.watched().unwrap());
         counter.set_watched(true).unwrap();
         assert!(counter.watched().unwrap());
+        assert_eq!(counter.recall("a").unwrap(), None);
+        counter.apply("a", &CounterOp::Add(2), 1).unwrap();
+        assert_eq!(counter.recall("a").unwrap(), Some(CounterState { value: 2, version: 1 }));
+        assert_eq!(counter.identity().unwrap(), None);
+        counter.remember_identity("acme", "likes", 3).unwrap();
+        assert_eq!(counter.identity().unwrap(), Some(("acme".into(), "likes".into(), 3)));
+        assert_eq!(counter.next_subscriber_id().unwrap(), 1);
+        assert_eq!(counter.next_subscriber_id().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_corrupt_shard_count_is_an_error_not_a_default() {
+        let sql = std::rc::Rc::new(MemorySql::new());
+        let counter = Counter::open(sql.clone()).unwrap();
+        sql.query("INSERT INTO counter_meta (key, value) VALUES ('shards', 'many')", &[]).unwrap();
+        assert!(counter.shards().is_err());
     }
 }

@@ -15,13 +15,23 @@
 )]
 #![warn(missing_docs)]
 
+mod admission;
 mod connection;
+mod contract;
 mod counter;
+mod counter_home;
+mod counter_socket;
+mod error;
+pub mod index;
 mod limits;
+mod metrics;
 mod outbox;
 mod peers;
+pub mod pricing;
 mod rate;
+mod restore;
 mod room;
+mod schedule;
 mod snapshot;
 mod sql;
 mod store;
@@ -29,13 +39,28 @@ mod store;
 #[cfg(feature = "worker")]
 pub mod object;
 
+pub use admission::Admission;
 pub use connection::{ConnectOptions, Connection, HistoryQuery};
-pub use counter::{shard_for, sum_shards, Counter, CounterError, CounterState};
-pub use limits::Limits;
-pub use outbox::Outgoing;
-pub use room::Room;
-pub use snapshot::{
-    snapshot_key, snapshots_to_delete, Snapshot, SnapshotError, SnapshotInfo, SNAPSHOT_FORMAT,
+pub use contract::{
+    headers, InternalRequest, RoomOp, ShardOp, ShardReport, ShardState, ShardWrite, Target, Watch,
+    COUNTERS_BINDING, DB_BINDING, READ_MODEL_BINDING, ROOMS_BINDING, SNAPSHOTS_BINDING,
 };
-pub use sql::{Sql, SqlValue, StoreError};
+pub use counter::{sum_shards, Counter, CounterError, CounterState};
+pub use counter_home::{
+    reset_plan, routed_write, shard_for, ShardClient, ShardCount, ShardHistory, ShardViews, WriteRoute,
+    MAX_SHARDS, RESHARD_LOOKBACK_MS,
+};
+pub use counter_socket::{write_answer, SocketStep, Subscriber, Subscribers};
+pub use error::{parse_json_object, ApiError};
+pub use limits::Limits;
+pub use metrics::{Metrics, RoomLive};
+pub use outbox::Outgoing;
+pub use restore::{RestoreGate, RestoreSource};
+pub use room::{FlushPlan, Room};
+pub use schedule::{Schedule, SendDecision, Timers};
+pub use snapshot::{
+    orphaned_snapshots, snapshot_key, snapshots_to_delete, Snapshot, SnapshotError, SnapshotInfo,
+    SNAPSHOT_FORMAT,
+};
+pub use sql::{Sql, SqlCounts, SqlValue, StoreError};
 pub use store::{RoomStore, StateSize, StoredEvent};

@@ -72,6 +72,14 @@ limits! {
     replay_max_bytes: usize = 8 * 1024 * 1024, "REPLAY_MAX_BYTES";
     /// Most events coalesced into one `events` frame.
     batch_max_events: usize = 100, "BATCH_MAX_EVENTS";
+    /// Most bytes of event bodies coalesced into one `events` frame (a single larger event still
+    /// goes alone), so clients with a 1 MiB frame limit can always resume.
+    batch_max_bytes: usize = 256 * 1024, "BATCH_MAX_BYTES";
+    /// Most bytes of event bodies in one history page (beyond the first event).
+    history_page_max_bytes: usize = 1024 * 1024, "HISTORY_PAGE_MAX_BYTES";
+    /// Bytes a connection may make the room send to it alone (welcome refreshes, resume replays)
+    /// in a burst; refilled at a tenth of it per second. Over it the connection is closed (4012).
+    send_budget_bytes: usize = 16 * 1024 * 1024, "SEND_BUDGET_BYTES";
     /// How long events wait to be coalesced before they are sent, in milliseconds (0: no wait).
     batch_delay_ms: u64 = 2, "BATCH_DELAY_MS";
     /// Least time between two flushes of a changed room (read model, snapshots), in milliseconds.

@@ -30,8 +30,16 @@ pub enum Outgoing {
 
 #[derive(Debug)]
 enum Queued {
-    Events { events: Vec<Event>, recipients: Vec<u64> },
+    Events { events: Vec<Event>, bytes: usize, recipients: Vec<u64> },
     Other(Outgoing),
+}
+
+/// Bytes an event adds to a frame: its body, key and topic plus a bound on the fixed fields.
+pub(crate) fn event_bytes(event: &Event) -> usize {
+    event.body.len()
+        + event.key.as_ref().map_or(0, String::len)
+        + event.topic.as_ref().map_or(0, String::len)
+        + 96
 }
 
 /// The queue of frames not yet sent.
@@ -42,19 +50,22 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Queues an event, merging it into the previous batch when that goes to the same recipients.
-    pub fn push_event(&mut self, event: Event, recipients: Vec<u64>, batch_max: usize) {
+    /// Queues an event, merging it into the previous batch when that goes to the same recipients
+    /// and stays within `max_events` events and `max_bytes` bytes.
+    pub fn push_event(&mut self, event: Event, recipients: Vec<u64>, max_events: usize, max_bytes: usize) {
         if recipients.is_empty() {
             return;
         }
         self.events += 1;
-        if let Some(Queued::Events { events, recipients: last }) = self.queue.last_mut() {
-            if *last == recipients && events.len() < batch_max.max(1) {
+        let size = event_bytes(&event);
+        if let Some(Queued::Events { events, bytes, recipients: last }) = self.queue.last_mut() {
+            if *last == recipients && events.len() < max_events.max(1) && *bytes + size <= max_bytes {
                 events.push(event);
+                *bytes += size;
                 return;
             }
         }
-        self.queue.push(Queued::Events { events: vec![event], recipients });
+        self.queue.push(Queued::Events { events: vec![event], bytes: size, recipients });
     }
 
     /// Queues any other frame.
@@ -86,7 +97,7 @@ impl Outbox {
             .into_iter()
             .map(|queued| match queued {
                 Queued::Other(outgoing) => outgoing,
-                Queued::Events { mut events, recipients } => {
+                Queued::Events { mut events, recipients, .. } => {
                     let message = match (events.pop(), events.is_empty()) {
                         (Some(only), true) => ServerMessage::Event(only),
                         (Some(last), false) => {
@@ -123,11 +134,11 @@ mod tests {
     fn coalesces_consecutive_events_for_the_same_recipients() {
         let mut outbox = Outbox::default();
         for seq in 1..=5 {
-            outbox.push_event(event(seq), vec![1, 2], 3);
+            outbox.push_event(event(seq), vec![1, 2], 3, usize::MAX);
         }
         outbox.push(Pong { nonce: None }.into(), vec![1]);
-        outbox.push_event(event(6), vec![1, 2], 3);
-        outbox.push_event(event(7), vec![1, 2, 3], 3);
+        outbox.push_event(event(6), vec![1, 2], 3, usize::MAX);
+        outbox.push_event(event(7), vec![1, 2, 3], 3, usize::MAX);
         assert_eq!(outbox.pending_events(), 7);
         let batches: Vec<(Vec<u64>, Vec<u64>)> = outbox
             .take()
@@ -154,7 +165,25 @@ mod tests {
     #[test]
     fn a_single_event_is_a_plain_event_frame() {
         let mut outbox = Outbox::default();
-        outbox.push_event(event(1), vec![1], 100);
+        outbox.push_event(event(1), vec![1], 100, usize::MAX);
         assert!(matches!(&outbox.take()[..], [Outgoing::Deliver { message: ServerMessage::Event(_), .. }]));
+    }
+
+    #[test]
+    fn batches_are_capped_by_bytes_too() {
+        let mut outbox = Outbox::default();
+        let big = |seq| Event { body: Body::from_value(&"x".repeat(60_000)).unwrap(), ..event(seq) };
+        for seq in 1..=10 {
+            outbox.push_event(big(seq), vec![1], 100, 256 * 1024);
+        }
+        let sizes: Vec<usize> = outbox
+            .take()
+            .iter()
+            .map(|o| match o {
+                Outgoing::Deliver { message, .. } => seqs(message).len(),
+                Outgoing::Close { .. } => 0,
+            })
+            .collect();
+        assert_eq!(sizes, vec![4, 4, 2], "60 KB events, at most 256 KiB a frame");
     }
 }

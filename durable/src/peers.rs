@@ -1,20 +1,18 @@
-//! The connections of a room as the running object knows them: their attachment data plus
-//! in-memory counters (rate bucket, strikes, last activity) that may reset on eviction.
+//! The connections of a room as the running object knows them: their attachment data plus their
+//! in-memory [`Admission`] standing (rate bucket, strikes, last activity), which may reset on
+//! eviction.
 
 use std::collections::BTreeMap;
 
 use edgeroom_protocol::Member;
 
-use crate::rate::{Strikes, TokenBucket};
-use crate::Connection;
+use crate::{Admission, Connection, Limits};
 
-/// One connection and its in-memory counters.
+/// One connection and its in-memory standing.
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
     pub connection: Connection,
-    pub bucket: TokenBucket,
-    pub strikes: Strikes,
-    pub last_seen_ms: u64,
+    pub admission: Admission,
 }
 
 /// All connections of the room, by id.
@@ -22,13 +20,8 @@ pub(crate) struct Peer {
 pub(crate) struct Peers(BTreeMap<u64, Peer>);
 
 impl Peers {
-    pub fn insert(&mut self, connection: Connection, burst: f64, now_ms: u64) {
-        let peer = Peer {
-            connection,
-            bucket: TokenBucket::full(burst, now_ms),
-            strikes: Strikes::default(),
-            last_seen_ms: now_ms,
-        };
+    pub fn insert(&mut self, connection: Connection, limits: &Limits, now_ms: u64) {
+        let peer = Peer { connection, admission: Admission::new(limits, now_ms) };
         self.0.insert(peer.connection.id, peer);
     }
 

@@ -15,11 +15,16 @@ impl TokenBucket {
 
     /// Takes one token if there is one; `false` means the operation is over the rate.
     pub fn try_take(&mut self, per_second: f64, burst: f64, now_ms: u64) -> bool {
+        self.try_take_n(1.0, per_second, burst, now_ms)
+    }
+
+    /// Takes `n` tokens if there are that many.
+    pub fn try_take_n(&mut self, n: f64, per_second: f64, burst: f64, now_ms: u64) -> bool {
         let elapsed_ms = now_ms.saturating_sub(self.last_ms);
         self.last_ms = self.last_ms.max(now_ms);
         self.tokens = (self.tokens + elapsed_ms as f64 * per_second / 1000.0).min(burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false

@@ -8,23 +8,29 @@
 use edgeroom_protocol::{
     close_code, Ack, Body, ClientMessage, ErrorCode, ErrorFrame, Event, EventKind, Format, Gap, Hello,
     HistoryPage, Ping, Pong, PresenceDiff, PresenceSet, Publish, PublishRequest, PublishResult, Right,
-    RoomView, ServerMessage, StateDelete, StateSet, Welcome, WireFrame,
+    RoomView, ServerMessage, StateDelete, StateSet, Welcome, WireFrame, MAX_SEQ,
 };
 use uuid::Uuid;
 
 use crate::outbox::{Outbox, Outgoing};
 use crate::peers::Peers;
 use crate::store::StateSize;
-use crate::{ConnectOptions, Connection, Limits, RoomStore, Snapshot, Sql, StoreError, StoredEvent};
+use crate::{
+    ApiError, ConnectOptions, Connection, Limits, Metrics, RestoreSource, RoomLive, RoomStore, Snapshot, Sql,
+    StoreError, StoredEvent,
+};
 
-/// Name of the persistent counter that numbers connections.
-const CONNECTION_COUNTER: &str = "connection";
+/// The persistent sequence that numbers connections.
+const CONNECTION_IDS: &str = "connection";
 
-/// Persistent counter below which sequence numbers are taken (set by a restore).
-const SEQ_FLOOR_COUNTER: &str = "seq_floor";
+/// The persistent floor below which seqs are never handed out (set by a restore).
+const SEQ_FLOOR: &str = "seq_floor";
 
-/// Persistent counter holding the seq of the last complete flush (R2, D1 and KV).
-const FLUSHED_COUNTER: &str = "flushed_seq";
+/// The persistent seq of the last complete flush (R2, D1 and KV).
+const FLUSHED_SEQ: &str = "flushed_seq";
+
+/// Meta key of the room's saved metrics.
+const METRICS_META: &str = "metrics";
 
 /// Meta key of the room's epoch.
 const EPOCH_META: &str = "epoch";
@@ -32,13 +38,21 @@ const EPOCH_META: &str = "epoch";
 /// History is trimmed once every this many events, not on every append.
 const TRIM_EVERY: u64 = 64;
 
-/// A refused operation: its error code and message.
-struct Refusal(ErrorCode, String);
-
-impl From<StoreError> for Refusal {
-    fn from(error: StoreError) -> Self {
-        Refusal(ErrorCode::Internal, format!("the operation was not applied: {error}"))
-    }
+/// Everything one flush of a room writes.
+#[derive(Debug)]
+pub struct FlushPlan {
+    /// The JSON read model (KV) and index row (D1).
+    pub view: RoomView,
+    /// The snapshot (R2).
+    pub snapshot: Snapshot,
+    /// Stores whose writes fail on purpose (test builds only), comma-separated.
+    pub faults: String,
+    /// The room's change count when the plan was taken.
+    pub generation: u64,
+    /// The room's cumulative metrics (saved with the flush).
+    pub totals: Metrics,
+    /// The activity since the previous flush (a row of the metrics time series).
+    pub since: Metrics,
 }
 
 /// One room: its storage, its limits, its connections and the frames waiting to be sent.
@@ -55,17 +69,23 @@ pub struct Room<S> {
     /// Presence changed, or a snapshot was restored, since the last flush (memory only: presence
     /// is not sequenced, and the next event flushes anyway).
     unflushed_change: bool,
+    /// Counts unflushed changes, so a change made while a flush was writing is not marked flushed.
+    change_generation: u64,
     /// The current epoch, once read from storage.
     epoch: Option<String>,
     /// Randomness for new epochs, from the shell (the core has no random source of its own).
     entropy: u64,
+    /// What the room counted, apart from storage rows (those come from the [`Sql`] counts).
+    metrics: Metrics,
+    /// The metrics recorded at the last flush, to report the activity since.
+    flushed_metrics: Metrics,
 }
 
 impl<S: Sql> Room<S> {
     /// Opens the room over its SQL storage, creating tables on first use. `entropy` is a random
     /// number from the shell, used to name new epochs.
     pub fn open(sql: S, limits: Limits, entropy: u64) -> Result<Self, StoreError> {
-        Ok(Self {
+        Self {
             store: RoomStore::open(sql)?,
             limits,
             peers: Peers::default(),
@@ -73,9 +93,37 @@ impl<S: Sql> Room<S> {
             last_seq: None,
             state_size: None,
             unflushed_change: false,
+            change_generation: 0,
             epoch: None,
             entropy,
-        })
+            metrics: Metrics::default(),
+            flushed_metrics: Metrics::default(),
+        }
+        .with_saved_metrics()
+    }
+
+    fn with_saved_metrics(mut self) -> Result<Self, StoreError> {
+        if let Some(json) = self.store.meta(METRICS_META)? {
+            // Metrics are advisory: unreadable saved ones start afresh rather than fail the room.
+            self.metrics = serde_json::from_str(&json).unwrap_or_default();
+            self.flushed_metrics = self.metrics.clone();
+        }
+        Ok(self)
+    }
+
+    /// Everything the room counted (storage rows included), cumulative across restarts up to
+    /// the last flush.
+    pub fn metrics(&self) -> Metrics {
+        let mut metrics = self.metrics.clone();
+        let counts = self.store.counts();
+        metrics.rows_read += counts.rows_read;
+        metrics.rows_written += counts.rows_written;
+        metrics
+    }
+
+    /// The counts the shell adds (requests, frames sent, flush results).
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
     }
 
     /// The room's epoch: a random id that names its history. `seq` numbers are only comparable
@@ -115,7 +163,7 @@ impl<S: Sql> Room<S> {
     /// `welcome` (plus the replay or `gap` for `resume_from`) and tells the members it joined.
     /// Returns the connection to keep in the socket attachment.
     pub fn connect(&mut self, options: ConnectOptions, now_ms: u64) -> Result<Connection, StoreError> {
-        let id = self.store.next_in_sequence(CONNECTION_COUNTER)?;
+        let id = self.store.next_in_sequence(CONNECTION_IDS)?;
         let connection = Connection {
             id,
             format: options.format,
@@ -124,7 +172,8 @@ impl<S: Sql> Room<S> {
             live: false,
             rights: options.rights,
         };
-        self.peers.insert(connection.clone(), self.limits.rate_burst, now_ms);
+        self.peers.insert(connection.clone(), &self.limits, now_ms);
+        self.metrics.connections(self.peers.iter().count());
         if options.await_hello {
             return Ok(connection);
         }
@@ -137,7 +186,7 @@ impl<S: Sql> Room<S> {
 
     /// Re-registers a connection found on a socket after the object woke up.
     pub fn restore_connection(&mut self, connection: Connection, now_ms: u64) {
-        self.peers.insert(connection, self.limits.rate_burst, now_ms);
+        self.peers.insert(connection, &self.limits, now_ms);
     }
 
     /// Whether the room knows connection `id`.
@@ -156,7 +205,7 @@ impl<S: Sql> Room<S> {
             if peer.connection.in_presence() {
                 let left = PresenceDiff { joined: vec![], left: vec![id], updated: vec![] };
                 self.outbox.push(left.into(), self.peers.presence_ids_except(None));
-                self.unflushed_change = true;
+                self.mark_changed();
             }
         }
     }
@@ -164,7 +213,7 @@ impl<S: Sql> Room<S> {
     /// Records activity of connection `id` seen by the runtime (an auto-answered `ping`).
     pub fn touch(&mut self, id: u64, at_ms: u64) {
         if let Some(peer) = self.peers.get_mut(id) {
-            peer.last_seen_ms = peer.last_seen_ms.max(at_ms);
+            peer.admission.touch(at_ms);
         }
     }
 
@@ -172,7 +221,7 @@ impl<S: Sql> Room<S> {
     pub fn silent_connections(&self, now_ms: u64) -> Vec<u64> {
         self.peers
             .iter()
-            .filter(|peer| now_ms.saturating_sub(peer.last_seen_ms) > self.limits.heartbeat_timeout_ms)
+            .filter(|peer| peer.admission.is_silent(&self.limits, now_ms))
             .map(|peer| peer.connection.id)
             .collect()
     }
@@ -190,39 +239,21 @@ impl<S: Sql> Room<S> {
     /// Handles one frame from connection `id`. Returns the connection's new data when its
     /// attachment must be saved (its presence or form changed).
     pub fn handle_frame(&mut self, id: u64, frame: &WireFrame, now_ms: u64) -> Option<Connection> {
-        let limits = &self.limits;
+        self.metrics.frame_in(frame.len());
         let peer = self.peers.get_mut(id)?;
-        peer.last_seen_ms = peer.last_seen_ms.max(now_ms);
         let mut changed = false;
         if peer.connection.format != frame.format() {
             // Frames to a connection follow the form its client last sent.
             peer.connection.format = frame.format();
             changed = true;
         }
-        let refusal = if frame.len() > limits.max_frame_bytes {
-            Some(Refusal(
-                ErrorCode::TooLarge,
-                format!(
-                    "frame of {} bytes is over the limit of {} bytes",
-                    frame.len(),
-                    limits.max_frame_bytes
-                ),
-            ))
-        } else if !peer.bucket.try_take(limits.rate_per_second, limits.rate_burst, now_ms) {
-            Some(Refusal(
-                ErrorCode::RateLimited,
-                format!("over the limit of {} operations per second; slow down", limits.rate_per_second),
-            ))
-        } else {
-            None
-        };
-        let outcome = match refusal {
-            Some(refusal) => Err(refusal),
-            None => ClientMessage::decode(frame).map_err(|e| Refusal(e.code(), e.to_string())),
-        };
+        let outcome = peer
+            .admission
+            .admit(frame.len(), &self.limits, now_ms)
+            .and_then(|()| ClientMessage::decode(frame).map_err(ApiError::from));
         match outcome {
             Ok(message) => changed |= self.handle(id, message, now_ms),
-            Err(Refusal(code, message)) => self.refuse_frame(id, code, message, now_ms),
+            Err(refusal) => self.refuse_frame(id, refusal, now_ms),
         }
         changed.then(|| self.connection(id)).flatten()
     }
@@ -239,7 +270,9 @@ impl<S: Sql> Room<S> {
 
     /// Takes every frame waiting to be sent, in order.
     pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
-        self.outbox.take()
+        let outgoing = self.outbox.take();
+        self.metrics.outgoing(&outgoing);
+        outgoing
     }
 
     /// A server-side publish (REST): stored and broadcast like a client's, with no sender.
@@ -247,17 +280,20 @@ impl<S: Sql> Room<S> {
         &mut self,
         request: PublishRequest,
         now_ms: u64,
-    ) -> Result<PublishResult, (ErrorCode, String)> {
+    ) -> Result<PublishResult, ApiError> {
         let PublishRequest { body, op_id, topic } = request;
-        let seq = self
-            .apply_publish(None, Publish { op_id, body, topic }, now_ms)
-            .map_err(|Refusal(code, message)| (code, message))?;
+        let seq = self.apply_publish(None, Publish { op_id, body, topic }, now_ms)?;
         Ok(PublishResult { seq, op_id })
     }
 
     /// Up to `limit` events after `after`, with the room's current and oldest kept seq.
     pub fn history(&mut self, after: u64, limit: u64) -> Result<HistoryPage, StoreError> {
-        let events = self.store.events_after(after, limit)?.into_iter().map(|stored| stored.event).collect();
+        let events = self
+            .store
+            .events_page(after, limit, self.limits.history_page_max_bytes)?
+            .into_iter()
+            .map(|stored| stored.event)
+            .collect();
         Ok(HistoryPage {
             events,
             seq: self.last_seq()?,
@@ -314,7 +350,7 @@ impl<S: Sql> Room<S> {
         self.store.is_empty()
     }
 
-    /// The room as a snapshot: its state, its counters and up to `max_events` recent events.
+    /// The room as a snapshot: its state, its sequences and up to `max_events` recent events.
     pub fn snapshot(
         &mut self,
         tenant: &str,
@@ -330,7 +366,7 @@ impl<S: Sql> Room<S> {
             created_ms: now_ms,
             state: self.store.state_entries()?,
             events: self.store.events_after(seq.saturating_sub(max_events), max_events)?,
-            counters: self.store.counters()?,
+            sequences: self.store.sequences()?,
         })
     }
 
@@ -347,16 +383,16 @@ impl<S: Sql> Room<S> {
         for entry in &snapshot.state {
             self.store.put_state(&entry.key, &entry.value, entry.seq)?;
         }
-        for (name, value) in &snapshot.counters {
-            let current = self.store.counter(name)?;
-            self.store.set_counter(name, current.max(*value))?;
+        for (name, value) in &snapshot.sequences {
+            let current = self.store.sequence(name)?;
+            self.store.set_sequence(name, current.max(*value))?;
         }
         let seq = seq_before.max(snapshot.seq);
-        self.store.set_counter(SEQ_FLOOR_COUNTER, seq)?;
+        self.store.set_sequence(SEQ_FLOOR, seq)?;
         self.start_new_epoch()?;
         self.last_seq = Some(seq);
         self.state_size = None;
-        self.unflushed_change = true;
+        self.mark_changed();
         for id in self.peers.live_ids_except(None) {
             let welcome = self.welcome(id)?;
             self.outbox.push(welcome, vec![id]);
@@ -365,15 +401,99 @@ impl<S: Sql> Room<S> {
         Ok(())
     }
 
+    /// What a flush writes now: the read model, the snapshot and the injected faults (tests);
+    /// `None` when the room is clean or does not know its names yet.
+    pub fn flush_plan(&mut self, now_ms: u64) -> Result<Option<FlushPlan>, StoreError> {
+        if !self.needs_flush()? {
+            return Ok(None);
+        }
+        let Some((tenant, name)) = self.names()? else { return Ok(None) };
+        let view = self.view(&tenant, &name, now_ms)?;
+        let snapshot = self.snapshot(&tenant, &name, self.limits.snapshot_max_events, now_ms)?;
+        let totals = self.metrics();
+        let since = totals.since(&self.flushed_metrics);
+        Ok(Some(FlushPlan {
+            view,
+            snapshot,
+            faults: self.faults()?,
+            generation: self.change_generation,
+            totals,
+            since,
+        }))
+    }
+
+    /// Brings back a room whose storage was empty from what the index and snapshot store said:
+    /// `Ok(Some(seq))` when a snapshot was restored, `Ok(None)` for a new room, `Err` with the
+    /// reason when the room existed but could not be restored (it must refuse requests).
+    pub fn restore_from(&mut self, source: RestoreSource) -> Result<Option<u64>, String> {
+        match source {
+            RestoreSource::NewRoom => Ok(None),
+            RestoreSource::Unavailable(reason) => Err(reason),
+            RestoreSource::Snapshot(snapshot) => {
+                let seq = snapshot.seq;
+                self.restore_snapshot(*snapshot).map(|()| Some(seq)).map_err(|e| e.to_string())
+            }
+        }
+    }
+
     /// Whether the room changed since its last complete flush (a new event, presence, a restore).
     pub fn needs_flush(&mut self) -> Result<bool, StoreError> {
-        Ok(self.unflushed_change || self.last_seq()? > self.store.counter(FLUSHED_COUNTER)?)
+        Ok(self.unflushed_change || self.last_seq()? > self.store.sequence(FLUSHED_SEQ)?)
     }
 
     /// Records a complete flush of the room at `seq`.
-    pub fn flushed(&mut self, seq: u64) -> Result<(), StoreError> {
-        self.unflushed_change = false;
-        self.store.set_counter(FLUSHED_COUNTER, seq)
+    /// Changes made after `plan` was taken (while its writes were in flight) stay unflushed.
+    pub fn flushed(&mut self, plan: &FlushPlan) -> Result<(), StoreError> {
+        if self.change_generation == plan.generation {
+            self.unflushed_change = false;
+        }
+        // The totals ride along with the flush's own row write: one more row, no extra cost.
+        let json = serde_json::to_string(&plan.totals).map_err(|_| StoreError::BadRow("metrics"))?;
+        self.store.set_meta(METRICS_META, &json)?;
+        self.flushed_metrics = plan.totals.clone();
+        self.store.set_sequence(FLUSHED_SEQ, plan.snapshot.seq)
+    }
+
+    /// Makes the next flush write even when nothing changed (an operator's "flush now").
+    pub fn request_flush(&mut self) {
+        self.mark_changed();
+    }
+
+    /// The room's live state for operators.
+    pub fn live(&mut self, now_ms: u64) -> Result<RoomLive, StoreError> {
+        let metrics = self.metrics();
+        Ok(RoomLive {
+            seq: self.last_seq()?,
+            epoch: self.epoch()?,
+            connections: self.connection_count(),
+            members: self.peers.members(),
+            units: crate::pricing::Units::of(&metrics),
+            metrics,
+            generated_ms: now_ms,
+        })
+    }
+
+    /// Closes connection `id` on an operator's request (close code 4013); `false` if unknown.
+    pub fn kick(&mut self, id: u64) -> bool {
+        if !self.peers.contains(id) {
+            return false;
+        }
+        self.outbox.close(id, close_code::KICKED, "closed by an operator".to_owned());
+        true
+    }
+
+    /// Closes every connection (close code 4014); returns how many.
+    pub fn close_all(&mut self) -> usize {
+        let ids: Vec<u64> = self.peers.iter().map(|peer| peer.connection.id).collect();
+        for id in &ids {
+            self.outbox.close(*id, close_code::ROOM_CLOSED, "the room was closed by an operator".to_owned());
+        }
+        ids.len()
+    }
+
+    fn mark_changed(&mut self) {
+        self.unflushed_change = true;
+        self.change_generation = self.change_generation.wrapping_add(1);
     }
 
     /// Dispatches a decoded message; returns whether the connection's data changed.
@@ -393,9 +513,9 @@ impl<S: Sql> Room<S> {
             | ClientMessage::CounterReset(_) => None,
         };
         let result = match message {
-            ClientMessage::Hello(hello) => self.hello(id, hello, live).map(|changed| (changed, None)),
-            _ if !live => Err(Refusal(ErrorCode::BadRequest, "send `hello` first".to_owned())),
-            _ if needed.is_some_and(|right| !rights.has(right)) => Err(Refusal(
+            ClientMessage::Hello(hello) => self.hello(id, hello, live, now_ms).map(|changed| (changed, None)),
+            _ if !live => Err(ApiError::bad_request("send `hello` first")),
+            _ if needed.is_some_and(|right| !rights.has(right)) => Err(ApiError::new(
                 ErrorCode::Forbidden,
                 format!("this connection lacks the `{}` right", needed.map_or("", Right::as_str)),
             )),
@@ -414,7 +534,7 @@ impl<S: Sql> Room<S> {
                 Ok((false, None))
             }
             ClientMessage::CounterAdd(_) | ClientMessage::CounterSet(_) | ClientMessage::CounterReset(_) => {
-                Err(Refusal(ErrorCode::UnknownType, "counter operations go to a counter socket".to_owned()))
+                Err(ApiError::new(ErrorCode::UnknownType, "counter operations go to a counter socket"))
             }
         };
         match result {
@@ -425,16 +545,31 @@ impl<S: Sql> Room<S> {
                 }
                 changed
             }
-            Err(Refusal(code, message)) => {
+            Err(ApiError { code, message }) => {
+                self.metrics.refused(code);
                 self.outbox.push(ErrorFrame { code, message, op_id }.into(), vec![id]);
                 false
             }
         }
     }
 
-    fn hello(&mut self, id: u64, hello: Hello, live: bool) -> Result<bool, Refusal> {
+    fn hello(&mut self, id: u64, hello: Hello, live: bool, now_ms: u64) -> Result<bool, ApiError> {
+        if hello.resume_from.is_some_and(|seq| seq > MAX_SEQ) {
+            return Err(ApiError::bad_request(format!("resume_from is at most {MAX_SEQ}")));
+        }
         if live {
             // A refresh: the current welcome, no replay (the connection has every event already).
+            // It costs the connection's send budget, so refreshes cannot queue without bound.
+            let cost = self.state_size()?.bytes + self.peers.iter().count() * 128 + 256;
+            let limits = &self.limits;
+            let affordable =
+                self.peers.get_mut(id).is_some_and(|peer| peer.admission.spend(cost, limits, now_ms));
+            if !affordable {
+                let reason =
+                    "over the send budget (welcome refreshes); reconnect later and resume".to_owned();
+                self.outbox.close(id, close_code::SEND_BUDGET, reason);
+                return Ok(false);
+            }
             let welcome = self.welcome(id)?;
             self.outbox.push(welcome, vec![id]);
             return Ok(false);
@@ -462,7 +597,7 @@ impl<S: Sql> Room<S> {
         if let Some(member) = self.connection(id).filter(Connection::in_presence).map(|c| c.member()) {
             let joined = PresenceDiff { joined: vec![member], left: vec![], updated: vec![] };
             self.outbox.push(joined.into(), self.peers.presence_ids_except(Some(id)));
-            self.unflushed_change = true;
+            self.mark_changed();
         }
         Ok(())
     }
@@ -504,17 +639,22 @@ impl<S: Sql> Room<S> {
             return Ok(());
         }
         for stored in self.store.events_after(resume_from, seq - resume_from)? {
-            self.outbox.push_event(stored.event, vec![id], self.limits.batch_max_events);
+            self.outbox.push_event(
+                stored.event,
+                vec![id],
+                self.limits.batch_max_events,
+                self.limits.batch_max_bytes,
+            );
         }
         Ok(())
     }
 
     /// Stores a message event (once per `op_id`) and returns its seq.
-    fn apply_publish(&mut self, sender: Option<u64>, publish: Publish, now_ms: u64) -> Result<u64, Refusal> {
+    fn apply_publish(&mut self, sender: Option<u64>, publish: Publish, now_ms: u64) -> Result<u64, ApiError> {
         let Publish { op_id, body, topic } = publish;
         if topic.as_ref().is_some_and(|topic| topic.len() > self.limits.topic_max_bytes) {
             let message = format!("topics are at most {} bytes", self.limits.topic_max_bytes);
-            return Err(Refusal(ErrorCode::BadRequest, message));
+            return Err(ApiError::bad_request(message));
         }
         if let Some(seq) = self.seq_of(op_id)? {
             return Ok(seq);
@@ -523,16 +663,13 @@ impl<S: Sql> Room<S> {
         Ok(self.append(event, op_id, now_ms)?.seq)
     }
 
-    fn state_set(&mut self, id: u64, set: StateSet, now_ms: u64) -> Result<u64, Refusal> {
+    fn state_set(&mut self, id: u64, set: StateSet, now_ms: u64) -> Result<u64, ApiError> {
         let StateSet { op_id, key, value } = set;
         let limits = &self.limits;
-        if key.is_empty() || key.len() > limits.state_max_key_bytes {
-            let message = format!("state keys are 1 to {} bytes", limits.state_max_key_bytes);
-            return Err(Refusal(ErrorCode::BadRequest, message));
-        }
+        self.check_state_key(&key)?;
         if value.len() > limits.state_max_value_bytes {
             let message = format!("state values are at most {} bytes", limits.state_max_value_bytes);
-            return Err(Refusal(ErrorCode::TooLarge, message));
+            return Err(ApiError::new(ErrorCode::TooLarge, message));
         }
         if let Some(seq) = self.seq_of(op_id)? {
             return Ok(seq);
@@ -543,11 +680,11 @@ impl<S: Sql> Room<S> {
         let bytes_after = size.bytes - existing.min(size.bytes) + key.len() + value.len();
         if keys_after > self.limits.state_max_keys {
             let message = format!("the room already has {} state keys", self.limits.state_max_keys);
-            return Err(Refusal(ErrorCode::LimitExceeded, message));
+            return Err(ApiError::new(ErrorCode::LimitExceeded, message));
         }
         if bytes_after > self.limits.state_max_bytes {
             let message = format!("the room's state would exceed {} bytes", self.limits.state_max_bytes);
-            return Err(Refusal(ErrorCode::LimitExceeded, message));
+            return Err(ApiError::new(ErrorCode::LimitExceeded, message));
         }
         let event = Event {
             seq: 0,
@@ -565,8 +702,9 @@ impl<S: Sql> Room<S> {
         Ok(event.seq)
     }
 
-    fn state_delete(&mut self, id: u64, delete: StateDelete, now_ms: u64) -> Result<u64, Refusal> {
+    fn state_delete(&mut self, id: u64, delete: StateDelete, now_ms: u64) -> Result<u64, ApiError> {
         let StateDelete { op_id, key } = delete;
+        self.check_state_key(&key)?;
         if let Some(seq) = self.seq_of(op_id)? {
             return Ok(seq);
         }
@@ -592,18 +730,26 @@ impl<S: Sql> Room<S> {
         Ok(event.seq)
     }
 
+    fn check_state_key(&self, key: &str) -> Result<(), ApiError> {
+        let max = self.limits.state_max_key_bytes;
+        if key.is_empty() || key.len() > max {
+            return Err(ApiError::bad_request(format!("state keys are 1 to {max} bytes")));
+        }
+        Ok(())
+    }
+
     /// Replaces the presence data of `id` and tells every member; returns whether it changed.
-    fn presence_set(&mut self, id: u64, presence: PresenceSet) -> Result<bool, Refusal> {
+    fn presence_set(&mut self, id: u64, presence: PresenceSet) -> Result<bool, ApiError> {
         if presence.data.len() > self.limits.presence_max_bytes {
             let message = format!("presence data is at most {} bytes", self.limits.presence_max_bytes);
-            return Err(Refusal(ErrorCode::TooLarge, message));
+            return Err(ApiError::new(ErrorCode::TooLarge, message));
         }
         let Some(peer) = self.peers.get_mut(id) else { return Ok(false) };
         peer.connection.presence = Some(presence.data.as_str().to_owned());
         let member = peer.connection.member();
         let updated = PresenceDiff { joined: vec![], left: vec![], updated: vec![member] };
         self.outbox.push(updated.into(), self.peers.presence_ids_except(None));
-        self.unflushed_change = true;
+        self.mark_changed();
         Ok(true)
     }
 
@@ -622,30 +768,28 @@ impl<S: Sql> Room<S> {
         event.seq = seq;
         let stored = StoredEvent { event, op_id: op_id.map(|id| id.to_string()), at_ms: now_ms };
         self.store.append(&stored)?;
+        self.metrics.events += 1;
         self.last_seq = Some(seq);
         if seq % TRIM_EVERY == 0 {
             let min_at_ms = now_ms.saturating_sub(self.limits.history_max_age_ms);
             self.store.trim_history(self.limits.history_max_events, min_at_ms)?;
         }
         let event = stored.event;
-        self.outbox.push_event(event.clone(), self.peers.live_ids_except(None), self.limits.batch_max_events);
+        let (max_events, max_bytes) = (self.limits.batch_max_events, self.limits.batch_max_bytes);
+        self.outbox.push_event(event.clone(), self.peers.live_ids_except(None), max_events, max_bytes);
         Ok(event)
     }
 
     /// Queues an `error` for a refused frame and closes connections that keep sending bad ones.
-    fn refuse_frame(&mut self, id: u64, code: ErrorCode, message: String, now_ms: u64) {
+    fn refuse_frame(&mut self, id: u64, refusal: ApiError, now_ms: u64) {
+        let ApiError { code, message } = refusal;
+        self.metrics.refused(code);
         self.outbox.push(ErrorFrame { code, message, op_id: None }.into(), vec![id]);
-        let limits = &self.limits;
         let Some(peer) = self.peers.get_mut(id) else {
             return;
         };
-        if peer.strikes.add(limits.strike_window_ms, now_ms) >= limits.max_strikes {
-            let close = match code {
-                ErrorCode::RateLimited => close_code::RATE_LIMITED,
-                ErrorCode::TooLarge => close_code::TOO_LARGE,
-                _ => close_code::PROTOCOL_ERROR,
-            };
-            self.outbox.close(id, close, format!("too many refused frames ({code:?})"));
+        if let Some((close, reason)) = peer.admission.strike(code, &self.limits, now_ms) {
+            self.outbox.close(id, close, reason);
         }
     }
 

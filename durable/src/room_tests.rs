@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::sql::testing::MemorySql;
-use edgeroom_protocol::{Member, Rights};
+use edgeroom_protocol::{close_code, Member, Rights};
 use serde_json::json;
 
 fn room_with(limits: Limits) -> Room<MemorySql> {
@@ -447,7 +447,7 @@ fn server_publishes_reach_members_and_are_idempotent() {
     assert_eq!(event_seqs(&frames), vec![1, 2]);
     assert!(matches!(&frames[0], ServerMessage::Event(e) if e.sender.is_none()));
     let long_topic = PublishRequest { topic: Some("t".repeat(500)), ..request(None) };
-    assert_eq!(room.publish_from_server(long_topic, 1).unwrap_err().0, ErrorCode::BadRequest);
+    assert_eq!(room.publish_from_server(long_topic, 1).unwrap_err().code, ErrorCode::BadRequest);
 }
 
 #[test]
@@ -471,16 +471,87 @@ fn history_pages_and_the_view() {
 fn the_read_model_is_stale_after_events_and_presence_until_published() {
     let mut room = room();
     assert!(!room.needs_flush().unwrap());
+    assert!(room.flush_plan(0).unwrap().is_none(), "a room without names has nothing to flush");
+    room.remember_names("acme", "lobby").unwrap();
+    assert_eq!(room.names().unwrap(), Some(("acme".to_owned(), "lobby".to_owned())));
     let alice = join(&mut room);
     assert!(room.needs_flush().unwrap(), "a join changes presence");
-    room.flushed(0).unwrap();
+    let plan = room.flush_plan(0).unwrap().unwrap();
+    room.flushed(&plan).unwrap();
     assert!(!room.needs_flush().unwrap());
     room.handle_frame(alice, &publish_frame(json!(1), None), 1);
     assert!(room.needs_flush().unwrap());
-    room.flushed(1).unwrap();
+    let plan = room.flush_plan(1).unwrap().unwrap();
+    assert_eq!(plan.snapshot.seq, 1);
+    room.flushed(&plan).unwrap();
     assert!(!room.needs_flush().unwrap());
+}
+
+#[test]
+fn a_presence_change_during_a_flush_is_not_marked_flushed() {
+    let mut room = room();
     room.remember_names("acme", "lobby").unwrap();
-    assert_eq!(room.names().unwrap(), Some(("acme".to_owned(), "lobby".to_owned())));
+    let alice = join(&mut room);
+    let plan = room.flush_plan(0).unwrap().unwrap();
+    // While the flush writes, presence changes (no new seq).
+    room.handle_frame(alice, &json_frame(json!({"type": "presence_set", "data": {"typing": true}})), 1);
+    room.flushed(&plan).unwrap();
+    assert!(room.needs_flush().unwrap(), "the presence change still needs its own flush");
+}
+
+#[test]
+fn welcome_refreshes_spend_a_send_budget_and_then_close() {
+    let limits = Limits { send_budget_bytes: 10_000, ..Limits::default() };
+    let mut room = room_with(limits);
+    let alice = join(&mut room);
+    room.handle_frame(
+        alice,
+        &json_frame(json!({"type": "state_set", "key": "k", "value": "x".repeat(3_000)})),
+        1,
+    );
+    room.take_outgoing();
+    let mut outcomes = Vec::new();
+    for _ in 0..5 {
+        room.handle_frame(alice, &json_frame(json!({"type": "hello"})), 1);
+        for outgoing in room.take_outgoing() {
+            outcomes.push(match outgoing {
+                Outgoing::Close { code, .. } => code,
+                Outgoing::Deliver { message: ServerMessage::Welcome(_), .. } => 0,
+                Outgoing::Deliver { .. } => continue,
+            });
+        }
+    }
+    // Each refresh costs about 3.4 KB of the 10 KB budget: two fit, then the room closes it.
+    assert_eq!(&outcomes[..3], &[0, 0, close_code::SEND_BUDGET]);
+}
+
+#[test]
+fn oversized_keys_and_seqs_are_refused_everywhere() {
+    let mut room = room();
+    let alice = join(&mut room);
+    room.take_outgoing();
+    let long_key = "k".repeat(300);
+    room.handle_frame(alice, &json_frame(json!({"type": "state_delete", "key": long_key})), 1);
+    room.handle_frame(alice, &json_frame(json!({"type": "hello", "resume_from": u64::MAX})), 1);
+    assert_eq!(
+        error_codes(&deliveries(&mut room, alice)),
+        vec![ErrorCode::BadRequest, ErrorCode::BadRequest]
+    );
+    assert_eq!(room.seq().unwrap(), 0, "nothing was stored");
+    assert!(ConnectOptions::from_query([("resume_from", "18446744073709551615")]).is_err());
+}
+
+#[test]
+fn restore_outcomes_decide_whether_a_room_may_serve() {
+    let mut room = room();
+    assert_eq!(room.restore_from(RestoreSource::NewRoom), Ok(None));
+    assert_eq!(room.restore_from(RestoreSource::Unavailable("R2 down".into())), Err("R2 down".into()));
+    let mut source = self::room();
+    let id = join(&mut source);
+    source.handle_frame(id, &publish_frame(json!(1), None), 1);
+    let snapshot = source.snapshot("acme", "lobby", 10, 1).unwrap();
+    assert_eq!(room.restore_from(RestoreSource::Snapshot(Box::new(snapshot))), Ok(Some(1)));
+    assert_eq!(room.seq().unwrap(), 1);
 }
 
 #[test]
@@ -552,4 +623,53 @@ fn epochs_survive_reopening_and_change_with_a_restore() {
         matches!(&frames[..], [ServerMessage::Welcome(w), ServerMessage::Gap(_)] if w.epoch == new_epoch)
     );
     assert_eq!(reopened.history(0, 10).unwrap().epoch, new_epoch);
+}
+
+#[test]
+fn metrics_count_a_known_load_and_survive_a_reopen() {
+    let sql = std::rc::Rc::new(MemorySql::new());
+    let mut room = Room::open(sql.clone(), Limits::default(), 1).unwrap();
+    room.remember_names("acme", "lobby").unwrap();
+    let clients: Vec<u64> = (0..3).map(|_| room.connect(options(), 0).unwrap().id).collect();
+    room.take_outgoing();
+    for n in 0..100 {
+        let op_id = Uuid::from_u128(n);
+        room.handle_frame(clients[n as usize % 3], &publish_frame(json!(n), Some(op_id)), 1);
+        room.take_outgoing();
+    }
+    room.handle_frame(clients[0], &WireFrame::Text("nope".into()), 1);
+    room.take_outgoing();
+    let metrics = room.metrics();
+    assert_eq!((metrics.events, metrics.deliveries, metrics.acks), (100, 300, 100));
+    assert_eq!((metrics.frames_in, metrics.connections_peak), (101, 3));
+    assert_eq!(metrics.refusals.get("malformed_frame"), Some(&1));
+    assert!(metrics.rows_written >= 100, "each event is a row: {}", metrics.rows_written);
+    let plan = room.flush_plan(2).unwrap().unwrap();
+    assert_eq!((plan.since.events, plan.totals.events), (100, 100));
+    room.flushed(&plan).unwrap();
+    room.handle_frame(clients[0], &publish_frame(json!("one more"), None), 3);
+    let plan = room.flush_plan(4).unwrap().unwrap();
+    assert_eq!((plan.since.events, plan.totals.events), (1, 101), "the next flush has only what is new");
+    drop(room);
+    let reopened = Room::open(sql, Limits::default(), 2).unwrap();
+    assert!(reopened.metrics().events >= 100, "saved metrics come back after an eviction");
+}
+
+#[test]
+fn operators_can_close_one_connection_or_all() {
+    let mut room = room();
+    let (alice, bob) = (join(&mut room), join(&mut room));
+    room.take_outgoing();
+    assert!(room.kick(alice));
+    assert!(!room.kick(999));
+    assert_eq!(room.close_all(), 2);
+    let closes: Vec<(u64, u16)> = room
+        .take_outgoing()
+        .into_iter()
+        .filter_map(|o| if let Outgoing::Close { to, code, .. } = o { Some((to, code)) } else { None })
+        .collect();
+    assert_eq!(
+        closes,
+        vec![(alice, close_code::KICKED), (alice, close_code::ROOM_CLOSED), (bob, close_code::ROOM_CLOSED)]
+    );
 }

@@ -31,8 +31,8 @@ pub struct Snapshot {
     pub state: Vec<StateEntry>,
     /// The most recent history (up to the configured number of events), in order.
     pub events: Vec<StoredEvent>,
-    /// The room's persistent counters (connection ids, …), so ids are never reused.
-    pub counters: Vec<(String, u64)>,
+    /// The room's persistent sequences (connection ids, …), so ids are never reused.
+    pub sequences: Vec<(String, u64)>,
 }
 
 /// Why bytes are not a readable snapshot.
@@ -104,6 +104,23 @@ impl Snapshot {
         }
         Ok(snapshot)
     }
+}
+
+/// R2 snapshot objects that no index row names (their flush failed after the R2 write) and that
+/// are older than `min_age_ms`, so a flush still writing its index row is never touched.
+pub fn orphaned_snapshots<'a>(
+    listed: &'a [(String, u64)],
+    indexed: &std::collections::HashSet<String>,
+    now_ms: u64,
+    min_age_ms: u64,
+) -> Vec<&'a str> {
+    listed
+        .iter()
+        .filter(|(key, uploaded_ms)| {
+            !indexed.contains(key) && now_ms.saturating_sub(*uploaded_ms) >= min_age_ms
+        })
+        .map(|(key, _)| key.as_str())
+        .collect()
 }
 
 /// Reads fixed-size fields off the front of a slice.
@@ -180,7 +197,7 @@ mod tests {
                 op_id: Some("op".into()),
                 at_ms: 5,
             }],
-            counters: vec![("connection".into(), 9)],
+            sequences: vec![("connection".into(), 9)],
         }
     }
 
@@ -223,5 +240,13 @@ mod tests {
         // The newest 4 (27..=30) plus the newest of each of days 94..=100 (day 100 is today:
         // seqs 30 and before): 12, 15, 18, 21, 24 besides those already kept.
         assert_eq!(kept, vec![12, 15, 18, 21, 24, 27, 28, 29, 30]);
+    }
+
+    #[test]
+    fn only_old_unindexed_objects_are_orphans() {
+        let listed = vec![("a".to_owned(), 0), ("b".to_owned(), 0), ("c".to_owned(), 9_500)];
+        let indexed = ["a".to_owned()].into_iter().collect();
+        assert_eq!(orphaned_snapshots(&listed, &indexed, 10_000, 1_000), vec!["b"]);
+        assert_eq!(orphaned_snapshots(&listed, &indexed, 10_000, 0), vec!["b", "c"]);
     }
 }

@@ -89,11 +89,29 @@ pub enum StoreError {
 pub trait Sql {
     /// Runs `sql` with `params` bound to its `?` placeholders.
     fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError>;
+
+    /// Rows read and written by every statement so far (the storage's billable units).
+    fn counts(&self) -> SqlCounts {
+        SqlCounts::default()
+    }
+}
+
+/// Rows a storage read and wrote, as the runtime bills them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SqlCounts {
+    /// Rows read.
+    pub rows_read: u64,
+    /// Rows written.
+    pub rows_written: u64,
 }
 
 impl<T: Sql + ?Sized> Sql for std::rc::Rc<T> {
     fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError> {
         (**self).query(sql, params)
+    }
+
+    fn counts(&self) -> SqlCounts {
+        (**self).counts()
     }
 }
 
@@ -104,12 +122,12 @@ pub(crate) mod testing {
     use super::*;
     use rusqlite::types::{Value, ValueRef};
 
-    /// An in-memory SQLite database.
-    pub struct MemorySql(rusqlite::Connection);
+    /// An in-memory SQLite database that counts rows like the runtime does.
+    pub struct MemorySql(rusqlite::Connection, std::cell::Cell<SqlCounts>);
 
     impl MemorySql {
         pub fn new() -> Self {
-            Self(rusqlite::Connection::open_in_memory().expect("open in-memory sqlite"))
+            Self(rusqlite::Connection::open_in_memory().expect("open in-memory sqlite"), Default::default())
         }
     }
 
@@ -143,7 +161,18 @@ pub(crate) mod testing {
                 }
                 out.push(values);
             }
+            drop(rows);
+            let mut counts = self.1.get();
+            counts.rows_read += out.len() as u64;
+            if !statement.readonly() {
+                counts.rows_written += self.0.changes();
+            }
+            self.1.set(counts);
             Ok(out)
+        }
+
+        fn counts(&self) -> SqlCounts {
+            self.1.get()
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The room's durable storage: the ordered event history and the persistent counters, in SQL.
+//! The room's durable storage: the ordered event history, the shared state and the room's
+//! persistent sequences (connection ids, the seq floor, the flushed seq), in SQL.
 
 use edgeroom_protocol::{Body, Event, EventKind, StateEntry};
 
@@ -19,7 +20,7 @@ const SCHEMA: &[&str] = &[
     // Finds a retried operation's original event; only rows with an op id are indexed.
     "CREATE INDEX IF NOT EXISTS events_by_op_id ON events (op_id) WHERE op_id IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, seq INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ];
 
@@ -51,6 +52,11 @@ pub struct RoomStore<S> {
 impl<S: Sql> RoomStore<S> {
     /// Wraps `sql` and creates the tables if they do not exist yet.
     pub fn open(sql: S) -> Result<Self, StoreError> {
+        // Rooms created before the rename kept their sequences in a table named `counters`.
+        let old = sql.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'counters'", &[])?;
+        if !old.is_empty() {
+            sql.query("ALTER TABLE counters RENAME TO sequences", &[])?;
+        }
         for statement in SCHEMA {
             sql.query(statement, &[])?;
         }
@@ -58,11 +64,11 @@ impl<S: Sql> RoomStore<S> {
     }
 
     /// The highest sequence number ever assigned (0 for a new room). A restore of an older
-    /// snapshot leaves a floor in `counters`, so numbers are never handed out twice.
+    /// snapshot leaves a floor in `sequences`, so numbers are never handed out twice.
     pub fn last_seq(&self) -> Result<u64, StoreError> {
         let rows = self.sql.query(
             "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),
-                        COALESCE((SELECT value FROM counters WHERE name = 'seq_floor'), 0))",
+                        COALESCE((SELECT value FROM sequences WHERE name = 'seq_floor'), 0))",
             &[],
         )?;
         Ok(first_value(&rows).and_then(SqlValue::as_u64).unwrap_or(0))
@@ -71,28 +77,33 @@ impl<S: Sql> RoomStore<S> {
     /// Whether the room has never stored anything (a new or wiped object).
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         let rows = self.sql.query(
-            "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM state) + (SELECT COUNT(*) FROM counters)",
+            "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM state) + (SELECT COUNT(*) FROM sequences)",
             &[],
         )?;
         Ok(first_value(&rows).and_then(SqlValue::as_u64) == Some(0))
     }
 
-    /// Every persistent counter.
-    pub fn counters(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = self.sql.query("SELECT name, value FROM counters ORDER BY name", &[])?;
+    /// Rows this storage read and wrote so far.
+    pub fn counts(&self) -> crate::SqlCounts {
+        self.sql.counts()
+    }
+
+    /// Every persistent sequence.
+    pub fn sequences(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = self.sql.query("SELECT name, value FROM sequences ORDER BY name", &[])?;
         rows.into_iter()
             .map(|row| {
                 let mut values = row.into_iter();
                 let name =
-                    values.next().and_then(SqlValue::into_text).ok_or(StoreError::BadRow("counter name"))?;
+                    values.next().and_then(SqlValue::into_text).ok_or(StoreError::BadRow("sequence name"))?;
                 let value =
-                    values.next().and_then(|v| v.as_u64()).ok_or(StoreError::BadRow("counter value"))?;
+                    values.next().and_then(|v| v.as_u64()).ok_or(StoreError::BadRow("sequence value"))?;
                 Ok((name, value))
             })
             .collect()
     }
 
-    /// Deletes history and shared state (counters and meta stay).
+    /// Deletes history and shared state (sequences and meta stay).
     pub fn clear_room(&self) -> Result<(), StoreError> {
         self.sql.query("DELETE FROM events", &[])?;
         self.sql.query("DELETE FROM state", &[])?;
@@ -125,6 +136,24 @@ impl<S: Sql> RoomStore<S> {
             "SELECT seq, kind, body, sender, topic, key, op_id, at_ms FROM events
              WHERE seq > ? ORDER BY seq LIMIT ?",
             &[after.into(), limit.into()],
+        )?;
+        rows.into_iter().map(stored_event_from_row).collect()
+    }
+
+    /// Up to `limit` events with `seq > after`, in order, stopping once `max_bytes` of bodies are
+    /// in the page (the first event always is): a page never holds the whole history in memory.
+    pub fn events_page(
+        &self,
+        after: u64,
+        limit: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = self.sql.query(
+            "SELECT seq, kind, body, sender, topic, key, op_id, at_ms FROM (
+                SELECT *, SUM(length(CAST(body AS BLOB))) OVER (ORDER BY seq) - length(CAST(body AS BLOB)) AS before
+                FROM events WHERE seq > ? ORDER BY seq LIMIT ?
+             ) WHERE before < ? ORDER BY seq",
+            &[after.into(), limit.into(), (max_bytes.max(1) as u64).into()],
         )?;
         rows.into_iter().map(stored_event_from_row).collect()
     }
@@ -231,29 +260,29 @@ impl<S: Sql> RoomStore<S> {
         Ok(())
     }
 
-    /// The current value of the named persistent counter (0 if never incremented).
-    pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
-        let rows = self.sql.query("SELECT value FROM counters WHERE name = ?", &[name.into()])?;
+    /// The current value of the named persistent sequence (0 if never advanced).
+    pub fn sequence(&self, name: &str) -> Result<u64, StoreError> {
+        let rows = self.sql.query("SELECT value FROM sequences WHERE name = ?", &[name.into()])?;
         Ok(first_value(&rows).and_then(SqlValue::as_u64).unwrap_or(0))
     }
 
-    /// Sets the named persistent counter.
-    pub fn set_counter(&self, name: &str, value: u64) -> Result<(), StoreError> {
+    /// Sets the named persistent sequence.
+    pub fn set_sequence(&self, name: &str, value: u64) -> Result<(), StoreError> {
         self.sql.query(
-            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            "INSERT INTO sequences (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             &[name.into(), value.into()],
         )?;
         Ok(())
     }
 
-    /// Increments the named persistent counter and returns its new value (1 the first time).
+    /// Advances the named persistent sequence and returns its new value (1 the first time).
     pub fn next_in_sequence(&self, name: &str) -> Result<u64, StoreError> {
         let rows = self.sql.query(
-            "INSERT INTO counters (name, value) VALUES (?, 1)
+            "INSERT INTO sequences (name, value) VALUES (?, 1)
              ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
             &[name.into()],
         )?;
-        first_value(&rows).and_then(SqlValue::as_u64).ok_or(StoreError::BadRow("counter value"))
+        first_value(&rows).and_then(SqlValue::as_u64).ok_or(StoreError::BadRow("sequence value"))
     }
 }
 
@@ -314,6 +343,18 @@ mod tests {
     }
 
     #[test]
+    fn history_pages_stop_at_their_byte_cap_but_hold_at_least_one_event() {
+        let store = RoomStore::open(MemorySql::new()).unwrap();
+        for seq in 1..=10 {
+            store.append(&message(seq, &"x".repeat(998))).unwrap(); // 1,000 bytes of JSON each
+        }
+        let seqs = |page: Vec<StoredEvent>| page.iter().map(|e| e.event.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(store.events_page(0, 100, 2_500).unwrap()), vec![1, 2, 3]);
+        assert_eq!(seqs(store.events_page(3, 2, 1_000_000).unwrap()), vec![4, 5]);
+        assert_eq!(seqs(store.events_page(9, 100, 1).unwrap()), vec![10], "the first event always fits");
+    }
+
+    #[test]
     fn a_reused_seq_is_refused() {
         let store = RoomStore::open(MemorySql::new()).unwrap();
         store.append(&message(1, "a")).unwrap();
@@ -363,19 +404,28 @@ mod tests {
     }
 
     #[test]
-    fn meta_and_counters_round_trip() {
+    fn meta_and_sequences_round_trip() {
         let store = RoomStore::open(MemorySql::new()).unwrap();
         assert_eq!(store.meta("tenant").unwrap(), None);
         store.set_meta("tenant", "acme").unwrap();
         store.set_meta("tenant", "globex").unwrap();
         assert_eq!(store.meta("tenant").unwrap().as_deref(), Some("globex"));
-        assert_eq!(store.counter("published").unwrap(), 0);
-        store.set_counter("published", 42).unwrap();
-        assert_eq!(store.counter("published").unwrap(), 42);
+        assert_eq!(store.sequence("published").unwrap(), 0);
+        store.set_sequence("published", 42).unwrap();
+        assert_eq!(store.sequence("published").unwrap(), 42);
     }
 
     #[test]
-    fn counters_are_persistent_sequences() {
+    fn rooms_from_before_the_rename_keep_their_sequences() {
+        let sql = std::rc::Rc::new(MemorySql::new());
+        sql.query("CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)", &[]).unwrap();
+        sql.query("INSERT INTO counters (name, value) VALUES ('connection', 41)", &[]).unwrap();
+        let store = RoomStore::open(sql).unwrap();
+        assert_eq!(store.next_in_sequence("connection").unwrap(), 42);
+    }
+
+    #[test]
+    fn sequences_advance_and_persist() {
         let store = RoomStore::open(MemorySql::new()).unwrap();
         assert_eq!(store.next_in_sequence("connection").unwrap(), 1);
         assert_eq!(store.next_in_sequence("connection").unwrap(), 2);

@@ -38,6 +38,9 @@ pub enum ErrorCode {
     Forbidden,
     /// The server failed; the operation was not applied and may be retried.
     Internal,
+    /// The room or counter cannot take requests right now (for example its history could not be
+    /// restored yet); nothing was applied; retry with backoff.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -59,6 +62,7 @@ impl ErrorCode {
             Self::RateLimited => 429,
             Self::Unsupported => 501,
             Self::Internal => 500,
+            Self::Unavailable => 503,
         }
     }
 }
@@ -100,6 +104,13 @@ pub mod close_code {
     pub const HEARTBEAT_TIMEOUT: u16 = 4010;
     /// The server hit an internal error on this connection; reconnect and resume.
     pub const INTERNAL: u16 = 4011;
+    /// The connection asked for more than its send budget (welcome refreshes, resumes) in too
+    /// short a time; reconnect later and resume.
+    pub const SEND_BUDGET: u16 = 4012;
+    /// An operator closed this connection (admin API); reconnecting is allowed.
+    pub const KICKED: u16 = 4013;
+    /// An operator closed every connection of the room (admin API); reconnecting is allowed.
+    pub const ROOM_CLOSED: u16 = 4014;
     /// Missing or invalid credentials.
     pub const UNAUTHORIZED: u16 = 4401;
     /// The credentials lack the right for this room.

@@ -32,11 +32,11 @@ pub use message::{
     Events, Gap, Hello, Member, Ping, Pong, PresenceDiff, PresenceSet, Publish, ServerMessage, StateDelete,
     StateEntry, StateSet, Welcome,
 };
-pub use names::{validate_name, NameError, RoomAddress, MAX_NAME_LEN};
+pub use names::{validate_name, CounterAddress, NameError, RoomAddress, MAX_NAME_LEN};
 pub use rest::{
-    CounterAddRequest, CounterOp, CounterResetRequest, CounterSetRequest, CounterShardsRequest, CounterView,
-    CounterWriteResult, FaultRequest, HistoryPage, PublishRequest, PublishResult, RestoreRequest,
-    RestoreResult, RoomRecord, RoomView, SnapshotRecord,
+    AdminActionResult, CounterAddRequest, CounterOp, CounterResetRequest, CounterSetRequest,
+    CounterShardsRequest, CounterView, CounterWriteResult, FaultRequest, HistoryPage, KickRequest,
+    PublishRequest, PublishResult, RestoreRequest, RestoreResult, RoomRecord, RoomView, SnapshotRecord,
 };
 pub use rights::{Right, Rights};
 pub use route::{Method, Route, RouteError};

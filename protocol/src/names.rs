@@ -87,20 +87,52 @@ impl RoomAddress {
 }
 
 impl RoomAddress {
-    /// The Durable Object name of shard `shard` of the counter named like this room
-    /// (`<tenant>/counter/<name>/<shard>`); shard 0 is the counter's home.
-    pub fn counter_shard_key(&self, shard: u32) -> String {
-        format!("{}/counter/{}/{shard}", self.tenant, self.room)
-    }
-
-    /// The KV key of a counter's JSON read model (`counter:<tenant>/<name>`).
-    pub fn counter_read_model_key(&self) -> String {
-        format!("counter:{}/{}", self.tenant, self.room)
-    }
-
     /// The KV key of the room's JSON read model (`read:<tenant>/<room>`).
     pub fn read_model_key(&self) -> String {
         format!("read:{}/{}", self.tenant, self.room)
+    }
+}
+
+/// A validated `tenant/counter` pair: the address of one counter (of all its shards).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CounterAddress {
+    tenant: String,
+    name: String,
+}
+
+impl CounterAddress {
+    /// Validates both names.
+    pub fn new(tenant: &str, name: &str) -> Result<Self, NameError> {
+        validate_name("tenant", tenant)?;
+        validate_name("counter", name)?;
+        Ok(Self { tenant: tenant.to_owned(), name: name.to_owned() })
+    }
+
+    /// The tenant name.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The counter name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Durable Object name of shard `shard` (`<tenant>/counter/<name>/<shard>`); shard 0 is
+    /// the counter's home.
+    pub fn shard_key(&self, shard: u32) -> String {
+        format!("{}/counter/{}/{shard}", self.tenant, self.name)
+    }
+
+    /// The KV key of the counter's JSON read model (`counter:<tenant>/<name>`).
+    pub fn read_model_key(&self) -> String {
+        format!("counter:{}/{}", self.tenant, self.name)
+    }
+}
+
+impl fmt::Display for CounterAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.name)
     }
 }
 

@@ -117,6 +117,20 @@ pub struct RestoreResult {
     pub seq: u64,
 }
 
+/// Body of `POST /v1/admin/t/{tenant}/rooms/{room}/kick`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KickRequest {
+    /// The connection to close (close code 4013).
+    pub connection_id: u64,
+}
+
+/// Answer of the admin actions on a room's connections and flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminActionResult {
+    /// Connections closed (kick, close), or 1 when a flush ran.
+    pub affected: u64,
+}
+
 /// Body of `POST /v1/admin/t/{tenant}/rooms/{room}/faults` (tests only).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultRequest {

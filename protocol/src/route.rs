@@ -1,6 +1,6 @@
 //! The HTTP routes of edgeroom: parsed by the router, built by clients.
 
-use crate::{validate_name, NameError, RoomAddress};
+use crate::{validate_name, CounterAddress, NameError, RoomAddress};
 
 /// An HTTP method the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,17 +35,17 @@ pub enum Route {
     /// `POST /v1/t/{tenant}/rooms/{room}/messages`: server-side publish.
     RoomMessages(RoomAddress),
     /// `GET /v1/t/{tenant}/counters/{name}`: a counter's value.
-    CounterState(RoomAddress),
+    CounterState(CounterAddress),
     /// `GET /v1/t/{tenant}/counters/{name}/ws`: live counter subscription.
-    CounterSocket(RoomAddress),
+    CounterSocket(CounterAddress),
     /// `POST /v1/t/{tenant}/counters/{name}/add`
-    CounterAdd(RoomAddress),
+    CounterAdd(CounterAddress),
     /// `POST /v1/t/{tenant}/counters/{name}/set`
-    CounterSet(RoomAddress),
+    CounterSet(CounterAddress),
     /// `POST /v1/t/{tenant}/counters/{name}/reset`
-    CounterReset(RoomAddress),
+    CounterReset(CounterAddress),
     /// `POST /v1/t/{tenant}/counters/{name}/shards`
-    CounterShards(RoomAddress),
+    CounterShards(CounterAddress),
     /// `POST /v1/admin/t/{tenant}/tokens`: mint a token (admin key).
     AdminToken(String),
     /// `GET /v1/admin/t/{tenant}/rooms/{room}`: the room's live state (admin key).
@@ -57,8 +57,24 @@ pub enum Route {
     /// `POST /v1/admin/t/{tenant}/rooms/{room}/restore`: restore a snapshot (admin key).
     AdminRestore(RoomAddress),
     /// `POST /v1/admin/t/{tenant}/rooms/{room}/faults`: make the room's flushes fail, for tests
-    /// (only with `ALLOW_FAULT_INJECTION=yes` in local dev mode; 404 otherwise).
+    /// (only in builds with the `fault-injection` feature; 404 otherwise).
     AdminFaults(RoomAddress),
+    /// `GET /v1/admin/t/{tenant}`: the tenant's overview (rooms, activity, cost).
+    AdminTenant(String),
+    /// `GET /v1/admin/t/{tenant}/rooms/{room}/metrics`: live metrics, members and history.
+    AdminRoomMetrics(RoomAddress),
+    /// `POST /v1/admin/t/{tenant}/rooms/{room}/kick`: close one connection (4013).
+    AdminKick(RoomAddress),
+    /// `POST /v1/admin/t/{tenant}/rooms/{room}/close`: close every connection (4014).
+    AdminClose(RoomAddress),
+    /// `POST /v1/admin/t/{tenant}/rooms/{room}/flush`: flush now.
+    AdminFlush(RoomAddress),
+    /// `GET /v1/admin/t/{tenant}/rooms/{room}/tail`: a read-only WebSocket of the room's events.
+    AdminTail(RoomAddress),
+    /// `GET /v1/admin/t/{tenant}/counters`: the tenant's counters.
+    AdminCounters(String),
+    /// `POST /v1/admin/t/{tenant}/counters/{name}/reset`: reset a counter.
+    AdminCounterReset(CounterAddress),
 }
 
 /// Why a path is not a route.
@@ -78,18 +94,19 @@ impl Route {
         let not_found = || RouteError::NotFound(path.to_owned());
         let segments: Vec<&str> = path.strip_prefix('/').ok_or_else(not_found)?.split('/').collect();
         let room = |tenant: &str, room: &str| RoomAddress::new(tenant, room);
+        let counter = |tenant: &str, name: &str| CounterAddress::new(tenant, name);
         Ok(match segments.as_slice() {
             ["healthz"] => Self::Health,
             ["v1", "t", tenant, "rooms", name, "ws"] => Self::RoomSocket(room(tenant, name)?),
             ["v1", "t", tenant, "rooms", name] => Self::RoomState(room(tenant, name)?),
             ["v1", "t", tenant, "rooms", name, "history"] => Self::RoomHistory(room(tenant, name)?),
             ["v1", "t", tenant, "rooms", name, "messages"] => Self::RoomMessages(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name] => Self::CounterState(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name, "ws"] => Self::CounterSocket(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name, "add"] => Self::CounterAdd(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name, "set"] => Self::CounterSet(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name, "reset"] => Self::CounterReset(room(tenant, name)?),
-            ["v1", "t", tenant, "counters", name, "shards"] => Self::CounterShards(room(tenant, name)?),
+            ["v1", "t", tenant, "counters", name] => Self::CounterState(counter(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "ws"] => Self::CounterSocket(counter(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "add"] => Self::CounterAdd(counter(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "set"] => Self::CounterSet(counter(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "reset"] => Self::CounterReset(counter(tenant, name)?),
+            ["v1", "t", tenant, "counters", name, "shards"] => Self::CounterShards(counter(tenant, name)?),
             ["v1", "admin", "t", tenant, "tokens"] => {
                 validate_name("tenant", tenant)?;
                 Self::AdminToken((*tenant).to_owned())
@@ -104,8 +121,57 @@ impl Route {
             }
             ["v1", "admin", "t", tenant, "rooms", name, "restore"] => Self::AdminRestore(room(tenant, name)?),
             ["v1", "admin", "t", tenant, "rooms", name, "faults"] => Self::AdminFaults(room(tenant, name)?),
+            ["v1", "admin", "t", tenant] => {
+                validate_name("tenant", tenant)?;
+                Self::AdminTenant((*tenant).to_owned())
+            }
+            ["v1", "admin", "t", tenant, "rooms", name, "metrics"] => {
+                Self::AdminRoomMetrics(room(tenant, name)?)
+            }
+            ["v1", "admin", "t", tenant, "rooms", name, "kick"] => Self::AdminKick(room(tenant, name)?),
+            ["v1", "admin", "t", tenant, "rooms", name, "close"] => Self::AdminClose(room(tenant, name)?),
+            ["v1", "admin", "t", tenant, "rooms", name, "flush"] => Self::AdminFlush(room(tenant, name)?),
+            ["v1", "admin", "t", tenant, "rooms", name, "tail"] => Self::AdminTail(room(tenant, name)?),
+            ["v1", "admin", "t", tenant, "counters"] => {
+                validate_name("tenant", tenant)?;
+                Self::AdminCounters((*tenant).to_owned())
+            }
+            ["v1", "admin", "t", tenant, "counters", name, "reset"] => {
+                Self::AdminCounterReset(counter(tenant, name)?)
+            }
             _ => return Err(not_found()),
         })
+    }
+
+    /// The tenant and the room or counter name a token must grant, for the routes that take a
+    /// token (admin routes and `/healthz` take none).
+    pub fn token_scope(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::RoomSocket(a) | Self::RoomState(a) | Self::RoomHistory(a) | Self::RoomMessages(a) => {
+                Some((a.tenant(), a.room()))
+            }
+            Self::CounterState(a)
+            | Self::CounterSocket(a)
+            | Self::CounterAdd(a)
+            | Self::CounterSet(a)
+            | Self::CounterReset(a)
+            | Self::CounterShards(a) => Some((a.tenant(), a.name())),
+            Self::Health
+            | Self::AdminToken(_)
+            | Self::AdminRoom(_)
+            | Self::AdminRooms(_)
+            | Self::AdminSnapshots(_)
+            | Self::AdminRestore(_)
+            | Self::AdminFaults(_)
+            | Self::AdminTenant(_)
+            | Self::AdminRoomMetrics(_)
+            | Self::AdminKick(_)
+            | Self::AdminClose(_)
+            | Self::AdminFlush(_)
+            | Self::AdminTail(_)
+            | Self::AdminCounters(_)
+            | Self::AdminCounterReset(_) => None,
+        }
     }
 
     /// The one method this route answers (besides CORS preflight `OPTIONS`).
@@ -115,6 +181,10 @@ impl Route {
             | Self::AdminToken(_)
             | Self::AdminRestore(_)
             | Self::AdminFaults(_)
+            | Self::AdminKick(_)
+            | Self::AdminClose(_)
+            | Self::AdminFlush(_)
+            | Self::AdminCounterReset(_)
             | Self::CounterAdd(_)
             | Self::CounterSet(_)
             | Self::CounterReset(_)
@@ -130,10 +200,19 @@ impl Route {
             Self::Health
             | Self::AdminToken(_)
             | Self::AdminRoom(_)
-            | Self::AdminRooms(_)
             | Self::AdminSnapshots(_)
             | Self::AdminRestore(_)
-            | Self::AdminFaults(_) => &[],
+            | Self::AdminFaults(_)
+            | Self::AdminTenant(_)
+            | Self::AdminKick(_)
+            | Self::AdminClose(_)
+            | Self::AdminFlush(_)
+            | Self::AdminCounters(_)
+            | Self::AdminCounterReset(_) => &[],
+            Self::AdminRooms(_) => &["sort", "q", "limit", "offset"],
+            Self::AdminRoomMetrics(_) => &["window_ms"],
+            // Browsers cannot set headers on a WebSocket: the tail also takes the key here.
+            Self::AdminTail(_) => &["format", "admin_key"],
             Self::RoomSocket(_) => &["format", "resume_from", "epoch", "handshake", "token"],
             Self::RoomState(_) => &["consistency", "token"],
             Self::RoomHistory(_) => &["after", "limit", "token"],
@@ -150,24 +229,34 @@ impl Route {
     /// The route's path.
     pub fn path(&self) -> String {
         let room = |a: &RoomAddress, suffix: &str| format!("/v1/t/{}/rooms/{}{suffix}", a.tenant(), a.room());
+        let counter =
+            |a: &CounterAddress, suffix: &str| format!("/v1/t/{}/counters/{}{suffix}", a.tenant(), a.name());
         match self {
             Self::Health => "/healthz".to_owned(),
             Self::RoomSocket(a) => room(a, "/ws"),
             Self::RoomState(a) => room(a, ""),
             Self::RoomHistory(a) => room(a, "/history"),
             Self::RoomMessages(a) => room(a, "/messages"),
-            Self::CounterState(a) => format!("/v1/t/{}/counters/{}", a.tenant(), a.room()),
-            Self::CounterSocket(a) => format!("/v1/t/{}/counters/{}/ws", a.tenant(), a.room()),
-            Self::CounterAdd(a) => format!("/v1/t/{}/counters/{}/add", a.tenant(), a.room()),
-            Self::CounterSet(a) => format!("/v1/t/{}/counters/{}/set", a.tenant(), a.room()),
-            Self::CounterReset(a) => format!("/v1/t/{}/counters/{}/reset", a.tenant(), a.room()),
-            Self::CounterShards(a) => format!("/v1/t/{}/counters/{}/shards", a.tenant(), a.room()),
+            Self::CounterState(a) => counter(a, ""),
+            Self::CounterSocket(a) => counter(a, "/ws"),
+            Self::CounterAdd(a) => counter(a, "/add"),
+            Self::CounterSet(a) => counter(a, "/set"),
+            Self::CounterReset(a) => counter(a, "/reset"),
+            Self::CounterShards(a) => counter(a, "/shards"),
             Self::AdminToken(tenant) => format!("/v1/admin/t/{tenant}/tokens"),
             Self::AdminRoom(a) => format!("/v1/admin/t/{}/rooms/{}", a.tenant(), a.room()),
             Self::AdminRooms(tenant) => format!("/v1/admin/t/{tenant}/rooms"),
             Self::AdminSnapshots(a) => format!("/v1/admin/t/{}/rooms/{}/snapshots", a.tenant(), a.room()),
             Self::AdminRestore(a) => format!("/v1/admin/t/{}/rooms/{}/restore", a.tenant(), a.room()),
             Self::AdminFaults(a) => format!("/v1/admin/t/{}/rooms/{}/faults", a.tenant(), a.room()),
+            Self::AdminTenant(tenant) => format!("/v1/admin/t/{tenant}"),
+            Self::AdminRoomMetrics(a) => format!("/v1/admin/t/{}/rooms/{}/metrics", a.tenant(), a.room()),
+            Self::AdminKick(a) => format!("/v1/admin/t/{}/rooms/{}/kick", a.tenant(), a.room()),
+            Self::AdminClose(a) => format!("/v1/admin/t/{}/rooms/{}/close", a.tenant(), a.room()),
+            Self::AdminFlush(a) => format!("/v1/admin/t/{}/rooms/{}/flush", a.tenant(), a.room()),
+            Self::AdminTail(a) => format!("/v1/admin/t/{}/rooms/{}/tail", a.tenant(), a.room()),
+            Self::AdminCounters(tenant) => format!("/v1/admin/t/{tenant}/counters"),
+            Self::AdminCounterReset(a) => format!("/v1/admin/t/{}/counters/{}/reset", a.tenant(), a.name()),
         }
     }
 }
@@ -179,24 +268,33 @@ mod tests {
     #[test]
     fn every_route_parses_back_from_its_path() {
         let lobby = RoomAddress::new("acme", "lobby").unwrap();
+        let likes = CounterAddress::new("acme", "likes").unwrap();
         let routes = [
             Route::Health,
             Route::RoomSocket(lobby.clone()),
             Route::RoomState(lobby.clone()),
             Route::RoomHistory(lobby.clone()),
             Route::RoomMessages(lobby.clone()),
-            Route::CounterState(lobby.clone()),
-            Route::CounterSocket(lobby.clone()),
-            Route::CounterAdd(lobby.clone()),
-            Route::CounterSet(lobby.clone()),
-            Route::CounterReset(lobby.clone()),
-            Route::CounterShards(lobby.clone()),
+            Route::CounterState(likes.clone()),
+            Route::CounterSocket(likes.clone()),
+            Route::CounterAdd(likes.clone()),
+            Route::CounterSet(likes.clone()),
+            Route::CounterReset(likes.clone()),
+            Route::CounterShards(likes.clone()),
             Route::AdminToken("acme".into()),
             Route::AdminRoom(lobby.clone()),
             Route::AdminRooms("acme".into()),
             Route::AdminSnapshots(lobby.clone()),
             Route::AdminRestore(lobby.clone()),
-            Route::AdminFaults(lobby),
+            Route::AdminFaults(lobby.clone()),
+            Route::AdminTenant("acme".into()),
+            Route::AdminRoomMetrics(lobby.clone()),
+            Route::AdminKick(lobby.clone()),
+            Route::AdminClose(lobby.clone()),
+            Route::AdminFlush(lobby.clone()),
+            Route::AdminTail(lobby),
+            Route::AdminCounters("acme".into()),
+            Route::AdminCounterReset(likes.clone()),
         ];
         for route in routes {
             assert_eq!(Route::parse(&route.path()), Ok(route.clone()));

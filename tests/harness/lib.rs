@@ -43,6 +43,7 @@ fn ensure_built() {
         }
         let status = Command::new("sh")
             .arg(repo_root().join("scripts/build-worker.sh"))
+            .env("EDGEROOM_FAULT_INJECTION", "1")
             .current_dir(repo_root())
             .status()
             .expect("run scripts/build-worker.sh");
@@ -90,6 +91,34 @@ impl StateDir {
     /// Where the state lives.
     pub fn path(&self) -> &Path {
         self.0.path()
+    }
+
+    /// Writes `bytes` as the R2 object `key` of the snapshots bucket (to corrupt a snapshot).
+    /// Only while no server runs on this state.
+    pub fn put_snapshot_object(&self, key: &str, bytes: &[u8]) {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), bytes).expect("write temp file");
+        let output = wrangler()
+            .args(["r2", "object", "put", &format!("edgeroom-snapshots/{key}"), "--local", "--file"])
+            .arg(file.path())
+            .arg("--persist-to")
+            .arg(self.path())
+            .output()
+            .expect("run wrangler r2 object put");
+        assert!(output.status.success(), "r2 put failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// Whether the snapshots bucket holds `key`. Only while no server runs on this state.
+    pub fn has_snapshot_object(&self, key: &str) -> bool {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        let output = wrangler()
+            .args(["r2", "object", "get", &format!("edgeroom-snapshots/{key}"), "--local", "--file"])
+            .arg(file.path())
+            .arg("--persist-to")
+            .arg(self.path())
+            .output()
+            .expect("run wrangler r2 object get");
+        output.status.success() && std::fs::metadata(file.path()).is_ok_and(|m| m.len() > 0)
     }
 
     /// Deletes the SQLite storage of every room object (as if the objects were lost), keeping
@@ -410,6 +439,21 @@ impl Client {
         ServerMessage::decode(&frame).unwrap_or_else(|e| panic!("undecodable frame {frame:?}: {e}"))
     }
 
+    /// The next frame, or the close code (`Err`) when the server closes the socket instead.
+    pub async fn recv_frame_or_close(&mut self) -> Result<WireFrame, Option<u16>> {
+        loop {
+            let next = tokio::time::timeout(RECV_TIMEOUT, self.stream.next()).await;
+            match next.expect("timed out waiting for a frame or a close") {
+                Some(Ok(Message::Text(text))) if text.as_str() == "pong" => continue,
+                Some(Ok(Message::Text(text))) => return Ok(WireFrame::Text(text.to_string())),
+                Some(Ok(Message::Binary(bytes))) => return Ok(WireFrame::Binary(bytes.to_vec())),
+                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| f.code.into())),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(None),
+            }
+        }
+    }
+
     /// Waits for the close frame and returns its code.
     pub async fn recv_close(&mut self) -> Option<u16> {
         loop {
@@ -420,6 +464,16 @@ impl Client {
                 Some(Err(_)) | None => return None,
             }
         }
+    }
+
+    /// Publishes `n` messages (bodies 0, 1, …), each waiting for its event; returns the last seq.
+    pub async fn publish_n(&mut self, n: usize) -> u64 {
+        let mut last = 0;
+        for i in 0..n {
+            self.send_json(serde_json::json!({"type": "publish", "body": i})).await;
+            last = self.next_event().await.seq;
+        }
+        last
     }
 
     /// Closes the socket politely.

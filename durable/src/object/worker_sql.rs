@@ -2,21 +2,38 @@
 
 use worker::{SqlStorage, SqlStorageValue};
 
-use crate::{Sql, SqlValue, StoreError};
+use crate::{Sql, SqlCounts, SqlValue, StoreError};
 
 /// The object's SQLite storage. Statements run synchronously and commit with the current event,
 /// before any frame the event sends leaves the object (the runtime's output gate).
 #[derive(Clone, Debug)]
-pub struct WorkerSql(pub SqlStorage);
+pub struct WorkerSql(SqlStorage, std::rc::Rc<std::cell::Cell<SqlCounts>>);
+
+impl WorkerSql {
+    /// The object's SQL storage.
+    pub fn new(storage: SqlStorage) -> Self {
+        Self(storage, Default::default())
+    }
+}
 
 impl Sql for WorkerSql {
     fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, StoreError> {
         let bindings: Vec<SqlStorageValue> = params.iter().cloned().map(to_storage).collect();
         let cursor = self.0.exec(sql, bindings).map_err(backend)?;
-        cursor
+        let rows = cursor
             .raw()
             .map(|row| row.map(|values| values.into_iter().map(from_storage).collect()).map_err(backend))
-            .collect()
+            .collect();
+        // The cursor's counts are complete once every row was read.
+        let mut counts = self.1.get();
+        counts.rows_read += cursor.rows_read() as u64;
+        counts.rows_written += cursor.rows_written() as u64;
+        self.1.set(counts);
+        rows
+    }
+
+    fn counts(&self) -> SqlCounts {
+        self.1.get()
     }
 }
 

@@ -1,0 +1,227 @@
+//! What a room or counter counts about itself: plain integers, bumped in memory on the hot path
+//! (never a log line per message), persisted with each flush and read live through the admin API.
+
+use std::collections::BTreeMap;
+
+use edgeroom_protocol::{ErrorCode, ServerMessage};
+use serde::{Deserialize, Serialize};
+
+use crate::Outgoing;
+
+/// A room's live state for operators: who is connected and what it counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomLive {
+    /// The room's sequence number.
+    pub seq: u64,
+    /// The room's epoch.
+    pub epoch: String,
+    /// Connections now (members and read-only watchers).
+    pub connections: usize,
+    /// Members present now.
+    pub members: Vec<edgeroom_protocol::Member>,
+    /// Everything counted so far.
+    pub metrics: Metrics,
+    /// The billable units of that activity.
+    pub units: crate::pricing::Units,
+    /// When this was read, in milliseconds since the Unix epoch.
+    pub generated_ms: u64,
+}
+
+/// Cumulative counts of one room (or counter). Every field only grows, so a difference of two
+/// readings is the activity between them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    /// Requests the object served (REST calls, WebSocket upgrades, internal calls).
+    pub requests: u64,
+    /// WebSocket frames received (billed as requests at 20:1).
+    pub frames_in: u64,
+    /// Bytes of WebSocket frames received.
+    pub bytes_in: u64,
+    /// WebSocket frames sent (one per socket).
+    pub frames_out: u64,
+    /// Bytes of WebSocket frames sent.
+    pub bytes_out: u64,
+    /// Events appended to history (or, for counters, applied writes).
+    pub events: u64,
+    /// Events delivered: each event times the sockets it went to.
+    pub deliveries: u64,
+    /// Operations acknowledged.
+    pub acks: u64,
+    /// Refused frames and operations, by error code.
+    pub refusals: BTreeMap<String, u64>,
+    /// Rows the object's SQLite storage read.
+    pub rows_read: u64,
+    /// Rows the object's SQLite storage wrote.
+    pub rows_written: u64,
+    /// Complete flushes.
+    pub flushes_ok: u64,
+    /// Failed flush attempts.
+    pub flushes_failed: u64,
+    /// Milliseconds spent in flushes.
+    pub flush_ms: u64,
+    /// Bytes of snapshots written to R2.
+    pub snapshot_bytes: u64,
+    /// KV writes made.
+    pub kv_writes: u64,
+    /// D1 rows written.
+    pub d1_rows_written: u64,
+    /// R2 writes (class A operations) made.
+    pub r2_writes: u64,
+    /// Most connections at once.
+    pub connections_peak: u64,
+}
+
+impl Metrics {
+    /// Counts one received frame of `bytes`.
+    pub fn frame_in(&mut self, bytes: usize) {
+        self.frames_in += 1;
+        self.bytes_in += bytes as u64;
+    }
+
+    /// Counts `frames` sent frames of `bytes` in all.
+    pub fn frames_out(&mut self, frames: usize, bytes: usize) {
+        self.frames_out += frames as u64;
+        self.bytes_out += bytes as u64;
+    }
+
+    /// Counts a refusal with `code`.
+    pub fn refused(&mut self, code: ErrorCode) {
+        let name = serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned));
+        *self.refusals.entry(name.unwrap_or_else(|| format!("{code:?}"))).or_default() += 1;
+    }
+
+    /// Counts what frames about to be sent carry: deliveries of events and acks.
+    pub fn outgoing(&mut self, outgoing: &[Outgoing]) {
+        for item in outgoing {
+            let Outgoing::Deliver { message, recipients } = item else { continue };
+            let events = match message {
+                ServerMessage::Event(_) => 1,
+                ServerMessage::Events(batch) => batch.events.len(),
+                ServerMessage::Ack(_) => {
+                    self.acks += recipients.len() as u64;
+                    0
+                }
+                _ => 0,
+            };
+            self.deliveries += (events * recipients.len()) as u64;
+        }
+    }
+
+    /// Notes the number of connections now.
+    pub fn connections(&mut self, now: usize) {
+        self.connections_peak = self.connections_peak.max(now as u64);
+    }
+
+    /// Adds the activity `more` (a reading of other metrics, or of another interval); the peak
+    /// is the larger one.
+    pub fn add(&mut self, more: &Metrics) {
+        for (code, count) in &more.refusals {
+            *self.refusals.entry(code.clone()).or_default() += count;
+        }
+        for (total, add) in [
+            (&mut self.requests, more.requests),
+            (&mut self.frames_in, more.frames_in),
+            (&mut self.bytes_in, more.bytes_in),
+            (&mut self.frames_out, more.frames_out),
+            (&mut self.bytes_out, more.bytes_out),
+            (&mut self.events, more.events),
+            (&mut self.deliveries, more.deliveries),
+            (&mut self.acks, more.acks),
+            (&mut self.rows_read, more.rows_read),
+            (&mut self.rows_written, more.rows_written),
+            (&mut self.flushes_ok, more.flushes_ok),
+            (&mut self.flushes_failed, more.flushes_failed),
+            (&mut self.flush_ms, more.flush_ms),
+            (&mut self.snapshot_bytes, more.snapshot_bytes),
+            (&mut self.kv_writes, more.kv_writes),
+            (&mut self.d1_rows_written, more.d1_rows_written),
+            (&mut self.r2_writes, more.r2_writes),
+        ] {
+            *total += add;
+        }
+        self.connections_peak = self.connections_peak.max(more.connections_peak);
+    }
+
+    /// The activity since `earlier` (a reading of the same metrics).
+    pub fn since(&self, earlier: &Metrics) -> Metrics {
+        let mut refusals = self.refusals.clone();
+        for (code, count) in &earlier.refusals {
+            if let Some(now) = refusals.get_mut(code) {
+                *now = now.saturating_sub(*count);
+            }
+        }
+        refusals.retain(|_, count| *count > 0);
+        Metrics {
+            requests: self.requests.saturating_sub(earlier.requests),
+            frames_in: self.frames_in.saturating_sub(earlier.frames_in),
+            bytes_in: self.bytes_in.saturating_sub(earlier.bytes_in),
+            frames_out: self.frames_out.saturating_sub(earlier.frames_out),
+            bytes_out: self.bytes_out.saturating_sub(earlier.bytes_out),
+            events: self.events.saturating_sub(earlier.events),
+            deliveries: self.deliveries.saturating_sub(earlier.deliveries),
+            acks: self.acks.saturating_sub(earlier.acks),
+            refusals,
+            rows_read: self.rows_read.saturating_sub(earlier.rows_read),
+            rows_written: self.rows_written.saturating_sub(earlier.rows_written),
+            flushes_ok: self.flushes_ok.saturating_sub(earlier.flushes_ok),
+            flushes_failed: self.flushes_failed.saturating_sub(earlier.flushes_failed),
+            flush_ms: self.flush_ms.saturating_sub(earlier.flush_ms),
+            snapshot_bytes: self.snapshot_bytes.saturating_sub(earlier.snapshot_bytes),
+            kv_writes: self.kv_writes.saturating_sub(earlier.kv_writes),
+            d1_rows_written: self.d1_rows_written.saturating_sub(earlier.d1_rows_written),
+            r2_writes: self.r2_writes.saturating_sub(earlier.r2_writes),
+            connections_peak: self.connections_peak,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgeroom_protocol::{Ack, Body, Event, EventKind, Events};
+    use uuid::Uuid;
+
+    fn event(seq: u64) -> Event {
+        Event { seq, kind: EventKind::Message, body: Body::null(), sender: None, topic: None, key: None }
+    }
+
+    #[test]
+    fn deliveries_are_events_times_recipients() {
+        let mut metrics = Metrics::default();
+        metrics.outgoing(&[
+            Outgoing::Deliver { message: event(1).into(), recipients: vec![1, 2, 3] },
+            Outgoing::Deliver {
+                message: Events { events: vec![event(2), event(3)] }.into(),
+                recipients: vec![1, 2],
+            },
+            Outgoing::Deliver { message: Ack { op_id: Uuid::nil(), seq: 1 }.into(), recipients: vec![1] },
+            Outgoing::Close { to: 1, code: 4000, reason: String::new() },
+        ]);
+        assert_eq!((metrics.deliveries, metrics.acks), (7, 1));
+    }
+
+    #[test]
+    fn readings_subtract_into_activity() {
+        let mut earlier = Metrics::default();
+        earlier.frame_in(10);
+        earlier.refused(ErrorCode::RateLimited);
+        let mut now = earlier.clone();
+        now.frame_in(5);
+        now.frames_out(3, 300);
+        now.refused(ErrorCode::RateLimited);
+        now.refused(ErrorCode::TooLarge);
+        now.connections(4);
+        let delta = now.since(&earlier);
+        assert_eq!((delta.frames_in, delta.bytes_in, delta.frames_out, delta.bytes_out), (1, 5, 3, 300));
+        assert_eq!(delta.refusals.get("rate_limited"), Some(&1));
+        assert_eq!(delta.refusals.get("too_large"), Some(&1));
+        assert_eq!(delta.connections_peak, 4);
+        assert_eq!(serde_json::from_str::<Metrics>(&serde_json::to_string(&now).unwrap()).unwrap(), now);
+        assert_eq!(
+            serde_json::from_str::<Metrics>("{}").unwrap(),
+            Metrics::default(),
+            "fields added later default"
+        );
+    }
+}

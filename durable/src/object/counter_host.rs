@@ -1,0 +1,271 @@
+//! What a counter shard object holds at run time and how it carries out what the pure counter
+//! modules decide: applying writes, telling subscribers and the home, summing the shards.
+
+use std::cell::{Cell, RefCell};
+
+use edgeroom_protocol::{
+    close_code, CounterAddress, CounterValue, CounterView, CounterWriteResult, Format, ServerMessage,
+};
+use worker::{Env, Request, Response, Result, State, WebSocket, WebSocketPair};
+
+use super::http::{arm_alarm, auto_response_ms, close, error_response, now_ms, require_upgrade, send_frame};
+use super::shards::RemoteShards;
+use super::WorkerSql;
+use crate::{
+    ApiError, Counter, CounterState, Limits, Schedule, ShardClient, ShardOp, ShardReport, ShardViews,
+    ShardWrite, Subscriber, Subscribers, Timers, Watch,
+};
+
+/// The counter object's run-time state.
+pub struct CounterHost {
+    pub state: State,
+    pub env: Env,
+    pub limits: Limits,
+    pub schedule: Schedule,
+    counter: RefCell<Option<Counter<WorkerSql>>>,
+    /// Home only: what the other shards last reported, for live sums.
+    pub views: RefCell<ShardViews>,
+    /// Home only: the standing of each subscription socket.
+    pub subscribers: RefCell<Subscribers>,
+    pub timers: Cell<Timers>,
+    /// This instance has not run an alarm yet (after an eviction its timers are unknown).
+    pub woke_up: Cell<bool>,
+}
+
+impl CounterHost {
+    /// A host for a freshly constructed object.
+    pub fn new(state: State, env: Env, limits: Limits) -> Self {
+        let schedule = Schedule::new(&limits);
+        Self {
+            state,
+            env,
+            limits,
+            schedule,
+            counter: RefCell::new(None),
+            views: RefCell::new(ShardViews::default()),
+            subscribers: RefCell::new(Subscribers::default()),
+            timers: Cell::new(Timers::default()),
+            woke_up: Cell::new(true),
+        }
+    }
+
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Counter<WorkerSql>) -> std::result::Result<T, ApiError>,
+    ) -> std::result::Result<T, ApiError> {
+        let mut slot =
+            self.counter.try_borrow_mut().map_err(|_| ApiError::internal("the counter is busy"))?;
+        if slot.is_none() {
+            *slot = Some(Counter::open(WorkerSql::new(self.state.storage().sql()))?);
+        }
+        let counter = slot.as_mut().ok_or_else(|| ApiError::internal("the counter could not be opened"))?;
+        f(counter)
+    }
+
+    pub fn remember(&self, address: &CounterAddress, shard: u32) -> std::result::Result<(), ApiError> {
+        if self.identity()?.is_none() {
+            self.with(|c| Ok(c.remember_identity(address.tenant(), address.name(), shard)?))?;
+        }
+        Ok(())
+    }
+
+    pub fn identity(&self) -> std::result::Result<Option<(CounterAddress, u32)>, ApiError> {
+        match self.with(|c| Ok(c.identity()?))? {
+            Some((tenant, name, shard)) => Ok(Some((CounterAddress::new(&tenant, &name)?, shard))),
+            None => Ok(None),
+        }
+    }
+
+    pub fn address(&self) -> std::result::Result<Option<CounterAddress>, ApiError> {
+        Ok(self.identity()?.map(|(address, _)| address))
+    }
+
+    /// Applies one write to this shard, tells the live subscribers (or the home) and schedules
+    /// the flush.
+    pub async fn apply(
+        &self,
+        address: &CounterAddress,
+        shard: u32,
+        write: &ShardWrite,
+    ) -> std::result::Result<CounterWriteResult, ApiError> {
+        let (state, applied) = self.with(|c| Ok(c.apply(&write.op_id, &write.op, now_ms())?))?;
+        if applied {
+            if shard == 0 {
+                self.broadcast_current(address).await?;
+            } else if self.with(|c| Ok(c.watched()?))? {
+                let report = ShardReport { shard, value: state.value, version: state.version };
+                let home = RemoteShards { env: &self.env, address };
+                home.call::<bool>(0, ShardOp::ShardChanged, Some(&report)).await?;
+            }
+            self.changed().await;
+        }
+        Ok(CounterWriteResult { shard, value: state.value, version: state.version })
+    }
+
+    /// Something changed: a flush becomes due.
+    pub async fn changed(&self) {
+        let mut timers = self.timers.get();
+        if let Some(due) = timers.changed(&self.schedule, now_ms()) {
+            self.timers.set(timers);
+            arm_alarm(&self.state, due).await;
+        }
+    }
+
+    /// A live subscription: the current value first, then one frame per change.
+    pub async fn subscribe(
+        &self,
+        req: &Request,
+        address: &CounterAddress,
+        can_write: bool,
+    ) -> Result<Response> {
+        if let Err(error) = require_upgrade(req) {
+            return error_response(&error);
+        }
+        let format = req
+            .url()?
+            .query_pairs()
+            .find(|(name, _)| name == "format")
+            .and_then(|(_, value)| Format::from_name(&value))
+            .unwrap_or_default();
+        let first = self
+            .with(|c| Ok(c.shards()? > 1))
+            .map(|sharded| sharded && self.state.get_websockets().is_empty());
+        let setup = async {
+            if first? {
+                self.watch_shards(true).await?;
+            }
+            let view = self.aggregate(address).await?;
+            let id = self.with(|c| Ok(c.next_subscriber_id()?))?;
+            Ok::<_, ApiError>((view, id))
+        };
+        let (view, id) = match setup.await {
+            Ok(found) => found,
+            Err(error) => return error_response(&error),
+        };
+        let pair = WebSocketPair::new()?;
+        self.state.accept_websocket_with_tags(&pair.server, &[format.as_str()]);
+        pair.server.serialize_attachment(Subscriber { id, format, can_write })?;
+        let value = CounterValue { name: view.name, value: view.value, version: view.version };
+        send_message(&pair.server, format, &value.into())?;
+        self.changed().await;
+        Response::from_websocket(pair.client)
+    }
+
+    /// Turns change reports of every other shard on or off.
+    pub async fn watch_shards(&self, on: bool) -> std::result::Result<(), ApiError> {
+        let (Some(address), shards) = (self.address()?, self.with(|c| Ok(c.shards()?))?) else {
+            return Ok(());
+        };
+        let remote = RemoteShards { env: &self.env, address: &address };
+        for shard in 1..shards {
+            remote.call::<Watch>(shard, ShardOp::Watch, Some(&Watch { on })).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the subscribers the counter's current value (the sum over the shards).
+    pub async fn broadcast_current(&self, address: &CounterAddress) -> std::result::Result<(), ApiError> {
+        if self.state.get_websockets().is_empty() {
+            return Ok(());
+        }
+        let (home, shards) = self.with(|c| Ok((c.get()?, c.shards()?)))?;
+        let unknown = self.views.borrow().unknown(shards);
+        let remote = RemoteShards { env: &self.env, address };
+        for shard in unknown {
+            let state = remote.state(shard).await?;
+            self.views.borrow_mut().merge(shard, CounterState { value: state.value, version: state.version });
+        }
+        let Some(sum) = self.views.borrow().sum(home, shards) else { return Ok(()) };
+        let message: ServerMessage =
+            CounterValue { name: address.name().to_owned(), value: sum.value, version: sum.version }.into();
+        for format in [Format::Json, Format::Binary] {
+            let frame = message.encode(format);
+            for socket in self.state.get_websockets_with_tag(format.as_str()) {
+                send_frame(&socket, &frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// The sum over every shard, read now.
+    pub async fn aggregate(&self, address: &CounterAddress) -> std::result::Result<CounterView, ApiError> {
+        let (home, shards) = self.with(|c| Ok((c.get()?, c.shards()?)))?;
+        let remote = RemoteShards { env: &self.env, address };
+        let mut states = vec![home];
+        for shard in 1..shards {
+            let state = remote.state(shard).await?;
+            states.push(CounterState { value: state.value, version: state.version });
+        }
+        let sum = crate::sum_shards(&states).ok_or_else(|| {
+            ApiError::new(
+                edgeroom_protocol::ErrorCode::LimitExceeded,
+                "the sum of the shards overflows a 64-bit counter",
+            )
+        })?;
+        Ok(CounterView {
+            tenant: address.tenant().to_owned(),
+            name: address.name().to_owned(),
+            value: sum.value,
+            version: sum.version,
+            shards,
+            generated_ms: now_ms(),
+        })
+    }
+
+    /// Closes subscriptions that sent nothing, not even a heartbeat `ping`, for too long.
+    pub fn drop_silent_subscribers(&self) {
+        let now = now_ms();
+        let mut subscribers = self.subscribers.borrow_mut();
+        for socket in self.state.get_websockets() {
+            let Ok(Some(who)) = socket.deserialize_attachment::<Subscriber>() else { continue };
+            if let Some(at) = auto_response_ms(&self.state, &socket) {
+                subscribers.touch(who.id, &self.limits, at);
+            }
+            if subscribers.is_silent(who.id, &self.limits, now) {
+                close(&socket, close_code::HEARTBEAT_TIMEOUT, "no heartbeat");
+                subscribers.forget(who.id);
+            }
+        }
+    }
+}
+
+/// The shards as the home reaches them: itself directly, the others through their objects.
+pub struct HomeShards<'a> {
+    pub object: &'a CounterHost,
+    pub address: &'a CounterAddress,
+}
+
+impl ShardClient for HomeShards<'_> {
+    async fn seen(
+        &self,
+        shard: u32,
+        op_id: &str,
+    ) -> std::result::Result<Option<CounterWriteResult>, ApiError> {
+        if shard != 0 {
+            return RemoteShards { env: &self.object.env, address: self.address }.seen(shard, op_id).await;
+        }
+        let state = self.object.with(|c| Ok(c.recall(op_id)?))?;
+        Ok(state.map(|state| CounterWriteResult { shard, value: state.value, version: state.version }))
+    }
+
+    async fn write(
+        &self,
+        shard: u32,
+        write: &ShardWrite,
+    ) -> std::result::Result<CounterWriteResult, ApiError> {
+        if shard != 0 {
+            return RemoteShards { env: &self.object.env, address: self.address }.write(shard, write).await;
+        }
+        self.object.apply(self.address, 0, write).await
+    }
+}
+
+pub fn send_message(ws: &WebSocket, format: Format, message: &ServerMessage) -> Result<()> {
+    send_frame(ws, &message.encode(format));
+    Ok(())
+}
+
+/// An `error` frame about the connection rather than one operation.
+pub fn error_frame(error: ApiError) -> ServerMessage {
+    edgeroom_protocol::ErrorFrame { code: error.code, message: error.message, op_id: None }.into()
+}

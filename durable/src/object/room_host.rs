@@ -1,0 +1,315 @@
+//! What a room object holds at run time — the open [`Room`], its sockets, its timers — and the
+//! carrying out of what the room and the [`Schedule`] decide: sending frames, setting the alarm,
+//! flushing, restoring.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use edgeroom_protocol::{close_code, Format, RoomAddress, ServerMessage, WireFrame};
+use worker::{Env, State, WebSocket};
+
+use super::flush::{restore_source, write_flush, Faults};
+use super::http::{arm_alarm, auto_response_ms, close, entropy, now_ms, send_frame};
+use super::WorkerSql;
+use crate::{ApiError, Connection, Limits, Outgoing, RestoreGate, Room, Schedule, SendDecision, Timers};
+
+/// The room object's run-time state, shared with the tasks it spawns (send timers, alarms).
+pub struct RoomHost {
+    pub state: State,
+    pub env: Env,
+    pub limits: Limits,
+    pub schedule: Schedule,
+    /// Opened on first use; rebuilt from storage and socket attachments after a wake-up.
+    room: RefCell<Option<Room<WorkerSql>>>,
+    /// The accepted sockets by connection id.
+    sockets: RefCell<HashMap<u64, WebSocket>>,
+    /// A timer will send the queued frames (events wait a little to coalesce).
+    send_timer_pending: Cell<bool>,
+    pub timers: Cell<Timers>,
+    pub gate: RefCell<RestoreGate>,
+    /// The names this instance learned from the router, stored once.
+    pub address: RefCell<Option<RoomAddress>>,
+}
+
+impl RoomHost {
+    /// A host for a freshly constructed object.
+    pub fn new(state: State, env: Env, limits: Limits) -> Self {
+        let schedule = Schedule::new(&limits);
+        Self {
+            state,
+            env,
+            limits,
+            schedule,
+            room: RefCell::new(None),
+            sockets: RefCell::new(HashMap::new()),
+            send_timer_pending: Cell::new(false),
+            timers: Cell::new(Timers::default()),
+            gate: RefCell::new(RestoreGate::default()),
+            address: RefCell::new(None),
+        }
+    }
+
+    /// Runs `f` on the room, opening it (and finding its sockets) if the object just woke up.
+    /// Never held across an `.await`.
+    pub fn with_room<T>(
+        &self,
+        f: impl FnOnce(&mut Room<WorkerSql>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut slot = self.room.try_borrow_mut().map_err(|_| ApiError::internal("the room is busy"))?;
+        if slot.is_none() {
+            let sql = WorkerSql::new(self.state.storage().sql());
+            let mut room = Room::open(sql, self.limits.clone(), entropy())?;
+            let now = now_ms();
+            let mut registry = self.sockets.borrow_mut();
+            for socket in self.state.get_websockets() {
+                if let Ok(Some(connection)) = socket.deserialize_attachment::<Connection>() {
+                    registry.insert(connection.id, socket);
+                    room.restore_connection(connection, now);
+                }
+            }
+            tracing::info!(sockets = registry.len(), "room opened");
+            *slot = Some(room);
+        }
+        match slot.as_mut() {
+            Some(room) => f(room),
+            None => Err(ApiError::internal("the room could not be opened")),
+        }
+    }
+
+    /// Learns the room's names once per instance, and makes sure an object with empty storage
+    /// comes back from its snapshot before it serves anything.
+    pub async fn prepare(self: &Rc<Self>, address: &RoomAddress) -> Result<(), ApiError> {
+        if self.address.borrow().is_none() {
+            self.with_room(|room| Ok(room.remember_names(address.tenant(), address.room())?))?;
+            *self.address.borrow_mut() = Some(address.clone());
+        }
+        if !self.gate.borrow().should_try(now_ms()) {
+            return self.gate.borrow().check();
+        }
+        // Other requests wait: nothing may hand out a seq before the restore decided.
+        let host = Rc::clone(self);
+        let address = address.clone();
+        self.state
+            .block_concurrency_while(async move {
+                host.restore_if_empty(&address).await;
+                Ok(())
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        self.gate.borrow().check()
+    }
+
+    async fn restore_if_empty(&self, address: &RoomAddress) {
+        let outcome = match self.with_room(|room| Ok(room.is_empty()?)) {
+            Ok(false) => Ok(None),
+            Ok(true) => {
+                let source = restore_source(&self.env, address).await;
+                self.with_room(|room| Ok(room.restore_from(source))).unwrap_or_else(|e| Err(e.message))
+            }
+            Err(error) => Err(error.message),
+        };
+        match &outcome {
+            Ok(Some(seq)) => {
+                tracing::warn!(room = %address, seq, "storage was empty: restored the newest readable snapshot")
+            }
+            Err(reason) => {
+                tracing::error!(room = %address, %reason, "storage is empty and no snapshot could be restored")
+            }
+            Ok(None) => {}
+        }
+        self.gate.borrow_mut().settle(outcome.map(|_| ()), now_ms());
+    }
+
+    /// Registers an accepted socket.
+    pub fn add_socket(&self, id: u64, socket: WebSocket) {
+        self.sockets.borrow_mut().insert(id, socket);
+    }
+
+    /// The connection id of a socket, re-registering the socket if this instance did not know it.
+    pub fn connection_id(&self, ws: &WebSocket) -> Option<u64> {
+        let connection = ws.deserialize_attachment::<Connection>().ok()??;
+        let id = connection.id;
+        if !self.with_room(|room| Ok(room.has_connection(id))).ok()? {
+            self.with_room(|room| {
+                room.restore_connection(connection, now_ms());
+                Ok(())
+            })
+            .ok()?;
+            self.sockets.borrow_mut().insert(id, ws.clone());
+        }
+        Some(id)
+    }
+
+    /// A socket closed or failed: its connection leaves the room.
+    pub fn forget(self: &Rc<Self>, ws: &WebSocket) {
+        if let Ok(Some(connection)) = ws.deserialize_attachment::<Connection>() {
+            self.drop_connection(connection.id);
+            self.after_event();
+        }
+    }
+
+    fn drop_connection(&self, id: u64) {
+        self.sockets.borrow_mut().remove(&id);
+        let _ = self.with_room(|room| {
+            room.disconnect(id);
+            Ok(())
+        });
+    }
+
+    /// Carries out what an event asks: send the queued frames now or after the batch delay,
+    /// and make sure a changed room gets flushed.
+    pub fn after_event(self: &Rc<Self>) {
+        let queued = self.with_room(|room| Ok((room.has_outgoing(), room.pending_events())));
+        if let Ok((has_outgoing, events)) = queued {
+            match self.schedule.send(has_outgoing, events, self.send_timer_pending.get()) {
+                SendDecision::Now => self.send_queued(),
+                SendDecision::After(delay) => {
+                    self.send_timer_pending.set(true);
+                    let host = Rc::clone(self);
+                    worker::wasm_bindgen_futures::spawn_local(async move {
+                        worker::Delay::from(Duration::from_millis(delay)).await;
+                        host.send_timer_pending.set(false);
+                        host.send_queued();
+                    });
+                }
+                SendDecision::Wait => {}
+            }
+        }
+        if self.with_room(|room| Ok(room.needs_flush()?)).unwrap_or(false) {
+            let mut timers = self.timers.get();
+            if let Some(due) = timers.changed(&self.schedule, now_ms()) {
+                self.timers.set(timers);
+                let host = Rc::clone(self);
+                worker::wasm_bindgen_futures::spawn_local(async move { host.arm_alarm(due).await });
+            }
+        }
+    }
+
+    /// Makes sure the alarm fires by `at_ms`.
+    pub async fn arm_alarm(&self, at_ms: u64) {
+        arm_alarm(&self.state, at_ms).await;
+    }
+
+    /// Sets the alarm where the timers want it: the due flush or the next sweep.
+    pub async fn rearm(&self) {
+        let connected = self.with_room(|room| Ok(room.connection_count() > 0)).unwrap_or(false);
+        if let Some(at) = self.timers.get().next_alarm(&self.schedule, now_ms(), connected) {
+            self.arm_alarm(at).await;
+        }
+    }
+
+    /// Flushes a changed room: snapshot to R2, index rows to D1, read model to KV. Only a complete
+    /// flush is recorded; a failure keeps the room dirty and backs off.
+    pub async fn flush(&self) {
+        let plan = match self.with_room(|room| Ok(room.flush_plan(now_ms())?)) {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return,
+            Err(error) => return tracing::error!(%error, "reading the room for the flush failed"),
+        };
+        let faults = if Faults::allowed(&self.env) { Faults::parse(&plan.faults) } else { Faults::default() };
+        let mut timers = self.timers.get();
+        timers.start_flush();
+        let started = now_ms();
+        let mut counted = crate::Metrics::default();
+        let written = write_flush(&self.env, faults, &plan, &mut counted).await;
+        counted.flushes_ok = u64::from(written.is_ok());
+        counted.flushes_failed = u64::from(written.is_err());
+        counted.flush_ms = now_ms().saturating_sub(started);
+        let still_changed = self
+            .with_room(|room| {
+                room.metrics_mut().add(&counted);
+                if written.is_ok() {
+                    room.flushed(&plan)?;
+                }
+                Ok(room.needs_flush()?)
+            })
+            .unwrap_or(true);
+        match written {
+            Ok(()) => timers.flushed(&self.schedule, now_ms(), still_changed),
+            Err(error) => {
+                let failures = timers.flush_failed(&self.schedule, now_ms());
+                tracing::warn!(room = %plan.view.room, failures, %error, "flush failed; backing off");
+            }
+        }
+        self.timers.set(timers);
+    }
+
+    /// Sends every queued frame, encoding each at most once per form.
+    pub fn send_queued(&self) {
+        while let Ok(outgoing) = self.with_room(|room| Ok(room.take_outgoing())) {
+            if outgoing.is_empty() {
+                return;
+            }
+            for item in outgoing {
+                match item {
+                    Outgoing::Deliver { message, recipients } => self.deliver(&message, &recipients),
+                    Outgoing::Close { to, code, reason } => {
+                        if let Some(socket) = self.sockets.borrow().get(&to) {
+                            close(socket, code, &reason);
+                        }
+                        self.drop_connection(to);
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&self, message: &ServerMessage, recipients: &[u64]) {
+        let mut encoded: [Option<WireFrame>; 2] = [None, None];
+        let (mut failed, mut sent, mut bytes) = (Vec::new(), 0, 0);
+        {
+            let Ok(room) = self.room.try_borrow() else { return };
+            let Some(room) = room.as_ref() else { return };
+            let sockets = self.sockets.borrow();
+            for id in recipients {
+                let (Some(socket), Some(format)) = (sockets.get(id), room.format_of(*id)) else { continue };
+                let slot = match format {
+                    Format::Json => &mut encoded[0],
+                    Format::Binary => &mut encoded[1],
+                };
+                let frame = slot.get_or_insert_with(|| message.encode(format));
+                if send_frame(socket, frame) {
+                    sent += 1;
+                    bytes += frame.len();
+                } else {
+                    failed.push(*id);
+                }
+            }
+        }
+        if let Ok(mut room) = self.room.try_borrow_mut() {
+            if let Some(room) = room.as_mut() {
+                room.metrics_mut().frames_out(sent, bytes);
+            }
+        }
+        // A socket that cannot take a frame is closed: its client resumes and misses nothing.
+        for id in failed {
+            if let Some(socket) = self.sockets.borrow().get(&id) {
+                close(socket, close_code::INTERNAL, "sending failed; reconnect and resume");
+            }
+            self.drop_connection(id);
+        }
+    }
+
+    /// Closes connections that sent nothing, not even a heartbeat `ping`, for too long.
+    pub fn drop_silent_connections(self: &Rc<Self>) {
+        let sockets: Vec<(u64, WebSocket)> =
+            self.sockets.borrow().iter().map(|(id, ws)| (*id, ws.clone())).collect();
+        let silent = self.with_room(|room| {
+            for (id, socket) in &sockets {
+                if let Some(at) = auto_response_ms(&self.state, socket) {
+                    room.touch(*id, at);
+                }
+            }
+            Ok(room.silent_connections(now_ms()))
+        });
+        for id in silent.unwrap_or_default() {
+            if let Some(socket) = self.sockets.borrow().get(&id) {
+                close(socket, close_code::HEARTBEAT_TIMEOUT, "no heartbeat");
+            }
+            self.drop_connection(id);
+        }
+        self.after_event();
+    }
+}
