@@ -223,6 +223,9 @@ async fn every_command_works_and_bad_input_fails_clearly() {
     let restored = cli.run_with(&["admin", "restore", "acme/cli"], &admin, None);
     assert_eq!(restored.code, 0, "{}", restored.stderr);
     assert!(restored.stdout.contains("restored_seq"), "{}", restored.stdout);
+    assert_eq!(cli.run_with(&["admin", "flush", "acme/cli"], &admin, None).stdout, "{\"affected\":1}\n");
+    assert_eq!(cli.run_with(&["admin", "close", "acme/cli"], &admin, None).code, 0);
+    cli.fails(&["admin", "kick", "acme/cli", "999999"], &admin, None, 2, "404");
     cli.fails(&["admin", "rooms", "acme"], &[], None, 3, "--admin-key");
     cli.fails(&["admin", "rooms", "acme"], &[("EDGEROOM_ADMIN_KEY", "wrong")], None, 3, "401");
 

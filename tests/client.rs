@@ -390,6 +390,16 @@ async fn saved_positions_resume_exactly_and_restores_surface_as_gaps() {
         matches!(&first_two[1], RoomEvent::Gap(g) if g.resume_from == 3 && g.epoch == gap.epoch),
         "{first_two:?}"
     );
+
+    // An operator's kick is final: the client closes with the reason instead of coming back.
+    admin.kick("acme", "saved", resumed.connection_id().unwrap()).await.unwrap();
+    let kicked =
+        wait_for_state(&resumed, |s| matches!(s, ConnectionState::Closed { .. }), Duration::from_secs(10))
+            .await;
+    assert!(
+        matches!(kicked, ConnectionState::Closed { reason: Error::Closed { code: 4013, .. } }),
+        "{kicked:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,7 +72,14 @@ impl Error {
         match self {
             Self::InvalidOptions(_) | Self::Shutdown => false,
             Self::Http { status, .. } => *status == 429 || *status >= 500,
-            Self::Closed { code, .. } => !matches!(*code, close_code::UNAUTHORIZED | close_code::FORBIDDEN),
+            // An operator's kick or room close is a decision, not a failure: do not come back.
+            Self::Closed { code, .. } => !matches!(
+                *code,
+                close_code::UNAUTHORIZED
+                    | close_code::FORBIDDEN
+                    | close_code::KICKED
+                    | close_code::ROOM_CLOSED
+            ),
             Self::Network(_)
             | Self::MalformedFrame(_)
             | Self::Unexpected(_)

@@ -62,8 +62,9 @@ pub use token::TokenSource;
 
 pub use edgeroom_auth::{RoomGrant, TokenRequest, TokenResponse};
 pub use edgeroom_protocol::{
-    validate_name, Body, CounterValue, CounterView, ErrorCode, Event, EventKind, Format, HistoryPage, Member,
-    PresenceDiff, PublishResult, RestoreResult, Right, RoomRecord, RoomView, SnapshotRecord,
+    validate_name, AdminActionResult, Body, CounterValue, CounterView, ErrorCode, Event, EventKind, Format,
+    HistoryPage, Member, PresenceDiff, PublishResult, RestoreResult, Right, RoomRecord, RoomView,
+    SnapshotRecord,
 };
 
 /// The README's examples, compiled as doctests so they stay true.

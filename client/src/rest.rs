@@ -2,9 +2,9 @@
 
 use edgeroom_auth::{TokenRequest, TokenResponse};
 use edgeroom_protocol::{
-    Body, CounterAddRequest, CounterResetRequest, CounterSetRequest, CounterView, CounterWriteResult,
-    HistoryPage, PublishRequest, PublishResult, RestoreRequest, RestoreResult, RoomAddress, RoomRecord,
-    RoomView, Route, SnapshotRecord,
+    AdminActionResult, Body, CounterAddRequest, CounterResetRequest, CounterSetRequest, CounterView,
+    CounterWriteResult, HistoryPage, KickRequest, PublishRequest, PublishResult, RestoreRequest,
+    RestoreResult, RoomAddress, RoomRecord, RoomView, Route, SnapshotRecord,
 };
 use reqwest::{RequestBuilder, Url};
 use serde::de::DeserializeOwned;
@@ -161,6 +161,29 @@ impl RestClient {
     pub async fn restore(&self, tenant: &str, room: &str, seq: Option<u64>) -> Result<RestoreResult, Error> {
         let url = self.url(&Route::AdminRestore(room_address(tenant, room)?))?;
         self.send(self.admin(self.http.post(url)).json(&RestoreRequest { seq })).await
+    }
+
+    /// Admin: closes one connection of the room (close code 4013; the SDK does not reconnect).
+    pub async fn kick(
+        &self,
+        tenant: &str,
+        room: &str,
+        connection_id: u64,
+    ) -> Result<AdminActionResult, Error> {
+        let url = self.url(&Route::AdminKick(room_address(tenant, room)?))?;
+        self.send(self.admin(self.http.post(url)).json(&KickRequest { connection_id })).await
+    }
+
+    /// Admin: closes every connection of the room (close code 4014; the SDK does not reconnect).
+    pub async fn close_room(&self, tenant: &str, room: &str) -> Result<AdminActionResult, Error> {
+        let url = self.url(&Route::AdminClose(room_address(tenant, room)?))?;
+        self.send(self.admin(self.http.post(url))).await
+    }
+
+    /// Admin: flushes the room now (snapshot to R2, index to D1, read model to KV).
+    pub async fn flush(&self, tenant: &str, room: &str) -> Result<AdminActionResult, Error> {
+        let url = self.url(&Route::AdminFlush(room_address(tenant, room)?))?;
+        self.send(self.admin(self.http.post(url))).await
     }
 
     fn url(&self, route: &Route) -> Result<Url, Error> {

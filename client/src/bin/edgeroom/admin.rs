@@ -68,6 +68,18 @@ pub async fn admin(link: &Link, admin_key: Option<String>, action: AdminAction) 
             }
             Ok(())
         }
+        AdminAction::Kick { room, connection_id } => {
+            let (tenant, name) = address("room", &room)?;
+            out(serde_json::to_string(&rest.kick(&tenant, &name, connection_id).await?).unwrap_or_default())
+        }
+        AdminAction::Close { room } => {
+            let (tenant, name) = address("room", &room)?;
+            out(serde_json::to_string(&rest.close_room(&tenant, &name).await?).unwrap_or_default())
+        }
+        AdminAction::Flush { room } => {
+            let (tenant, name) = address("room", &room)?;
+            out(serde_json::to_string(&rest.flush(&tenant, &name).await?).unwrap_or_default())
+        }
         AdminAction::Restore { room, seq } => {
             let (tenant, name) = address("room", &room)?;
             let result = rest.restore(&tenant, &name, seq).await?;

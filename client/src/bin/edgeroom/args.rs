@@ -215,6 +215,23 @@ pub enum AdminAction {
         /// `tenant/room`
         room: String,
     },
+    /// Close one connection of the room (close code 4013).
+    Kick {
+        /// `tenant/room`
+        room: String,
+        /// The connection id (from `presence`).
+        connection_id: u64,
+    },
+    /// Close every connection of the room (close code 4014).
+    Close {
+        /// `tenant/room`
+        room: String,
+    },
+    /// Flush the room now: snapshot to R2, index to D1, read model to KV.
+    Flush {
+        /// `tenant/room`
+        room: String,
+    },
     /// Restore a snapshot (the latest without `--seq`).
     Restore {
         /// `tenant/room`
