@@ -20,6 +20,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod link;
+
 /// How long a frame may take to arrive before a test fails.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -145,6 +147,7 @@ pub struct Server {
     port: u16,
     state: StateDir,
     log: PathBuf,
+    vars: Vec<(String, String)>,
 }
 
 impl Server {
@@ -169,8 +172,27 @@ impl Server {
     }
 
     async fn launch(state: StateDir, vars: &[(&str, &str)]) -> Self {
+        Self::launch_on(
+            free_port(),
+            state,
+            vars.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+        )
+        .await
+    }
+
+    /// Kills the whole runtime with SIGKILL (no graceful shutdown, as in a crash) and starts it
+    /// again on the same port and state, so clients can reconnect to the same URL.
+    pub async fn kill_and_restart(&mut self) {
+        let group = -(self.child.id() as i32);
+        // SAFETY: kill(2) on our own child's process group; no memory is involved.
+        unsafe { libc::kill(group, libc::SIGKILL) };
+        let _ = self.child.wait();
+        let (state, vars) = (self.state.clone(), std::mem::take(&mut self.vars));
+        *self = Self::launch_on(self.port, state, vars).await;
+    }
+
+    async fn launch_on(port: u16, state: StateDir, vars: Vec<(String, String)>) -> Self {
         ensure_built();
-        let port = free_port();
         let log = state.path().join(format!("wrangler-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("create wrangler log");
         let mut command = wrangler();
@@ -201,7 +223,7 @@ impl Server {
         // Own process group, so stopping it also stops workerd and every other child.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().expect("spawn wrangler dev");
-        let mut server = Self { child, port, state, log };
+        let mut server = Self { child, port, state, log, vars };
         server.wait_ready().await;
         server
     }
