@@ -267,13 +267,17 @@ impl<S: Sql> Room<S> {
             peer.connection.format = frame.format();
             changed = true;
         }
-        let outcome = peer
-            .admission
-            .admit(frame.len(), &self.limits, now_ms)
-            .and_then(|()| ClientMessage::decode(frame).map_err(ApiError::from));
-        match outcome {
+        let admitted = peer.admission.admit(frame.len(), &self.limits, now_ms);
+        match admitted.and_then(|()| ClientMessage::decode(frame).map_err(ApiError::from)) {
             Ok(message) => changed |= self.handle(id, message, now_ms),
-            Err(refusal) => self.refuse_frame(id, refusal, now_ms),
+            Err(refusal) => {
+                // A frame over the rate still names its operation, so the client can tell which
+                // op to retry later (too large frames are not decoded at all).
+                let op_id = (refusal.code == ErrorCode::RateLimited)
+                    .then(|| ClientMessage::decode(frame).ok().and_then(|message| message.op_id()))
+                    .flatten();
+                self.refuse_frame(id, refusal, op_id, now_ms);
+            }
         }
         changed.then(|| self.connection(id)).flatten()
     }
@@ -806,10 +810,10 @@ impl<S: Sql> Room<S> {
     }
 
     /// Queues an `error` for a refused frame and closes connections that keep sending bad ones.
-    fn refuse_frame(&mut self, id: u64, refusal: ApiError, now_ms: u64) {
+    fn refuse_frame(&mut self, id: u64, refusal: ApiError, op_id: Option<uuid::Uuid>, now_ms: u64) {
         let ApiError { code, message } = refusal;
         self.metrics.refused(code);
-        self.outbox.push(ErrorFrame { code, message, op_id: None }.into(), vec![id]);
+        self.outbox.push(ErrorFrame { code, message, op_id }.into(), vec![id]);
         let Some(peer) = self.peers.get_mut(id) else {
             return;
         };

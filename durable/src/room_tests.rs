@@ -363,6 +363,14 @@ fn the_rate_limit_refuses_bursts_and_closes_persistent_floods() {
     let frames = deliveries(&mut room, alice);
     assert_eq!(event_seqs(&frames).len(), 5);
     assert_eq!(error_codes(&frames), vec![ErrorCode::RateLimited; 3]);
+    // A refused operation is named, so its client knows which one to send again.
+    let op_id = Uuid::from_u128(99);
+    room.handle_frame(alice, &publish_frame(json!("late"), Some(op_id)), 1000);
+    let refused: Vec<Option<Uuid>> = deliveries(&mut room, alice)
+        .into_iter()
+        .filter_map(|m| if let ServerMessage::Error(e) = m { Some(e.op_id) } else { None })
+        .collect();
+    assert_eq!(refused, vec![Some(op_id)]);
     // 100 ms later one more token is there.
     room.handle_frame(alice, &publish_frame(json!(2), None), 1100);
     assert_eq!(event_seqs(&deliveries(&mut room, alice)), vec![6]);

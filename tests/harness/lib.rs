@@ -74,11 +74,22 @@ impl StateDir {
     /// A new, empty state folder with the D1 migrations applied.
     pub fn new() -> Self {
         let dir = tempfile::Builder::new().prefix("edgeroom-test-").tempdir().expect("temp dir");
-        let output = wrangler()
-            .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
-            .arg(dir.path())
-            .output()
-            .expect("run wrangler d1 migrations apply");
+        let apply = || {
+            wrangler()
+                .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+                .arg(dir.path())
+                .output()
+                .expect("run wrangler d1 migrations apply")
+        };
+        // Under heavy load wrangler's local proxy sometimes refuses the first connection.
+        let mut output = apply();
+        for _ in 0..2 {
+            if output.status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            output = apply();
+        }
         assert!(
             output.status.success(),
             "applying D1 migrations failed:\n{}\n{}",
