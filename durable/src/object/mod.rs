@@ -14,6 +14,7 @@ mod room_host;
 // `#[durable_object]` generates undocumented JS bindings.
 #[allow(missing_docs)]
 mod room_object;
+mod room_restore;
 mod shards;
 mod telemetry;
 mod worker_sql;

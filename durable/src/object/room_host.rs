@@ -10,7 +10,7 @@ use std::time::Duration;
 use edgeroom_protocol::{close_code, Format, RoomAddress, ServerMessage, WireFrame};
 use worker::{Env, State, WebSocket};
 
-use super::flush::{restore_source, write_flush, Faults};
+use super::flush::{write_flush, Faults};
 use super::http::{arm_alarm, auto_response_ms, close, entropy, now_ms, send_frame};
 use super::WorkerSql;
 use crate::{ApiError, Connection, Limits, Outgoing, RestoreGate, Room, Schedule, SendDecision, Timers};
@@ -79,51 +79,6 @@ impl RoomHost {
             Some(room) => f(room),
             None => Err(ApiError::internal("the room could not be opened")),
         }
-    }
-
-    /// Learns the room's names once per instance, and makes sure an object with empty storage
-    /// comes back from its snapshot before it serves anything.
-    pub async fn prepare(self: &Rc<Self>, address: &RoomAddress) -> Result<(), ApiError> {
-        if self.address.borrow().is_none() {
-            self.with_room(|room| Ok(room.remember_names(address.tenant(), address.room())?))?;
-            *self.address.borrow_mut() = Some(address.clone());
-            self.refresh_export_filter(address).await;
-        }
-        if !self.gate.borrow().should_try(now_ms()) {
-            return self.gate.borrow().check();
-        }
-        // Other requests wait: nothing may hand out a seq before the restore decided.
-        let host = Rc::clone(self);
-        let address = address.clone();
-        self.state
-            .block_concurrency_while(async move {
-                host.restore_if_empty(&address).await;
-                Ok(())
-            })
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        self.gate.borrow().check()
-    }
-
-    async fn restore_if_empty(&self, address: &RoomAddress) {
-        let outcome = match self.with_room(|room| Ok(room.is_empty()?)) {
-            Ok(false) => Ok(None),
-            Ok(true) => {
-                let source = restore_source(&self.env, address).await;
-                self.with_room(|room| Ok(room.restore_from(source))).unwrap_or_else(|e| Err(e.message))
-            }
-            Err(error) => Err(error.message),
-        };
-        match &outcome {
-            Ok(Some(seq)) => {
-                tracing::warn!(room = %address, seq, "storage was empty: restored the newest readable snapshot")
-            }
-            Err(reason) => {
-                tracing::error!(room = %address, %reason, "storage is empty and no snapshot could be restored")
-            }
-            Ok(None) => {}
-        }
-        self.gate.borrow_mut().settle(outcome.map(|_| ()), now_ms());
     }
 
     /// Registers an accepted socket.
