@@ -23,13 +23,7 @@ async fn get(server: &Server, path: &str) -> Value {
 }
 
 async fn post(server: &Server, path: &str, body: Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(server.http_url(path))
-        .bearer_auth(ADMIN_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    server.admin_post(ADMIN_KEY, path, body).await
 }
 
 #[tokio::test]

@@ -132,13 +132,7 @@ async fn start() -> Server {
 }
 
 async fn admin_post(server: &Server, path: &str, body: Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(server.http_url(path))
-        .bearer_auth(ADMIN_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    server.admin_post(ADMIN_KEY, path, body).await
 }
 
 async fn admin_get(server: &Server, path: &str) -> Value {

@@ -21,17 +21,11 @@ async fn start(state: StateDir, extra: &[(&str, &str)]) -> Server {
 }
 
 async fn admin_get(server: &Server, path: &str) -> reqwest::Response {
-    reqwest::Client::new().get(server.http_url(path)).bearer_auth(ADMIN_KEY).send().await.unwrap()
+    server.admin_get(ADMIN_KEY, path).await
 }
 
 async fn admin_post(server: &Server, path: &str, body: Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(server.http_url(path))
-        .bearer_auth(ADMIN_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    server.admin_post(ADMIN_KEY, path, body).await
 }
 
 async fn snapshots(server: &Server, room: &str) -> Vec<SnapshotRecord> {

@@ -277,6 +277,17 @@ impl Server {
     }
 
     /// `http://127.0.0.1:<port><path>`
+    /// `POST path` with a JSON body and the admin key as a bearer token.
+    pub async fn admin_post(&self, key: &str, path: &str, body: Value) -> reqwest::Response {
+        let request = reqwest::Client::new().post(self.http_url(path)).bearer_auth(key).json(&body);
+        request.send().await.expect("admin POST")
+    }
+
+    /// `GET path` with the admin key as a bearer token.
+    pub async fn admin_get(&self, key: &str, path: &str) -> reqwest::Response {
+        reqwest::Client::new().get(self.http_url(path)).bearer_auth(key).send().await.expect("admin GET")
+    }
+
     pub fn http_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
