@@ -118,7 +118,7 @@ impl Cli {
 async fn every_command_works_and_bad_input_fails_clearly() {
     let server = Server::start_with_vars(&[
         ("AUTH_MODE", "dev"),
-        ("TENANT_SECRETS", r#"{"acme":"acme-secret"}"#),
+        ("TENANT_SECRETS", r#"{"acme":"acme-secret-0123456789"}"#),
         ("ADMIN_KEY", ADMIN_KEY),
         ("FLUSH_INTERVAL_MS", "500"),
         ("RATE_LIMIT_PER_SEC", "100000"),
@@ -178,8 +178,17 @@ async fn every_command_works_and_bad_input_fails_clearly() {
     cli.fails(&["counter", "add", "acme/likes", "five"], &[], None, 2, "invalid value");
 
     // tokens: signed here or by the admin API; a wrong token is exit 3.
-    let signed =
-        cli.ok(&["token", "mint", "acme", "--sub", "ada", "--grant", "cli=read", "--secret", "acme-secret"]);
+    let signed = cli.ok(&[
+        "token",
+        "mint",
+        "acme",
+        "--sub",
+        "ada",
+        "--grant",
+        "cli=read",
+        "--secret",
+        "acme-secret-0123456789",
+    ]);
     let token = signed.trim();
     assert_eq!(cli.run_with(&["history", "acme/cli"], &[("EDGEROOM_TOKEN", token)], None).code, 0);
     let minted = cli.run_with(

@@ -282,9 +282,8 @@ async fn state_presence_counters_refusals_and_rest() {
     let huge = "x".repeat(70 * 1024);
     assert!(matches!(alice.publish(&huge).await, Err(OpError::TooLarge { .. })));
 
-    // Over the rate, the server refuses frames without naming their operation (they are not
-    // decoded): the client reports the refusal and sends the waiting operations again, so each is
-    // applied once and acknowledged.
+    // Over the rate, the client reports the refusal and sends the waiting operations again, so
+    // each is applied once and acknowledged.
     let burst: Vec<Operation> = (0..15).map(|n| bob.publish(&n)).collect();
     let seqs: BTreeSet<u64> =
         join_all(burst).await.into_iter().map(|o| o.expect("applied after a resend")).collect();
@@ -406,7 +405,7 @@ async fn saved_positions_resume_exactly_and_restores_surface_as_gaps() {
 async fn a_token_source_outlives_expiring_tokens_and_a_fixed_expired_token_closes() {
     let vars = [
         ("AUTH_MODE", "token"),
-        ("TENANT_SECRETS", r#"{"acme":"acme-secret"}"#),
+        ("TENANT_SECRETS", r#"{"acme":"acme-secret-0123456789"}"#),
         ("HEARTBEAT_TIMEOUT_MS", "4000"),
     ];
     let server = Server::start_with_vars(&vars).await;
@@ -426,7 +425,7 @@ async fn a_token_source_outlives_expiring_tokens_and_a_fixed_expired_token_close
             exp: now + 2,
             nbf: None,
         };
-        edgeroom_auth::sign(&claims, "acme-secret").unwrap()
+        edgeroom_auth::sign(&claims, "acme-secret-0123456789").unwrap()
     }
     let minted = Arc::new(AtomicUsize::new(0));
     let counter = minted.clone();

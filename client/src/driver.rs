@@ -405,19 +405,20 @@ impl<S: Session> Driver<S> {
                 Ok(false)
             }
             ServerMessage::Error(frame) => {
-                match frame.op_id.and_then(|op_id| self.pending.take(op_id)) {
+                // Over the rate, an operation is not refused for good: it stays waiting (its TTL
+                // still bounds it) and every waiting one is sent again a little later with its
+                // op_id (the room applies each op_id once, so those that did pass are only
+                // acknowledged again).
+                let over_rate = frame.code == ErrorCode::RateLimited;
+                if over_rate && self.pending.next_deadline().is_some() {
+                    self.resend_at.get_or_insert(Instant::now() + RESEND_AFTER_REFUSAL);
+                }
+                match frame.op_id.filter(|_| !over_rate).and_then(|op_id| self.pending.take(op_id)) {
                     Some(op) => {
                         let error = refusal(op.op_id, frame);
                         self.resolve(op, Err(error)).await;
                     }
                     None => {
-                        // The server refuses frames over the rate before decoding them, so the
-                        // refusal names no operation: send the waiting ones again a little later
-                        // (the room applies each op_id once, so the ones that did pass are only
-                        // acknowledged again).
-                        if frame.code == ErrorCode::RateLimited && self.pending.next_deadline().is_some() {
-                            self.resend_at.get_or_insert(Instant::now() + RESEND_AFTER_REFUSAL);
-                        }
                         let error = Error::Server { code: frame.code, message: frame.message };
                         // The app gets it as an event; a log line per frame would flood stderr.
                         tracing::debug!(%error, "error frame from the server");

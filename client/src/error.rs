@@ -119,7 +119,9 @@ pub enum OpError {
         /// The server's explanation.
         message: String,
     },
-    /// The connection is over its rate limit; nothing was stored; send more slowly.
+    /// The connection is over its rate limit; nothing was stored. The client does not fail
+    /// operations with it today: it keeps them and sends them again (within their TTL), and the
+    /// refusal reaches the app as an error event. Kept for servers that refuse for good.
     #[error("operation {op_id} refused: rate limited: {message}")]
     RateLimited {
         /// The operation's id.
