@@ -46,6 +46,9 @@ fi
 # The browser client (client/js): its ES module and the demo page's bundle (public/demo/lib/), ~2 s.
 say "building the browser client"
 npm run --silent build:client
+# The admin console (admin/): its bundle with uPlot into public/admin/, served at /admin/, ~1 s.
+say "building the admin console"
+npm run --silent build:console
 # Headless Chromium for the browser tests (Debian's package, driven by npm's playwright-core).
 if [ ! -x /usr/bin/chromium ]; then
   say "installing Debian's chromium (once)"
