@@ -35,6 +35,7 @@ function h(spec, attrs = {}, ...children) {
 }
 
 const nf = new Intl.NumberFormat("en-US");
+const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 function num(n) {
   if (n == null || Number.isNaN(n)) return "–";
   if (Math.abs(n) >= 1e6) return `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 1)}M`;
@@ -258,11 +259,11 @@ function costBody(cost, note) {
     return h(
       "tr",
       { dataset: { unit: line.unit } },
-      h("td", {}, h("div.unit", {}, label), hint ? h("div.hint", {}, hint) : null),
-      h("td.num", {}, num(line.per_day)),
-      h("td.share", {}, h("div.meter", { title: `${(share * 100).toFixed(2)}% of the free plan's daily allowance` }, h("span", { style: `width:${Math.min(100, share * 100)}%`, dataset: { over: share > 1 ? "yes" : "no" } })), h("span.pct", {}, share >= 0.001 || share === 0 ? `${(share * 100).toFixed(share < 0.1 ? 1 : 0)}%` : "< 0.1%")),
-      h("td.num", {}, usd(line.paid_usd_per_month)),
-      h("td.num", {}, per1000 ? num(per1000[line.unit]) : "–"),
+      h("td", { "data-label": "Unit" }, h("div.unit", {}, label), hint ? h("div.hint", {}, hint) : null),
+      h("td.num", { "data-label": "Per day" }, num(line.per_day)),
+      h("td.share", { "data-label": "Free plan share" }, h("div.meter", { title: `${(share * 100).toFixed(2)}% of the free plan's daily allowance` }, h("span", { style: `width:${Math.min(100, share * 100)}%`, dataset: { over: share > 1 ? "yes" : "no" } })), h("span.pct", {}, share >= 0.001 || share === 0 ? `${(share * 100).toFixed(share < 0.1 ? 1 : 0)}%` : "< 0.1%")),
+      h("td.num", { "data-label": "Paid $/month" }, usd(line.paid_usd_per_month)),
+      h("td.num", { "data-label": "Per 1,000 deliveries" }, per1000 ? num(per1000[line.unit]) : "–"),
     );
   });
   const fits = cost.estimate.fits_free_plan;
@@ -316,7 +317,7 @@ async function overviewView(tenant) {
         stat("refusals", "Refusals", num(refusals), refusals ? Object.entries(a.refusals).map(([k, v]) => `${k} ${v}`).join(", ") : "no refused frames"),
       ),
       h(
-        "div.grid2",
+        "div.grid-overview",
         {},
         panel("Cost", null, costBody(overview.cost, "The last day's billable units over all rooms, projected to a 30-day month on Cloudflare's free and paid plans (prices: durable/src/pricing.rs).")),
         panel(
@@ -439,7 +440,7 @@ function chart(target, label, color, tone) {
     cursor: { show: true, points: { size: 6 } },
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
     axes: [
-      { stroke: "#6b7080", grid: { stroke: "#eef0f4" }, ticks: { stroke: "#eef0f4" }, font: "11px system-ui", space: 60 },
+      { stroke: "#6b7080", grid: { stroke: "#eef0f4" }, ticks: { stroke: "#eef0f4" }, font: "11px system-ui", space: 70, values: (u, ticks) => ticks.map((v) => clock.format(new Date(v * 1000))) },
       { stroke: "#6b7080", grid: { stroke: "#eef0f4" }, ticks: { stroke: "#eef0f4" }, font: "11px system-ui", size: 42 },
     ],
     series: [{}, { label, stroke: color, width: 2, fill: `${color}22`, points: { show: false } }],

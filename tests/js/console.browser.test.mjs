@@ -103,13 +103,13 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
   // A wrong key shows a clear error and signs nobody in.
   await page.goto(`${server.httpUrl}/admin/`);
   await page.locator("#login").waitFor();
-  await page.screenshot({ path: join(artifacts, "login-laptop.png") });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "login-laptop.png") });
   expect401 = true;
   await signIn(page, "not-the-key");
   await page.locator("#login-error", { hasText: "not accepted" }).waitFor();
   expect401 = false;
   assert.equal(await page.evaluate(() => sessionStorage.getItem("edgeroom.admin.key")), null);
-  await page.screenshot({ path: join(artifacts, "login-error-laptop.png") });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "login-error-laptop.png") });
 
   // The right key: the overview. The key is in sessionStorage, in no served file.
   await signIn(page, ADMIN_KEY);
@@ -127,7 +127,7 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
   }, "the overview to count the room", 20_000);
   await page.locator(".cost tbody tr").first().waitFor();
   assert.equal(await page.locator(".cost tbody tr").count(), 7, "one cost line per billable unit");
-  await page.screenshot({ path: join(artifacts, "overview-laptop.png"), fullPage: true });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "overview-laptop.png"), fullPage: true });
 
   // The rooms table lists the client's room.
   await page.click('[data-tab="rooms"]');
@@ -138,7 +138,7 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
   await page.locator(`tr[data-room="${ROOM}"]`).waitFor();
   await page.selectOption("#room-sort", "name");
   await page.locator(`tr[data-room="${ROOM}"]`).waitFor();
-  await page.screenshot({ path: join(artifacts, "rooms-laptop.png"), fullPage: true });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "rooms-laptop.png"), fullPage: true });
 
   // The room page: the member, the tail connected, the client's messages live in the tail and the chart.
   await page.click(`tr[data-room="${ROOM}"] .room-link`);
@@ -151,13 +151,13 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
   await page.waitForFunction(() => Number(document.querySelector('[data-chart="deliveries"]').dataset.peak) > 0);
   await page.waitForFunction(() => Number(document.querySelector('[data-chart="connections"]').dataset.peak) >= 2); // Ada and the tail
   await page.locator("#state").waitFor();
-  await page.screenshot({ path: join(artifacts, "room-laptop.png"), fullPage: true });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "room-laptop.png"), fullPage: true });
 
   // Kick Ada: the confirm dialog, then the client gets close code 4013 and leaves the members.
   const connectionId = client.welcome.connection_id;
   await page.click(`#members .member[data-connection="${connectionId}"] .kick`);
   await page.locator("#confirm-title", { hasText: "Kick Ada?" }).waitFor();
-  await page.screenshot({ path: join(artifacts, "confirm-laptop.png") });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "confirm-laptop.png") });
   await confirmDialog(page, "Kick");
   await waitFor(() => client.closeCode !== null, "the client to be closed");
   assert.equal(client.closeCode, 4013);
@@ -182,7 +182,7 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
   await confirmDialog(page, "Restore");
   await page.locator(".toast", { hasText: `Restored the snapshot of seq ${seq}` }).waitFor();
   await waitFor(async () => (await page.locator('[data-fact="epoch"] .fact-value').textContent()) !== epochBefore, "a new epoch after the restore");
-  await page.screenshot({ path: join(artifacts, "room-after-restore-laptop.png"), fullPage: true });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "room-after-restore-laptop.png"), fullPage: true });
 
   // Counters: listed after their flush; reset to 0 through the confirm dialog.
   await page.click('[data-tab="counters"]');
@@ -192,7 +192,7 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
     return false;
   }, "the likes counter to be listed");
   assert.equal(await page.locator('tr[data-counter="likes"] .value').textContent(), "7");
-  await page.screenshot({ path: join(artifacts, "counters-laptop.png"), fullPage: true });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "counters-laptop.png"), fullPage: true });
   await page.click('tr[data-counter="likes"] .reset');
   await confirmDialog(page, "Reset");
   await page.locator('tr[data-counter="likes"] .value', { hasText: /^0$/ }).waitFor();
@@ -213,17 +213,17 @@ test("on a phone-sized screen every view fits without sideways scrolling", async
   await page.goto(`${server.httpUrl}/admin/`);
   await page.locator("#login").waitFor();
   await noSidewaysScroll(page, "the login");
-  await page.screenshot({ path: join(artifacts, "login-phone.png") });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "login-phone.png") });
   await signIn(page, ADMIN_KEY);
   await page.locator("#tenant-name").waitFor();
   await page.locator(".cost tbody tr").first().waitFor();
   await noSidewaysScroll(page, "the overview");
-  await page.screenshot({ path: join(artifacts, "overview-phone.png"), fullPage: true });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "overview-phone.png"), fullPage: true });
 
   await page.click('[data-tab="rooms"]');
   await page.locator(`tr[data-room="${ROOM}"]`).waitFor();
   await noSidewaysScroll(page, "the rooms table");
-  await page.screenshot({ path: join(artifacts, "rooms-phone.png"), fullPage: true });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "rooms-phone.png"), fullPage: true });
 
   const watcher = await joinRoom(ROOM, "Grace");
   await page.click(`tr[data-room="${ROOM}"] .room-link`);
@@ -233,13 +233,13 @@ test("on a phone-sized screen every view fits without sideways scrolling", async
   await page.locator("#tail .tail-item", { hasText: "hello from a phone test" }).waitFor();
   await page.waitForFunction(() => Number(document.querySelector('[data-chart="messages"]').dataset.points) >= 2);
   await noSidewaysScroll(page, "the room page");
-  await page.screenshot({ path: join(artifacts, "room-phone.png"), fullPage: true });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "room-phone.png"), fullPage: true });
   watcher.ws.close();
 
   await page.click('[data-tab="counters"]');
   await page.locator('tr[data-counter="likes"]').waitFor();
   await noSidewaysScroll(page, "the counters");
-  await page.screenshot({ path: join(artifacts, "counters-phone.png"), fullPage: true });
+  await page.screenshot({ animations: "disabled", path: join(artifacts, "counters-phone.png"), fullPage: true });
   await context.close();
   assert.deepEqual(problems, [], "no console errors");
 });
