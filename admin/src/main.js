@@ -7,6 +7,7 @@ const TENANT = "edgeroom.admin.tenant";
 const POLL_MS = 2000;
 const CHART_POINTS = 150; // five minutes at one point per 2 s
 const PAGE = 20;
+const TAIL_REPLAY = 20; // events the tail shows from before the page opened
 
 const app = document.getElementById("app");
 let cleanup = []; // timers, sockets and charts of the current view
@@ -675,6 +676,24 @@ async function roomView(tenant, room) {
   let retry = null;
   let closed = false;
   let shown = 0;
+  let lastSeq = null; // the newest event the tail showed; a reconnect resumes after it
+  let epoch = null;
+  let welcomed = false;
+  let pending = null; // live events that arrive while earlier ones are fetched
+  // The tail socket takes no resume_from: earlier events (the last few when the page opens, the
+  // missed ones after a reconnect) come from the history route, with a short read-only token.
+  async function backfill(after, upTo) {
+    if (upTo <= after) return;
+    try {
+      const { token } = await api(`${t(tenant)}/tokens`, { method: "POST", body: { sub: "edgeroom-console", rooms: [{ room, rights: ["read"] }], ttl_secs: 300 } });
+      const response = await fetch(`/v1${base}/history?after=${after}&limit=${Math.min(100, upTo - after)}`, { headers: { Authorization: `Bearer ${token}` } });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const page = await response.json();
+      for (const event of page.events) if (event.seq <= upTo) showEvent(event);
+    } catch (error) {
+      addTail(h("li.tail-note", {}, `Earlier events could not be loaded (${error.message})`));
+    }
+  }
   const addTail = (item) => {
     if (!shown) tail.replaceChildren();
     tail.prepend(item);
@@ -682,6 +701,8 @@ async function roomView(tenant, room) {
     while (tail.children.length > 200) tail.lastChild.remove();
   };
   const showEvent = (event) => {
+    if (lastSeq != null && event.seq <= lastSeq) return;
+    lastSeq = event.seq;
     const label = event.kind === "message" ? (event.topic ? `message · ${event.topic}` : "message") : `${event.kind} ${event.key ?? ""}`;
     addTail(
       h(
@@ -714,12 +735,32 @@ async function roomView(tenant, room) {
       } catch {
         return;
       }
-      if (frame.type === "event") showEvent(frame);
-      else if (frame.type === "events") frame.events.forEach(showEvent);
+      if (frame.type === "event") (pending ?? { push: showEvent }).push(frame);
+      else if (frame.type === "events") frame.events.forEach((event) => (pending ?? { push: showEvent }).push(event));
       else if (frame.type === "welcome") {
-        addTail(h("li.tail-note", {}, `Watching from seq ${frame.seq}${frame.epoch ? ` · epoch ${frame.epoch}` : ""}`));
+        const restored = welcomed && epoch && frame.epoch && frame.epoch !== epoch;
+        let from = null;
+        if (!welcomed) from = Math.max(0, frame.seq - TAIL_REPLAY);
+        else if (!restored && lastSeq != null) from = lastSeq; // a reconnect: fetch what was missed
+        if (!welcomed) addTail(h("li.tail-note", {}, `Tail opened at seq ${frame.seq}${frame.epoch ? ` · epoch ${frame.epoch}` : ""}`));
+        else if (restored) {
+          addTail(h("li.tail-note", {}, `History replaced (restore): now at seq ${frame.seq} · epoch ${frame.epoch}`));
+          lastSeq = frame.seq;
+        }
+        welcomed = true;
+        epoch = frame.epoch || epoch;
+        if (from != null && frame.seq > from) {
+          const queue = (pending = []);
+          backfill(from, frame.seq).finally(() => {
+            if (pending === queue) pending = null;
+            queue.forEach(showEvent);
+          });
+        }
         loadSlow();
-      } else if (frame.type === "gap") addTail(h("li.tail-note", {}, `Gap: events after ${frame.resume_from} up to ${frame.seq} are not replayed (restored or trimmed)`));
+      } else if (frame.type === "gap") {
+        if (frame.seq > frame.resume_from) addTail(h("li.tail-note", {}, `Events ${frame.resume_from + 1}–${frame.seq} are not replayed (no longer in history)`));
+        lastSeq = frame.seq;
+      }
     };
     socket.onclose = (e) => {
       clearInterval(heartbeat);

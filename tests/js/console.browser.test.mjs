@@ -25,7 +25,7 @@ let expect401 = false; // the wrong-key step makes the browser log the refused r
 before(async () => {
   mkdirSync(artifacts, { recursive: true });
   [server, browser] = await Promise.all([
-    Server.start({ vars: { ADMIN_KEY, FLUSH_INTERVAL_MS: "1000" } }),
+    Server.start({ vars: { ADMIN_KEY, FLUSH_INTERVAL_MS: "1000", TENANT_SECRETS: JSON.stringify({ demo: "console-test-tenant-secret-0123456789" }) } }),
     chromium.launch({ executablePath, args: ["--no-sandbox"] }),
   ]);
 });
@@ -140,6 +140,32 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
   await page.locator(`tr[data-room="${ROOM}"]`).waitFor();
   await page.screenshot({ animations: "disabled", path: join(artifacts, "rooms-laptop.png"), fullPage: true });
 
+  // Paging: 21 more rooms make two pages of 20 (server-side publishes, each room flushed once).
+  await Promise.all(
+    Array.from({ length: 21 }, (_, i) =>
+      fetch(`${server.httpUrl}/v1/t/demo/rooms/page-${String(i).padStart(2, "0")}/messages`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ body: { n: i } }),
+      }).then((response) => assert.equal(response.status, 200)),
+    ),
+  );
+  await page.fill("#room-search", "page-");
+  await page.selectOption("#room-sort", "name");
+  await waitFor(async () => {
+    await page.click("#rooms-refresh");
+    return (await page.locator("#rooms-body tr.row").count()) === 20 && (await page.locator("#next-page").isEnabled());
+  }, "a full first page of rooms");
+  assert.equal(await page.locator("#rooms-body tr.row").first().getAttribute("data-room"), "page-00");
+  await page.click("#next-page");
+  await page.locator('#rooms-body tr.row[data-room="page-20"]').waitFor();
+  assert.equal(await page.locator("#rooms-body tr.row").count(), 1);
+  assert.ok(await page.locator("#next-page").isDisabled());
+  await page.click("#prev-page");
+  await page.locator('#rooms-body tr.row[data-room="page-00"]').waitFor();
+  await page.fill("#room-search", "ops");
+  await page.locator(`tr[data-room="${ROOM}"]`).waitFor();
+
   // The room page: the member, the tail connected, the client's messages live in the tail and the chart.
   await page.click(`tr[data-room="${ROOM}"] .room-link`);
   await page.locator('#tail-status[data-status="connected"]').waitFor();
@@ -147,6 +173,8 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
   await page.waitForFunction(() => Number(document.querySelector('[data-chart="messages"]').dataset.points) >= 1);
   for (let i = 1; i <= 5; i++) client.publish({ text: `hello console ${i}` });
   await page.locator("#tail .tail-item", { hasText: "hello console 5" }).waitFor();
+  // The tail opened with the room's recent history, so the message from before the page is there too.
+  assert.equal(await page.locator('#tail .tail-item[data-seq="1"]', { hasText: "warming up" }).count(), 1);
   await page.waitForFunction(() => Number(document.querySelector('[data-chart="messages"]').dataset.peak) > 0);
   await page.waitForFunction(() => Number(document.querySelector('[data-chart="deliveries"]').dataset.peak) > 0);
   await page.waitForFunction(() => Number(document.querySelector('[data-chart="connections"]').dataset.peak) >= 2); // Ada and the tail
@@ -182,7 +210,22 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
   await confirmDialog(page, "Restore");
   await page.locator(".toast", { hasText: `Restored the snapshot of seq ${seq}` }).waitFor();
   await waitFor(async () => (await page.locator('[data-fact="epoch"] .fact-value').textContent()) !== epochBefore, "a new epoch after the restore");
+  await page.locator("#tail .tail-note", { hasText: "History replaced" }).waitFor();
   await page.screenshot({ animations: "disabled", path: join(artifacts, "room-after-restore-laptop.png"), fullPage: true });
+
+  // Close all: the console's own tail is closed too (4014); it reconnects and fetches what it missed.
+  await page.click("#close-all");
+  await confirmDialog(page, "Close all");
+  await page.locator(".toast", { hasText: /Closed \d+ connection/ }).waitFor();
+  const publish = await fetch(`${server.httpUrl}/v1/t/demo/rooms/${ROOM}/messages`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ body: { text: "while the tail was away" } }),
+  });
+  assert.equal(publish.status, 200);
+  await page.locator("#tail .tail-item", { hasText: "while the tail was away" }).waitFor();
+  await page.locator('#tail-status[data-status="connected"]').waitFor();
+  assert.equal(await page.locator("#tail .tail-item", { hasText: "while the tail was away" }).count(), 1, "shown once");
 
   // Counters: listed after their flush; reset to 0 through the confirm dialog.
   await page.click('[data-tab="counters"]');
@@ -221,9 +264,12 @@ test("on a phone-sized screen every view fits without sideways scrolling", async
   await page.screenshot({ animations: "disabled", path: join(artifacts, "overview-phone.png"), fullPage: true });
 
   await page.click('[data-tab="rooms"]');
-  await page.locator(`tr[data-room="${ROOM}"]`).waitFor();
+  await page.locator("#rooms-body tr.row").nth(19).waitFor();
   await noSidewaysScroll(page, "the rooms table");
   await page.screenshot({ animations: "disabled", path: join(artifacts, "rooms-phone.png"), fullPage: true });
+  await page.fill("#room-search", "ops");
+  await page.locator("#rooms-body tr.row").nth(1).waitFor({ state: "detached" });
+  await page.locator(`tr[data-room="${ROOM}"]`).waitFor();
 
   const watcher = await joinRoom(ROOM, "Grace");
   await page.click(`tr[data-room="${ROOM}"] .room-link`);
