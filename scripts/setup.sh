@@ -53,6 +53,14 @@ if [ ! -f "$client_stamp" ] || [ "$(cat "$client_stamp")" != "$client_hash" ] \
   npm run --silent build:client
   echo "$client_hash" > "$client_stamp"
 fi
+# The admin console (admin/): its bundle with uPlot into public/admin/, served at /admin/, ~1 s.
+console_stamp=node_modules/.edgeroom-console.sha256
+console_hash=$(cat admin/src/* admin/build.mjs package-lock.json | sha256sum | cut -d' ' -f1)
+if [ ! -f "$console_stamp" ] || [ "$(cat "$console_stamp")" != "$console_hash" ] || [ ! -d public/admin ]; then
+  say "building the admin console"
+  npm run --silent build:console
+  echo "$console_hash" > "$console_stamp"
+fi
 # Headless Chromium for the browser tests (Debian's package, driven by npm's playwright-core).
 if [ ! -x /usr/bin/chromium ]; then
   say "installing Debian's chromium (once)"

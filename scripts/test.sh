@@ -18,6 +18,6 @@ say "building the Worker (with the test-only fault injection)"
 EDGEROOM_FAULT_INJECTION=1 sh scripts/build-worker.sh
 say "tests (native unit tests, then end-to-end against wrangler dev)"
 EDGEROOM_PREBUILT=1 cargo test --locked --workspace --exclude edgeroom
-say "browser client (client/js): type check, then Node and headless Chromium tests against wrangler dev"
+say "browser client (client/js) and admin console: type check, then Node and headless Chromium tests against wrangler dev"
 npm run --silent typecheck:client
 EDGEROOM_PREBUILT=1 node --test --test-concurrency=1 tests/js/*.test.mjs
