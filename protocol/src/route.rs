@@ -248,7 +248,7 @@ impl Route {
             Self::AdminRooms(_) => &["sort", "q", "limit", "offset"],
             Self::AdminRoomMetrics(_) => &["window_ms"],
             // Browsers cannot set headers on a WebSocket: the tail also takes the key here.
-            Self::AdminTail(_) => &["format", "admin_key"],
+            Self::AdminTail(_) => &["format", "resume_from", "epoch", "admin_key"],
             Self::RoomSocket(_) => &["format", "resume_from", "epoch", "handshake", "token"],
             Self::RoomState(_) => &["consistency", "token"],
             Self::RoomHistory(_) => &["after", "limit", "token"],
