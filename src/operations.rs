@@ -4,6 +4,7 @@
 
 use edgeroom_durable::object::d1::{database, prepare};
 use edgeroom_durable::object::http::{call, call_json, forward, read_json, require_upgrade};
+use edgeroom_durable::object::RemoteShards;
 use edgeroom_durable::pricing::{Estimate, Units};
 use edgeroom_durable::{index, ApiError, InternalRequest, Metrics, RoomLive, RoomOp, ShardOp, ShardWrite};
 use edgeroom_protocol::{
@@ -220,6 +221,11 @@ pub async fn tail(env: &Env, address: &RoomAddress, req: &Request) -> Result<Res
 }
 
 /// `GET /v1/admin/t/{tenant}/counters`: the tenant's counters as last flushed to D1.
+/// Most counters one listing asks for their live subscribers (one object request each).
+const LIVE_COUNTERS: usize = 100;
+
+/// `GET /v1/admin/t/{tenant}/counters`: the tenant's counters as last flushed to D1; `version`
+/// counts the writes ever applied; `subscribers` is live (for the first 100).
 pub async fn counters(env: &Env, tenant: &str) -> Result<Response, ApiError> {
     #[derive(Deserialize, Serialize)]
     struct Row {
@@ -227,13 +233,20 @@ pub async fn counters(env: &Env, tenant: &str) -> Result<Response, ApiError> {
         value: String,
         version: String,
         updated_ms: f64,
+        #[serde(default)]
+        subscribers: Option<u32>,
     }
-    let rows: Vec<Row> = prepare(&database(env).map_err(internal)?, &index::counters_of(tenant, 1000))
+    let mut rows: Vec<Row> = prepare(&database(env).map_err(internal)?, &index::counters_of(tenant, 1000))
         .map_err(internal)?
         .all()
         .await
         .and_then(|result| result.results())
         .map_err(internal)?;
+    for row in rows.iter_mut().take(LIVE_COUNTERS) {
+        let Ok(address) = CounterAddress::new(tenant, &row.name) else { continue };
+        // A counter that cannot answer now shows no live figure rather than failing the list.
+        row.subscribers = RemoteShards { env, address: &address }.state(0).await.ok().map(|s| s.subscribers);
+    }
     json(&rows)
 }
 

@@ -154,6 +154,12 @@ async fn rooms_are_sorted_searched_and_paged_and_counters_listed_and_reset() {
     }
     assert_eq!(listed[0]["name"], "likes");
     assert_eq!(listed[0]["value"], "5");
+    assert_eq!(listed[0]["version"], "1", "one write");
+    assert_eq!(listed[0]["subscribers"], 0);
+    let mut watcher = Client::connect(&server.ws_url("/v1/t/acme/counters/likes/ws")).await;
+    watcher.next_message().await;
+    let listed = get(&server, "/v1/admin/t/acme/counters").await;
+    assert_eq!(listed[0]["subscribers"], 1, "live subscribers are counted");
     let reset: Value =
         post(&server, "/v1/admin/t/acme/counters/likes/reset", json!({})).await.json().await.unwrap();
     assert_eq!(reset["value"], 0);

@@ -214,6 +214,9 @@ pub struct ShardState {
     pub version: u64,
     /// The shard counts the counter has had (meaningful on the home shard).
     pub history: ShardHistory,
+    /// Live subscription sockets (on the home shard).
+    #[serde(default)]
+    pub subscribers: u32,
 }
 
 /// Body of [`ShardOp::ShardChanged`]: a shard's new state, reported to the home while the

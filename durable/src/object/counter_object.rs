@@ -145,7 +145,13 @@ impl CounterObject {
         let response = match op {
             ShardOp::Get => respond(self.host.with(|c| {
                 let state = c.get()?;
-                Ok(ShardState { value: state.value, version: state.version, history: c.shard_history()? })
+                let subscribers = u32::try_from(self.host.state.get_websockets().len()).unwrap_or(u32::MAX);
+                Ok(ShardState {
+                    value: state.value,
+                    version: state.version,
+                    history: c.shard_history()?,
+                    subscribers,
+                })
             })),
             ShardOp::Write => {
                 let write: ShardWrite = read_json(&mut req, "counter write").await?;
