@@ -46,9 +46,18 @@ impl Schedule {
         }
     }
 
-    /// Whether frames leave now. Control frames (acks, errors, welcomes) go at once; events wait
-    /// up to the batch delay to coalesce, unless a full batch is already queued.
-    pub fn send(&self, has_outgoing: bool, queued_events: usize, timer_pending: bool) -> SendDecision {
+    /// Whether frames leave now. Control frames (acks, errors, welcomes) go at once. Events go at
+    /// once too when nothing was sent within the batch delay (an idle room adds no latency);
+    /// while sends follow each other closely, events wait for the rest of the delay to coalesce
+    /// into one frame, unless a full batch is already queued. `since_last_send_ms` is the time
+    /// since frames last left.
+    pub fn send(
+        &self,
+        has_outgoing: bool,
+        queued_events: usize,
+        timer_pending: bool,
+        since_last_send_ms: u64,
+    ) -> SendDecision {
         if !has_outgoing {
             return SendDecision::Wait;
         }
@@ -57,8 +66,10 @@ impl Schedule {
         }
         if timer_pending {
             SendDecision::Wait
+        } else if since_last_send_ms >= self.batch_delay_ms {
+            SendDecision::Now
         } else {
-            SendDecision::After(self.batch_delay_ms)
+            SendDecision::After(self.batch_delay_ms - since_last_send_ms)
         }
     }
 
@@ -162,15 +173,17 @@ mod tests {
     }
 
     #[test]
-    fn control_frames_go_now_and_events_wait_to_coalesce() {
+    fn control_frames_and_idle_rooms_send_now_and_busy_ones_coalesce() {
         let s = schedule();
-        assert_eq!(s.send(false, 0, false), SendDecision::Wait);
-        assert_eq!(s.send(true, 0, false), SendDecision::Now);
-        assert_eq!(s.send(true, 3, false), SendDecision::After(2));
-        assert_eq!(s.send(true, 3, true), SendDecision::Wait);
-        assert_eq!(s.send(true, 10, true), SendDecision::Now, "a full batch does not wait");
+        assert_eq!(s.send(false, 0, false, 0), SendDecision::Wait);
+        assert_eq!(s.send(true, 0, false, 0), SendDecision::Now);
+        assert_eq!(s.send(true, 1, false, 1_000), SendDecision::Now, "idle: no added latency");
+        assert_eq!(s.send(true, 3, false, 0), SendDecision::After(2), "just sent: coalesce");
+        assert_eq!(s.send(true, 3, false, 1), SendDecision::After(1));
+        assert_eq!(s.send(true, 3, true, 0), SendDecision::Wait);
+        assert_eq!(s.send(true, 10, true, 0), SendDecision::Now, "a full batch does not wait");
         let no_delay = Schedule::new(&Limits { batch_delay_ms: 0, ..Limits::default() });
-        assert_eq!(no_delay.send(true, 3, false), SendDecision::Now);
+        assert_eq!(no_delay.send(true, 3, false, 0), SendDecision::Now);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct RoomHost {
     sockets: RefCell<HashMap<u64, WebSocket>>,
     /// A timer will send the queued frames (events wait a little to coalesce).
     send_timer_pending: Cell<bool>,
+    /// When frames last left, to send at once in a room that was quiet.
+    last_send_ms: Cell<u64>,
     pub timers: Cell<Timers>,
     pub gate: RefCell<RestoreGate>,
     /// The names this instance learned from the router, stored once.
@@ -47,6 +49,7 @@ impl RoomHost {
             room: RefCell::new(None),
             sockets: RefCell::new(HashMap::new()),
             send_timer_pending: Cell::new(false),
+            last_send_ms: Cell::new(0),
             timers: Cell::new(Timers::default()),
             gate: RefCell::new(RestoreGate::default()),
             address: RefCell::new(None),
@@ -122,7 +125,8 @@ impl RoomHost {
     pub fn after_event(self: &Rc<Self>) {
         let queued = self.with_room(|room| Ok((room.has_outgoing(), room.pending_events())));
         if let Ok((has_outgoing, events)) = queued {
-            match self.schedule.send(has_outgoing, events, self.send_timer_pending.get()) {
+            let since_last_send = now_ms().saturating_sub(self.last_send_ms.get());
+            match self.schedule.send(has_outgoing, events, self.send_timer_pending.get(), since_last_send) {
                 SendDecision::Now => self.send_queued(),
                 SendDecision::After(delay) => {
                     self.send_timer_pending.set(true);
@@ -201,6 +205,7 @@ impl RoomHost {
             if outgoing.is_empty() {
                 return;
             }
+            self.last_send_ms.set(now_ms());
             for item in outgoing {
                 match item {
                     Outgoing::Deliver { message, recipients } => self.deliver(&message, &recipients),
