@@ -140,6 +140,11 @@ impl RoomHost {
                 SendDecision::Wait => {}
             }
         }
+        // With a flush already armed there is nothing to decide: skip the storage reads that the
+        // check costs on every event.
+        if self.timers.get().is_armed() {
+            return;
+        }
         if self.with_room(|room| Ok(room.needs_flush()? || room.needs_export()?)).unwrap_or(false) {
             let mut timers = self.timers.get();
             if let Some(due) = timers.changed(&self.schedule, now_ms()) {
