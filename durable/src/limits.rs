@@ -68,6 +68,9 @@ limits! {
     history_max_events: u64 = 10_000, "HISTORY_MAX_EVENTS";
     /// Age after which events leave history, in milliseconds.
     history_max_age_ms: u64 = 24 * 60 * 60 * 1000, "HISTORY_MAX_AGE_MS";
+    /// How long a retried operation (same op id) is recognized and answered with its first
+    /// result instead of being applied again, in milliseconds (at most 10,000 operations).
+    op_dedup_window_ms: u64 = 10 * 60 * 1000, "OP_DEDUP_WINDOW_MS";
     /// Most bytes of event bodies one resume replays; beyond it the client gets a `gap`.
     replay_max_bytes: usize = 8 * 1024 * 1024, "REPLAY_MAX_BYTES";
     /// Most events coalesced into one `events` frame.

@@ -85,6 +85,12 @@ impl Outbox {
         self.events
     }
 
+    /// Drops everything queued.
+    pub fn discard(&mut self) {
+        self.events = 0;
+        self.queue.clear();
+    }
+
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::export::{ExportFilter, ExportKind};
 use crate::outbox::{Outbox, Outgoing};
 use crate::peers::Peers;
+use crate::recent_ops::RecentOps;
 use crate::store::StateSize;
 use crate::{
     ApiError, ConnectOptions, Connection, Limits, Metrics, RestoreSource, RoomLive, RoomStore, Snapshot, Sql,
@@ -84,6 +85,8 @@ pub struct Room<S> {
     export_filter: ExportFilter,
     /// The time of the latest event handled, for events that carry no time of their own.
     clock_ms: u64,
+    /// Recently applied op ids, loaded from history on first use.
+    ops: Option<RecentOps>,
 }
 
 impl<S: Sql> Room<S> {
@@ -105,6 +108,7 @@ impl<S: Sql> Room<S> {
             flushed_metrics: Metrics::default(),
             export_filter: ExportFilter::default(),
             clock_ms: 0,
+            ops: None,
         }
         .with_saved_metrics()
     }
@@ -292,8 +296,14 @@ impl<S: Sql> Room<S> {
         !self.outbox.is_empty()
     }
 
-    /// Takes every frame waiting to be sent, in order.
+    /// Takes every frame waiting to be sent, in order, after writing the events they carry:
+    /// nothing leaves the object before it is stored (the runtime holds the frames until the
+    /// write is durable). If the write fails, the frames are dropped and every connection is
+    /// closed instead; clients resume from what was stored and re-send what was not acknowledged.
     pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
+        if let Err(error) = self.persist() {
+            tracing::error!(%error, "writing events failed; closing every connection");
+        }
         let outgoing = self.outbox.take();
         self.metrics.outgoing(&outgoing);
         outgoing
@@ -307,6 +317,8 @@ impl<S: Sql> Room<S> {
     ) -> Result<PublishResult, ApiError> {
         let PublishRequest { body, op_id, topic } = request;
         let seq = self.apply_publish(None, Publish { op_id, body, topic }, now_ms)?;
+        // The answer must not leave before the event is stored.
+        self.persist()?;
         Ok(PublishResult { seq, op_id })
     }
 
@@ -400,10 +412,8 @@ impl<S: Sql> Room<S> {
     /// every live connection gets a fresh `welcome` and a `gap`.
     pub fn restore_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StoreError> {
         let seq_before = self.last_seq()?;
-        self.store.clear_room()?;
-        for stored in &snapshot.events {
-            self.store.append(stored)?;
-        }
+        self.store.replace_room(&snapshot.events)?;
+        self.ops = None;
         for entry in &snapshot.state {
             self.store.put_state(&entry.key, &entry.value, entry.seq)?;
         }
@@ -680,6 +690,7 @@ impl<S: Sql> Room<S> {
     /// Stores a message event (once per `op_id`) and returns its seq.
     fn apply_publish(&mut self, sender: Option<u64>, publish: Publish, now_ms: u64) -> Result<u64, ApiError> {
         let Publish { op_id, body, topic } = publish;
+        self.clock_ms = self.clock_ms.max(now_ms);
         if topic.as_ref().is_some_and(|topic| topic.len() > self.limits.topic_max_bytes) {
             let message = format!("topics are at most {} bytes", self.limits.topic_max_bytes);
             return Err(ApiError::bad_request(message));
@@ -726,6 +737,8 @@ impl<S: Sql> Room<S> {
         if let Some(key) = &event.key {
             self.store.put_state(key, &event.body, event.seq)?;
         }
+        // The state row and its event are stored in the same turn.
+        self.persist()?;
         self.state_size = Some(StateSize { keys: keys_after, bytes: bytes_after });
         Ok(event.seq)
     }
@@ -749,6 +762,7 @@ impl<S: Sql> Room<S> {
         if let Some(key) = &event.key {
             self.store.delete_state(key)?;
         }
+        self.persist()?;
         if existing > 0 {
             self.state_size = self.state_size.map(|size| StateSize {
                 keys: size.keys.saturating_sub(1),
@@ -781,12 +795,44 @@ impl<S: Sql> Room<S> {
         Ok(true)
     }
 
-    /// The seq of the event an operation already produced, if it was applied before.
-    fn seq_of(&self, op_id: Option<Uuid>) -> Result<Option<u64>, StoreError> {
-        match op_id {
-            Some(op_id) => self.store.seq_of_op(&op_id.to_string()),
-            None => Ok(None),
+    /// The seq of the event an operation already produced, if it was applied within the
+    /// dedup window (`OP_DEDUP_WINDOW_MS`).
+    fn seq_of(&mut self, op_id: Option<Uuid>) -> Result<Option<u64>, StoreError> {
+        let Some(op_id) = op_id else { return Ok(None) };
+        Ok(self.recent_ops()?.get(&op_id.to_string()))
+    }
+
+    fn recent_ops(&mut self) -> Result<&mut RecentOps, StoreError> {
+        let window = self.limits.op_dedup_window_ms;
+        let ops = match self.ops.take() {
+            Some(ops) => ops,
+            None => {
+                let since = self.clock_ms.saturating_sub(window);
+                let recent = self.store.recent_ops(since, crate::recent_ops::MAX_RECENT_OPS as u64)?;
+                RecentOps::load(window, recent)
+            }
+        };
+        Ok(self.ops.insert(ops))
+    }
+
+    /// Writes the appended events. If that fails they are gone: forget what was derived from
+    /// them and close every connection, whose clients resume from what is stored.
+    fn persist(&mut self) -> Result<(), StoreError> {
+        let written = self.store.persist();
+        if written.is_err() {
+            self.last_seq = None;
+            self.ops = None;
+            self.outbox.discard();
+            let ids: Vec<u64> = self.peers.iter().map(|peer| peer.connection.id).collect();
+            for id in ids {
+                self.outbox.close(
+                    id,
+                    close_code::INTERNAL,
+                    "storing events failed; reconnect and resume".to_owned(),
+                );
+            }
         }
+        written
     }
 
     /// Stores `event` under the next sequence number, then queues it for every live connection.
@@ -794,16 +840,18 @@ impl<S: Sql> Room<S> {
     fn append(&mut self, mut event: Event, op_id: Option<Uuid>, now_ms: u64) -> Result<Event, StoreError> {
         let seq = self.last_seq()?.checked_add(1).ok_or(StoreError::BadRow("sequence exhausted"))?;
         event.seq = seq;
-        let stored = StoredEvent { event, op_id: op_id.map(|id| id.to_string()), at_ms: now_ms };
-        self.store.append(&stored)?;
+        let op_id = op_id.map(|id| id.to_string());
+        if let (Some(op_id), Some(ops)) = (&op_id, self.ops.as_mut()) {
+            ops.insert(op_id.clone(), seq, now_ms);
+        }
+        self.store.append(StoredEvent { event: event.clone(), op_id, at_ms: now_ms })?;
         self.metrics.events += 1;
         self.last_seq = Some(seq);
         if seq % TRIM_EVERY == 0 {
             let min_at_ms = now_ms.saturating_sub(self.limits.history_max_age_ms);
             let keep_after = if self.export_filter.is_empty() { u64::MAX } else { self.exported_seq()? };
-            self.store.trim_history(self.limits.history_max_events, min_at_ms, keep_after)?;
+            self.store.trim_history(seq, self.limits.history_max_events, min_at_ms, keep_after)?;
         }
-        let event = stored.event;
         let (max_events, max_bytes) = (self.limits.batch_max_events, self.limits.batch_max_bytes);
         self.outbox.push_event(event.clone(), self.peers.live_ids_except(None), max_events, max_bytes);
         Ok(event)

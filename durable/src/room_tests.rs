@@ -131,6 +131,8 @@ fn seq_continues_after_reopening_storage() {
     let mut room = Room::open(sql.clone(), Limits::default(), 1).unwrap();
     let conn = room.connect(options(), 0).unwrap();
     room.handle_frame(conn.id, &publish_frame(json!(1), None), 1);
+    // Events are written when the frames about them are taken to be sent.
+    assert_eq!(event_seqs(&deliveries(&mut room, conn.id)), vec![1]);
     drop(room);
     let mut reopened = Room::open(sql, Limits::default(), 2).unwrap();
     reopened.restore_connection(conn.clone(), 2);
@@ -156,6 +158,78 @@ fn a_retried_op_is_applied_once_and_acked_with_its_original_seq() {
     assert_eq!(acks, vec![2, 2]);
     assert_eq!(event_seqs(&frames), vec![1, 2]);
     assert_eq!(room.store().last_seq().unwrap(), 2);
+}
+
+#[test]
+fn a_retry_after_the_object_woke_up_is_recognized_within_the_dedup_window() {
+    let sql = std::rc::Rc::new(MemorySql::new());
+    let limits = Limits { op_dedup_window_ms: 60_000, ..Limits::default() };
+    let mut room = Room::open(sql.clone(), limits.clone(), 1).unwrap();
+    let alice = room.connect(options(), 0).unwrap();
+    let (early, late) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    room.handle_frame(alice.id, &publish_frame(json!("early"), Some(early)), 1_000);
+    room.take_outgoing();
+    room.handle_frame(alice.id, &publish_frame(json!("late"), Some(late)), 100_000);
+    room.take_outgoing();
+    drop(room);
+    // A new instance (after hibernation or eviction) loads recent op ids from history.
+    let mut woken = Room::open(sql, limits, 2).unwrap();
+    woken.restore_connection(alice.clone(), 100_500);
+    woken.handle_frame(alice.id, &publish_frame(json!("late"), Some(late)), 100_500);
+    let acks: Vec<u64> = deliveries(&mut woken, alice.id)
+        .iter()
+        .filter_map(|m| if let ServerMessage::Ack(a) = m { Some(a.seq) } else { None })
+        .collect();
+    assert_eq!(acks, vec![2], "the retry gets its original seq");
+    assert_eq!(woken.store().last_seq().unwrap(), 2);
+    // Outside the window an op id is new again (documented: OP_DEDUP_WINDOW_MS).
+    woken.handle_frame(alice.id, &publish_frame(json!("early"), Some(early)), 100_600);
+    woken.take_outgoing();
+    assert_eq!(woken.store().last_seq().unwrap(), 3);
+}
+
+#[test]
+fn events_sent_together_are_stored_in_one_row() {
+    let sql = std::rc::Rc::new(MemorySql::new());
+    let mut room = Room::open(sql.clone(), Limits::default(), 1).unwrap();
+    let alice = room.connect(options(), 0).unwrap().id;
+    let bob = room.connect(options(), 0).unwrap().id;
+    room.handle_frame(bob, &json_frame(json!({"type": "hello"})), 0);
+    room.take_outgoing();
+    let before = sql.counts().rows_written;
+    for i in 0..50u128 {
+        room.handle_frame(alice, &publish_frame(json!(i), Some(Uuid::from_u128(100 + i))), 5);
+    }
+    let delivered = event_seqs(&deliveries(&mut room, bob));
+    assert_eq!(delivered, (1..=50).collect::<Vec<_>>());
+    assert_eq!(sql.counts().rows_written - before, 1, "fifty events, their op ids and acks: one row");
+}
+
+#[test]
+fn a_server_publish_is_stored_before_it_is_answered() {
+    let sql = std::rc::Rc::new(MemorySql::new());
+    let mut room = Room::open(sql.clone(), Limits::default(), 1).unwrap();
+    let before = sql.counts().rows_written;
+    let request = PublishRequest { body: Body::from_value(&json!("x")).unwrap(), op_id: None, topic: None };
+    room.publish_from_server(request, 1).unwrap();
+    assert!(!room.store().has_unwritten());
+    assert_eq!(sql.counts().rows_written - before, 1);
+}
+
+#[test]
+fn when_storing_events_fails_nothing_about_them_is_sent_and_connections_close() {
+    let sql = std::rc::Rc::new(MemorySql::new());
+    let mut room = Room::open(sql.clone(), Limits::default(), 1).unwrap();
+    let alice = room.connect(options(), 0).unwrap().id;
+    room.take_outgoing();
+    room.handle_frame(alice, &publish_frame(json!("lost"), Some(Uuid::from_u128(9))), 1);
+    sql.query("DROP TABLE event_rows", &[]).unwrap();
+    let outgoing = room.take_outgoing();
+    assert!(
+        outgoing.iter().all(|o| matches!(o, Outgoing::Close { code: close_code::INTERNAL, .. })),
+        "no event or ack leaves: {outgoing:?}"
+    );
+    assert_eq!(outgoing.len(), 1);
 }
 
 #[test]

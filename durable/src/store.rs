@@ -1,24 +1,29 @@
 //! The room's durable storage: the ordered event history, the shared state and the room's
 //! persistent sequences (connection ids, the seq floor, the flushed seq), in SQL.
+//!
+//! History is written in rows of consecutive events ([`crate::event_rows`]): appended events wait
+//! in memory until [`RoomStore::persist`] writes them together, which the room does before any
+//! frame about them leaves the object. Every read of history persists first, so reads always see
+//! every appended event.
 
-use edgeroom_protocol::{Body, Event, EventKind, StateEntry};
+use std::cell::RefCell;
 
+use edgeroom_protocol::{Body, Event, StateEntry};
+
+use crate::event_rows::{pack, EventRow, MAX_EVENTS_PER_ROW};
 use crate::sql::{Sql, SqlValue, StoreError};
 
 /// Tables of a room object, created on first use. Each statement runs on its own.
 const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS events (
-        seq INTEGER PRIMARY KEY,
-        kind TEXT NOT NULL,
-        body TEXT NOT NULL,
-        sender INTEGER,
-        topic TEXT,
-        key TEXT,
-        op_id TEXT,
-        at_ms INTEGER NOT NULL
+    // Consecutive events first_seq..=last_seq as a JSON array; at_ms is the newest event's time.
+    // No secondary index: each would cost one more billed row per write.
+    "CREATE TABLE IF NOT EXISTS event_rows (
+        first_seq INTEGER PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        body_bytes INTEGER NOT NULL,
+        events TEXT NOT NULL
     )",
-    // Finds a retried operation's original event; only rows with an op id are indexed.
-    "CREATE INDEX IF NOT EXISTS events_by_op_id ON events (op_id) WHERE op_id IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -46,9 +51,14 @@ pub struct StoredEvent {
     pub at_ms: u64,
 }
 
+/// Rows of history read per query while paging through it.
+const ROWS_PER_READ: u64 = 32;
+
 /// Typed access to a room's SQL storage.
 pub struct RoomStore<S> {
     sql: S,
+    /// Appended events not written yet, in seq order.
+    unwritten: RefCell<Vec<StoredEvent>>,
 }
 
 impl<S: Sql> RoomStore<S> {
@@ -62,14 +72,37 @@ impl<S: Sql> RoomStore<S> {
         for statement in SCHEMA {
             sql.query(statement, &[])?;
         }
-        Ok(Self { sql })
+        let store = Self { sql, unwritten: RefCell::new(Vec::new()) };
+        store.migrate_event_table()?;
+        Ok(store)
+    }
+
+    /// Rooms created before history was packed into rows kept one event per row in `events`:
+    /// move them into rows once.
+    fn migrate_event_table(&self) -> Result<(), StoreError> {
+        let old =
+            self.sql.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'", &[])?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        let rows = self.sql.query(
+            "SELECT seq, kind, body, sender, topic, key, op_id, at_ms FROM events ORDER BY seq",
+            &[],
+        )?;
+        let events = rows.into_iter().map(legacy_event_from_row).collect::<Result<Vec<_>, _>>()?;
+        self.write_rows(&events)?;
+        self.sql.query("DROP TABLE events", &[])?;
+        Ok(())
     }
 
     /// The highest sequence number ever assigned (0 for a new room). A restore of an older
     /// snapshot leaves a floor in `sequences`, so numbers are never handed out twice.
     pub fn last_seq(&self) -> Result<u64, StoreError> {
+        if let Some(last) = self.unwritten.borrow().last() {
+            return Ok(last.event.seq);
+        }
         let rows = self.sql.query(
-            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0),
+            "SELECT MAX(COALESCE((SELECT last_seq FROM event_rows ORDER BY first_seq DESC LIMIT 1), 0),
                         COALESCE((SELECT value FROM sequences WHERE name = 'seq_floor'), 0))",
             &[],
         )?;
@@ -78,8 +111,11 @@ impl<S: Sql> RoomStore<S> {
 
     /// Whether the room has never stored anything (a new or wiped object).
     pub fn is_empty(&self) -> Result<bool, StoreError> {
+        if !self.unwritten.borrow().is_empty() {
+            return Ok(false);
+        }
         let rows = self.sql.query(
-            "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM state) + (SELECT COUNT(*) FROM sequences)",
+            "SELECT (SELECT COUNT(*) FROM event_rows) + (SELECT COUNT(*) FROM state) + (SELECT COUNT(*) FROM sequences)",
             &[],
         )?;
         Ok(first_value(&rows).and_then(SqlValue::as_u64) == Some(0))
@@ -105,41 +141,81 @@ impl<S: Sql> RoomStore<S> {
             .collect()
     }
 
-    /// Deletes history and shared state (sequences and meta stay).
-    pub fn clear_room(&self) -> Result<(), StoreError> {
-        self.sql.query("DELETE FROM events", &[])?;
+    /// Replaces history and shared state with `events` (in seq order) and no state; sequences
+    /// and meta stay. Events appended before are written first: frames about them may be queued.
+    pub fn replace_room(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
+        self.persist()?;
+        self.sql.query("DELETE FROM event_rows", &[])?;
         self.sql.query("DELETE FROM state", &[])?;
+        self.write_rows(events)
+    }
+
+    /// Appends one event. Its `seq` must be above the last one. It is written by the next
+    /// [`Self::persist`] (or read), together with the events appended before it; a full row is
+    /// written at once.
+    pub fn append(&self, stored: StoredEvent) -> Result<(), StoreError> {
+        let last = self.last_seq()?;
+        if stored.event.seq <= last {
+            return Err(StoreError::BadRow("appended seq is not above the last one"));
+        }
+        let full = {
+            let mut unwritten = self.unwritten.borrow_mut();
+            unwritten.push(stored);
+            unwritten.len() >= MAX_EVENTS_PER_ROW
+        };
+        if full {
+            self.persist()?;
+        }
         Ok(())
     }
 
-    /// Appends one event. Its `seq` must be above every stored one (the primary key enforces it).
-    pub fn append(&self, stored: &StoredEvent) -> Result<(), StoreError> {
-        let event = &stored.event;
-        self.sql.query(
-            "INSERT INTO events (seq, kind, body, sender, topic, key, op_id, at_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            &[
-                event.seq.into(),
-                event.kind.as_str().into(),
-                event.body.as_str().into(),
-                event.sender.into(),
-                event.topic.clone().into(),
-                event.key.clone().into(),
-                stored.op_id.clone().into(),
-                stored.at_ms.into(),
-            ],
-        )?;
+    /// Writes every appended event, as few rows as possible. On failure the unwritten events
+    /// are dropped (they were never sent or acknowledged) and the error returned.
+    pub fn persist(&self) -> Result<(), StoreError> {
+        let events = std::mem::take(&mut *self.unwritten.borrow_mut());
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.write_rows(&events)
+    }
+
+    /// Whether appended events wait to be written.
+    pub fn has_unwritten(&self) -> bool {
+        !self.unwritten.borrow().is_empty()
+    }
+
+    fn write_rows(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
+        for row in pack(events) {
+            self.sql.query(
+                "INSERT INTO event_rows (first_seq, last_seq, at_ms, body_bytes, events) VALUES (?, ?, ?, ?, ?)",
+                &[
+                    row.first_seq.into(),
+                    row.last_seq.into(),
+                    row.at_ms.into(),
+                    row.body_bytes.into(),
+                    row.encode_events()?.into(),
+                ],
+            )?;
+        }
         Ok(())
+    }
+
+    /// Up to `limit` stored rows holding events after `after`, in order (the first one may also
+    /// hold events up to `after`).
+    fn rows_after(&self, after: u64, limit: u64) -> Result<Vec<EventRow>, StoreError> {
+        let rows = self.sql.query(
+            "SELECT first_seq, last_seq, at_ms, body_bytes, events FROM event_rows
+             WHERE first_seq >= COALESCE((SELECT MAX(first_seq) FROM event_rows WHERE first_seq <= ?), 0)
+               AND last_seq > ?
+             ORDER BY first_seq LIMIT ?",
+            &[after.saturating_add(1).into(), after.into(), limit.into()],
+        )?;
+        rows.into_iter().map(event_row_from_sql).collect()
     }
 
     /// Up to `limit` events with `seq > after`, in order.
     pub fn events_after(&self, after: u64, limit: u64) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = self.sql.query(
-            "SELECT seq, kind, body, sender, topic, key, op_id, at_ms FROM events
-             WHERE seq > ? ORDER BY seq LIMIT ?",
-            &[after.into(), limit.into()],
-        )?;
-        rows.into_iter().map(stored_event_from_row).collect()
+        self.events_page(after, limit, usize::MAX)
     }
 
     /// Up to `limit` events with `seq > after`, in order, stopping once `max_bytes` of bodies are
@@ -150,45 +226,114 @@ impl<S: Sql> RoomStore<S> {
         limit: u64,
         max_bytes: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = self.sql.query(
-            "SELECT seq, kind, body, sender, topic, key, op_id, at_ms FROM (
-                SELECT *, SUM(length(CAST(body AS BLOB))) OVER (ORDER BY seq) - length(CAST(body AS BLOB)) AS before
-                FROM events WHERE seq > ? ORDER BY seq LIMIT ?
-             ) WHERE before < ? ORDER BY seq",
-            &[after.into(), limit.into(), (max_bytes.max(1) as u64).into()],
-        )?;
-        rows.into_iter().map(stored_event_from_row).collect()
+        self.persist()?;
+        let (mut page, mut bytes, mut cursor) = (Vec::new(), 0usize, after);
+        while (page.len() as u64) < limit {
+            let rows = self.rows_after(cursor, ROWS_PER_READ)?;
+            let Some(last_row) = rows.last() else { break };
+            cursor = last_row.last_seq;
+            for stored in
+                rows.into_iter().flat_map(|row| row.events).filter(|stored| stored.event.seq > after)
+            {
+                let size = stored.event.body.len();
+                // An event joins while the bytes before it are under the cap.
+                if (page.len() as u64) >= limit || (!page.is_empty() && bytes >= max_bytes) {
+                    return Ok(page);
+                }
+                bytes = bytes.saturating_add(size);
+                page.push(stored);
+            }
+        }
+        Ok(page)
     }
 
     /// The lowest sequence number still in history, if any event is kept.
     pub fn oldest_seq(&self) -> Result<Option<u64>, StoreError> {
-        let rows = self.sql.query("SELECT MIN(seq) FROM events", &[])?;
+        self.persist()?;
+        let rows = self.sql.query("SELECT first_seq FROM event_rows ORDER BY first_seq LIMIT 1", &[])?;
         Ok(first_value(&rows).and_then(SqlValue::as_u64))
     }
 
     /// Bytes of the bodies of all events with `seq > after`.
     pub fn body_bytes_after(&self, after: u64) -> Result<u64, StoreError> {
+        self.persist()?;
+        // Whole rows after the one that holds `after`, plus that row's events after it.
         let rows = self.sql.query(
-            "SELECT COALESCE(SUM(length(CAST(body AS BLOB))), 0) FROM events WHERE seq > ?",
+            "SELECT COALESCE(SUM(body_bytes), 0) FROM event_rows WHERE first_seq > ?",
             &[after.into()],
         )?;
-        Ok(first_value(&rows).and_then(SqlValue::as_u64).unwrap_or(0))
+        let whole = first_value(&rows).and_then(SqlValue::as_u64).unwrap_or(0);
+        let straddling = self
+            .rows_after(after, 1)?
+            .into_iter()
+            .filter(|row| row.first_seq <= after)
+            .flat_map(|row| row.events)
+            .filter(|stored| stored.event.seq > after)
+            .map(|stored| stored.event.body.len() as u64)
+            .sum::<u64>();
+        Ok(whole + straddling)
     }
 
-    /// The sequence number of the event an operation id produced, if history still has it.
-    pub fn seq_of_op(&self, op_id: &str) -> Result<Option<u64>, StoreError> {
-        let rows = self.sql.query("SELECT seq FROM events WHERE op_id = ? LIMIT 1", &[op_id.into()])?;
-        Ok(first_value(&rows).and_then(SqlValue::as_u64))
+    /// The operations of the newest events, newest first, as `(op id, seq, at_ms)`: back to
+    /// events stored before `since_ms` (whole rows), or about `max_events` events. Retries are
+    /// recognized from these, without an index on op ids (it would cost a row written per event).
+    pub fn recent_ops(&self, since_ms: u64, max_events: u64) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        fn take(events: Vec<StoredEvent>, ops: &mut Vec<(String, u64, u64)>, seen: &mut u64) {
+            for stored in events.into_iter().rev() {
+                *seen += 1;
+                if let Some(op_id) = stored.op_id {
+                    ops.push((op_id, stored.event.seq, stored.at_ms));
+                }
+            }
+        }
+        let (mut ops, mut seen) = (Vec::new(), 0u64);
+        take(self.unwritten.borrow().clone(), &mut ops, &mut seen);
+        let mut before = u64::MAX;
+        while seen < max_events {
+            let rows = self.sql.query(
+                "SELECT first_seq, last_seq, at_ms, body_bytes, events FROM event_rows
+                 WHERE first_seq < ? ORDER BY first_seq DESC LIMIT ?",
+                &[before.into(), ROWS_PER_READ.into()],
+            )?;
+            let count = rows.len() as u64;
+            for row in rows {
+                let row = event_row_from_sql(row)?;
+                if row.at_ms < since_ms || seen >= max_events {
+                    return Ok(ops);
+                }
+                before = row.first_seq;
+                take(row.events, &mut ops, &mut seen);
+            }
+            if count < ROWS_PER_READ {
+                break;
+            }
+        }
+        Ok(ops)
     }
 
-    /// Drops events beyond `max_events` or older than `min_at_ms`, always keeping the newest event
-    /// (it carries the room's sequence number).
-    /// Events after `keep_after` stay whatever their age (they still wait for export).
-    pub fn trim_history(&self, max_events: u64, min_at_ms: u64, keep_after: u64) -> Result<(), StoreError> {
-        let last = self.last_seq()?;
+    /// Drops events beyond `max_events` or older than `min_at_ms` (the room's last seq is
+    /// `last`), whole rows at a time so no row is rewritten; the row with the newest event always
+    /// stays (it carries the room's sequence number). Events after `keep_after` stay whatever
+    /// their age (they still wait for export).
+    pub fn trim_history(
+        &self,
+        last: u64,
+        max_events: u64,
+        min_at_ms: u64,
+        keep_after: u64,
+    ) -> Result<(), StoreError> {
+        // Rows are in seq and time order: find the first row to keep by age, reading only the
+        // rows that go.
+        let young = self.sql.query(
+            "SELECT first_seq FROM event_rows WHERE at_ms >= ? ORDER BY first_seq LIMIT 1",
+            &[min_at_ms.into()],
+        )?;
+        let by_age =
+            first_value(&young).and_then(SqlValue::as_u64).map_or(last, |first| first.saturating_sub(1));
+        let cutoff = by_age.max(last.saturating_sub(max_events)).min(keep_after).min(last.saturating_sub(1));
         self.sql.query(
-            "DELETE FROM events WHERE seq < ? AND seq <= ? AND (seq <= ? OR at_ms < ?)",
-            &[last.into(), keep_after.into(), last.saturating_sub(max_events).into(), min_at_ms.into()],
+            "DELETE FROM event_rows WHERE first_seq <= ? AND last_seq <= ?",
+            &[cutoff.into(), cutoff.into()],
         )?;
         Ok(())
     }
@@ -320,7 +465,24 @@ fn first_value(rows: &[Vec<SqlValue>]) -> Option<&SqlValue> {
     rows.first().and_then(|row| row.first())
 }
 
-fn stored_event_from_row(row: Vec<SqlValue>) -> Result<StoredEvent, StoreError> {
+fn event_row_from_sql(row: Vec<SqlValue>) -> Result<EventRow, StoreError> {
+    let [first_seq, last_seq, at_ms, body_bytes, events]: [SqlValue; 5] =
+        row.try_into().map_err(|_| StoreError::BadRow("event row column count"))?;
+    let first_seq = first_seq.as_u64().ok_or(StoreError::BadRow("first_seq"))?;
+    let last_seq = last_seq.as_u64().ok_or(StoreError::BadRow("last_seq"))?;
+    let json = events.into_text().ok_or(StoreError::BadRow("events"))?;
+    Ok(EventRow {
+        first_seq,
+        last_seq,
+        at_ms: at_ms.as_u64().unwrap_or(0),
+        body_bytes: body_bytes.as_u64().unwrap_or(0),
+        events: EventRow::decode_events(first_seq, last_seq, &json)?,
+    })
+}
+
+/// An event of the table used before history was packed into rows.
+fn legacy_event_from_row(row: Vec<SqlValue>) -> Result<StoredEvent, StoreError> {
+    use edgeroom_protocol::EventKind;
     let [seq, kind, body, sender, topic, key, op_id, at_ms]: [SqlValue; 8] =
         row.try_into().map_err(|_| StoreError::BadRow("event column count"))?;
     let kind = kind.as_text().and_then(EventKind::from_name).ok_or(StoreError::BadRow("kind"))?;
@@ -344,6 +506,7 @@ fn stored_event_from_row(row: Vec<SqlValue>) -> Result<StoredEvent, StoreError> 
 mod tests {
     use super::*;
     use crate::sql::testing::MemorySql;
+    use edgeroom_protocol::EventKind;
 
     fn message(seq: u64, text: &str) -> StoredEvent {
         StoredEvent {
@@ -365,7 +528,7 @@ mod tests {
         let store = RoomStore::open(MemorySql::new()).unwrap();
         assert_eq!(store.last_seq().unwrap(), 0);
         for seq in 1..=3 {
-            store.append(&message(seq, &format!("m{seq}"))).unwrap();
+            store.append(message(seq, &format!("m{seq}"))).unwrap();
         }
         assert_eq!(store.last_seq().unwrap(), 3);
         let after_one = store.events_after(1, 10).unwrap();
@@ -376,7 +539,7 @@ mod tests {
     fn history_pages_stop_at_their_byte_cap_but_hold_at_least_one_event() {
         let store = RoomStore::open(MemorySql::new()).unwrap();
         for seq in 1..=10 {
-            store.append(&message(seq, &"x".repeat(998))).unwrap(); // 1,000 bytes of JSON each
+            store.append(message(seq, &"x".repeat(998))).unwrap(); // 1,000 bytes of JSON each
         }
         let seqs = |page: Vec<StoredEvent>| page.iter().map(|e| e.event.seq).collect::<Vec<_>>();
         assert_eq!(seqs(store.events_page(0, 100, 2_500).unwrap()), vec![1, 2, 3]);
@@ -387,8 +550,8 @@ mod tests {
     #[test]
     fn a_reused_seq_is_refused() {
         let store = RoomStore::open(MemorySql::new()).unwrap();
-        store.append(&message(1, "a")).unwrap();
-        assert!(store.append(&message(1, "b")).is_err());
+        store.append(message(1, "a")).unwrap();
+        assert!(store.append(message(1, "b")).is_err());
         assert_eq!(store.events_after(0, 10).unwrap(), vec![message(1, "a")]);
     }
 
@@ -398,26 +561,105 @@ mod tests {
         for seq in 1..=10 {
             let mut event = message(seq, "x");
             event.at_ms = seq * 1000;
-            store.append(&event).unwrap();
+            store.append(event).unwrap();
+            store.persist().unwrap(); // one row per event, as in a quiet room
         }
-        store.trim_history(5, 0, u64::MAX).unwrap();
+        store.trim_history(10, 5, 0, u64::MAX).unwrap();
         assert_eq!(store.oldest_seq().unwrap(), Some(6));
-        store.trim_history(100, 8_500, u64::MAX).unwrap();
+        store.trim_history(10, 100, 8_500, u64::MAX).unwrap();
         assert_eq!(store.oldest_seq().unwrap(), Some(9));
+        store.trim_history(10, 100, 0, 8).unwrap();
+        assert_eq!(store.oldest_seq().unwrap(), Some(9), "events waiting for export stay");
         // Everything is too old, but the newest event stays and the sequence survives.
-        store.trim_history(100, u64::MAX, u64::MAX).unwrap();
+        store.trim_history(10, 100, u64::MAX, u64::MAX).unwrap();
         assert_eq!(store.oldest_seq().unwrap(), Some(10));
         assert_eq!(store.last_seq().unwrap(), 10);
     }
 
     #[test]
-    fn op_ids_find_their_event() {
+    fn events_stored_together_share_a_row_and_trimming_drops_whole_rows() {
+        let sql = std::rc::Rc::new(MemorySql::new());
+        let store = RoomStore::open(std::rc::Rc::clone(&sql)).unwrap();
+        let written = || sql.counts().rows_written;
+        let before = written();
+        for seq in 1..=50 {
+            store.append(message(seq, "m")).unwrap();
+        }
+        assert!(store.has_unwritten());
+        assert_eq!(store.last_seq().unwrap(), 50, "appended events count before they are written");
+        store.persist().unwrap();
+        assert_eq!(written() - before, 1, "fifty events, one row");
+        for seq in 51..=60 {
+            store.append(message(seq, "m")).unwrap();
+        }
+        // A read writes what waits first, so it sees everything.
+        assert_eq!(store.events_after(45, 100).unwrap().len(), 15);
+        assert_eq!(store.body_bytes_after(45).unwrap(), 15 * 3);
+        assert_eq!(store.body_bytes_after(0).unwrap(), 60 * 3);
+        assert_eq!(store.events_page(48, 5, usize::MAX).unwrap()[0].event.seq, 49);
+        let before = written();
+        // Seq 30 lies inside the first row, which still holds newer events: it stays whole.
+        store.trim_history(60, 30, 0, u64::MAX).unwrap();
+        assert_eq!(store.oldest_seq().unwrap(), Some(1));
+        assert_eq!(written(), before, "no row rewritten to drop part of it");
+        store.trim_history(60, 5, 0, u64::MAX).unwrap();
+        assert_eq!(store.oldest_seq().unwrap(), Some(51));
+        assert_eq!(written() - before, 1, "a whole row goes as one row");
+    }
+
+    #[test]
+    fn a_full_row_is_written_at_once() {
         let store = RoomStore::open(MemorySql::new()).unwrap();
-        let mut event = message(1, "x");
-        event.op_id = Some("op-1".into());
-        store.append(&event).unwrap();
-        assert_eq!(store.seq_of_op("op-1").unwrap(), Some(1));
-        assert_eq!(store.seq_of_op("op-2").unwrap(), None);
+        for seq in 1..=MAX_EVENTS_PER_ROW as u64 {
+            store.append(message(seq, "m")).unwrap();
+        }
+        assert!(!store.has_unwritten());
+    }
+
+    #[test]
+    fn recent_ops_reach_back_by_time_and_count() {
+        let store = RoomStore::open(MemorySql::new()).unwrap();
+        for seq in 1..=100 {
+            let mut event = message(seq, "x");
+            event.op_id = Some(format!("op-{seq}"));
+            event.at_ms = seq * 1000;
+            store.append(event).unwrap();
+            if seq % 3 == 0 {
+                store.persist().unwrap();
+            }
+        }
+        let ops = store.recent_ops(0, 1_000).unwrap();
+        assert_eq!(ops.len(), 100);
+        assert_eq!(ops[0], ("op-100".to_owned(), 100, 100_000), "newest first, unwritten ones included");
+        let recent = store.recent_ops(90_000, 1_000).unwrap();
+        assert!(recent.iter().all(|(_, seq, _)| *seq >= 88), "whole rows back to the time: {recent:?}");
+        assert!(recent.iter().any(|(_, seq, _)| *seq == 90));
+        assert!(store.recent_ops(0, 10).unwrap().len() <= 12);
+    }
+
+    #[test]
+    fn rooms_from_before_rows_keep_their_history() {
+        let sql = std::rc::Rc::new(MemorySql::new());
+        sql.query(
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL,
+             sender INTEGER, topic TEXT, key TEXT, op_id TEXT, at_ms INTEGER NOT NULL)",
+            &[],
+        )
+        .unwrap();
+        for seq in 1..=3 {
+            sql.query(
+                "INSERT INTO events VALUES (?, 'message', '\"m\"', 1, NULL, NULL, ?, 1700000000000)",
+                &[seq.into(), format!("op-{seq}").into()],
+            )
+            .unwrap();
+        }
+        let store = RoomStore::open(std::rc::Rc::clone(&sql)).unwrap();
+        assert_eq!(store.last_seq().unwrap(), 3);
+        let events = store.events_after(0, 10).unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[2].op_id.as_deref(), Some("op-3"));
+        let old = sql.query("SELECT 1 FROM sqlite_master WHERE name = 'events'", &[]).unwrap();
+        assert!(old.is_empty(), "the old table is gone");
     }
 
     #[test]
