@@ -29,6 +29,7 @@ mod limits;
 mod metrics;
 mod outbox;
 mod peers;
+mod presence;
 pub mod pricing;
 mod rate;
 mod recent_ops;

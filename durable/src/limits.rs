@@ -62,6 +62,9 @@ limits! {
     state_max_bytes: usize = 1024 * 1024, "STATE_MAX_BYTES";
     /// Bytes of one connection's presence data (it lives in the 16 KiB socket attachment).
     presence_max_bytes: usize = 2 * 1024, "PRESENCE_MAX_BYTES";
+    /// Least time between two presence frames of a room, in milliseconds: changes in between
+    /// (a crowd joining) merge into one diff (0: every change goes at once).
+    presence_interval_ms: u64 = 50, "PRESENCE_INTERVAL_MS";
     /// Bytes of a message topic.
     topic_max_bytes: usize = 128, "TOPIC_MAX_BYTES";
     /// Events kept in history for resume.

@@ -7,14 +7,15 @@
 
 use edgeroom_protocol::{
     close_code, Ack, Body, ClientMessage, ErrorCode, ErrorFrame, Event, EventKind, Format, Gap, Hello,
-    HistoryPage, Ping, Pong, PresenceDiff, PresenceSet, Publish, PublishRequest, PublishResult, Right,
-    RoomView, ServerMessage, StateDelete, StateSet, Welcome, WireFrame, MAX_SEQ,
+    HistoryPage, Ping, Pong, PresenceSet, Publish, PublishRequest, PublishResult, Right, RoomView,
+    ServerMessage, StateDelete, StateSet, Welcome, WireFrame, MAX_SEQ,
 };
 use uuid::Uuid;
 
 use crate::export::{ExportFilter, ExportKind};
 use crate::outbox::{Outbox, Outgoing};
 use crate::peers::Peers;
+use crate::presence::PendingPresence;
 use crate::recent_ops::RecentOps;
 use crate::store::StateSize;
 use crate::{
@@ -87,6 +88,8 @@ pub struct Room<S> {
     clock_ms: u64,
     /// Recently applied op ids, loaded from history on first use.
     ops: Option<RecentOps>,
+    /// Presence changes merged until the next presence frame.
+    presence: PendingPresence,
 }
 
 impl<S: Sql> Room<S> {
@@ -109,6 +112,7 @@ impl<S: Sql> Room<S> {
             export_filter: ExportFilter::default(),
             clock_ms: 0,
             ops: None,
+            presence: PendingPresence::default(),
         }
         .with_saved_metrics()
     }
@@ -215,8 +219,7 @@ impl<S: Sql> Room<S> {
     pub fn disconnect(&mut self, id: u64) {
         if let Some(peer) = self.peers.remove(id) {
             if peer.connection.in_presence() {
-                let left = PresenceDiff { joined: vec![], left: vec![id], updated: vec![] };
-                self.outbox.push(left.into(), self.peers.presence_ids_except(None));
+                self.presence.left(id);
                 self.mark_changed();
                 self.export_or_log(ExportKind::PresenceLeave, Some(&peer.connection));
             }
@@ -286,6 +289,16 @@ impl<S: Sql> Room<S> {
         changed.then(|| self.connection(id)).flatten()
     }
 
+    /// Moves the room's clock to `now_ms` (the shell's time when it sends).
+    pub fn advance_clock(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+    }
+
+    /// How long until the waiting presence changes may be sent, if any wait.
+    pub fn presence_wait_ms(&self, now_ms: u64) -> Option<u64> {
+        self.presence.wait_ms(now_ms, self.limits.presence_interval_ms)
+    }
+
     /// Events queued and not yet taken.
     pub fn pending_events(&self) -> usize {
         self.outbox.pending_events()
@@ -303,6 +316,12 @@ impl<S: Sql> Room<S> {
     pub fn take_outgoing(&mut self) -> Vec<Outgoing> {
         if let Err(error) = self.persist() {
             tracing::error!(%error, "writing events failed; closing every connection");
+        }
+        let (interval, members) = (self.limits.presence_interval_ms, self.peers.presence_ids_except(None));
+        if let Some((diff, recipients)) = self.presence.take_due(self.clock_ms, interval, members) {
+            if !recipients.is_empty() {
+                self.outbox.push(diff.into(), recipients);
+            }
         }
         let outgoing = self.outbox.take();
         self.metrics.outgoing(&outgoing);
@@ -632,8 +651,7 @@ impl<S: Sql> Room<S> {
             self.export_presence(ExportKind::RoomOccupied, None)?;
         }
         if let Some(connection) = self.connection(id).filter(Connection::in_presence) {
-            let joined = PresenceDiff { joined: vec![connection.member()], left: vec![], updated: vec![] };
-            self.outbox.push(joined.into(), self.peers.presence_ids_except(Some(id)));
+            self.presence.joined(connection.member());
             self.mark_changed();
             self.export_presence(ExportKind::PresenceJoin, Some(&connection))?;
         }
@@ -642,6 +660,9 @@ impl<S: Sql> Room<S> {
 
     fn welcome(&mut self, id: u64) -> Result<ServerMessage, StoreError> {
         let sees_presence = self.peers.get(id).is_some_and(|peer| peer.connection.in_presence());
+        if sees_presence {
+            self.presence.welcomed(id);
+        }
         Ok(Welcome {
             connection_id: id,
             seq: self.last_seq()?,
@@ -789,8 +810,7 @@ impl<S: Sql> Room<S> {
         let Some(peer) = self.peers.get_mut(id) else { return Ok(false) };
         peer.connection.presence = Some(presence.data.as_str().to_owned());
         let member = peer.connection.member();
-        let updated = PresenceDiff { joined: vec![], left: vec![], updated: vec![member] };
-        self.outbox.push(updated.into(), self.peers.presence_ids_except(None));
+        self.presence.updated(member);
         self.mark_changed();
         Ok(true)
     }

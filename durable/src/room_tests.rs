@@ -64,13 +64,16 @@ fn a_new_connection_is_welcomed_and_members_learn_it_joined() {
     let mut room = room();
     let alice = join(&mut room);
     let to_alice = deliveries(&mut room, alice);
-    assert!(matches!(&to_alice[..], [ServerMessage::Welcome(w)] if w.connection_id == alice && w.seq == 0));
+    assert!(matches!(&to_alice[0], ServerMessage::Welcome(w) if w.connection_id == alice && w.seq == 0));
 
     let bob = join(&mut room);
+    // Presence diffs go at most once per presence interval (the first one went with alice's).
+    assert_eq!(room.presence_wait_ms(0), Some(Limits::default().presence_interval_ms));
+    room.advance_clock(Limits::default().presence_interval_ms);
     let outgoing = room.take_outgoing();
     let joined_for_alice = outgoing.iter().any(|o| {
         matches!(o, Outgoing::Deliver { message: ServerMessage::Presence(diff), recipients }
-            if recipients == &vec![alice] && diff.joined.iter().any(|m| m.connection_id == bob))
+            if recipients.contains(&alice) && diff.joined.iter().any(|m| m.connection_id == bob))
     });
     assert!(joined_for_alice, "{outgoing:?}");
     let bob_welcome = outgoing.iter().find_map(|o| match o {
@@ -353,6 +356,35 @@ fn await_hello_holds_room_traffic_until_hello() {
 }
 
 #[test]
+fn a_crowd_joining_at_once_costs_each_member_a_few_presence_frames() {
+    let mut room = room();
+    let first = join(&mut room);
+    room.handle_frame(first, &json_frame(json!({"type": "hello"})), 0);
+    room.take_outgoing();
+    let mut presence_frames = 0;
+    for i in 1..=500u64 {
+        let id = room.connect(options(), i).unwrap().id;
+        room.handle_frame(id, &json_frame(json!({"type": "hello"})), i);
+        // The shell sends after every join (each newcomer's welcome goes at once).
+        for outgoing in room.take_outgoing() {
+            if let Outgoing::Deliver { message: ServerMessage::Presence(_), recipients } = outgoing {
+                presence_frames += recipients.len();
+            }
+        }
+    }
+    room.advance_clock(1_000);
+    for outgoing in room.take_outgoing() {
+        if let Outgoing::Deliver { message: ServerMessage::Presence(diff), recipients } = outgoing {
+            presence_frames += recipients.len();
+            assert!(!diff.joined.is_empty());
+        }
+    }
+    // One diff per 50 ms interval over 0.5 s to at most 501 members, not 500 × 250.
+    assert!(presence_frames <= 11 * 501, "{presence_frames} presence frames");
+    assert!(presence_frames >= 500, "everyone hears of the crowd");
+}
+
+#[test]
 fn presence_updates_and_leaves_reach_the_members() {
     let mut room = room();
     let alice = join(&mut room);
@@ -361,12 +393,14 @@ fn presence_updates_and_leaves_reach_the_members() {
     let saved =
         room.handle_frame(bob, &json_frame(json!({"type": "presence_set", "data": {"cursor": [1, 2]}})), 1);
     assert_eq!(saved.and_then(|c| c.presence).as_deref(), Some(r#"{"cursor":[1,2]}"#));
+    room.advance_clock(100);
     let frames = deliveries(&mut room, alice);
     let expected =
         Member { connection_id: bob, user: None, data: Body::from_json(r#"{"cursor":[1,2]}"#).unwrap() };
     assert!(matches!(&frames[..], [ServerMessage::Presence(d)] if d.updated == vec![expected.clone()]));
 
     room.disconnect(bob);
+    room.advance_clock(200);
     let frames = deliveries(&mut room, alice);
     assert!(matches!(&frames[..], [ServerMessage::Presence(d)] if d.left == vec![bob]));
     let carol = join(&mut room);

@@ -27,6 +27,8 @@ pub struct RoomHost {
     sockets: RefCell<HashMap<u64, WebSocket>>,
     /// A timer will send the queued frames (events wait a little to coalesce).
     send_timer_pending: Cell<bool>,
+    /// A timer will send the merged presence changes (at most one frame per presence interval).
+    presence_timer_pending: Cell<bool>,
     /// When frames last left, to send at once in a room that was quiet.
     last_send_ms: Cell<u64>,
     pub timers: Cell<Timers>,
@@ -49,6 +51,7 @@ impl RoomHost {
             room: RefCell::new(None),
             sockets: RefCell::new(HashMap::new()),
             send_timer_pending: Cell::new(false),
+            presence_timer_pending: Cell::new(false),
             last_send_ms: Cell::new(0),
             timers: Cell::new(Timers::default()),
             gate: RefCell::new(RestoreGate::default()),
@@ -135,11 +138,13 @@ impl RoomHost {
                         worker::Delay::from(Duration::from_millis(delay)).await;
                         host.send_timer_pending.set(false);
                         host.send_queued();
+                        host.schedule_presence();
                     });
                 }
                 SendDecision::Wait => {}
             }
         }
+        self.schedule_presence();
         // With a flush already armed there is nothing to decide: skip the storage reads that the
         // check costs on every event.
         if self.timers.get().is_armed() {
@@ -204,9 +209,29 @@ impl RoomHost {
         self.timers.set(timers);
     }
 
+    /// Makes sure merged presence changes are sent when their interval has passed.
+    fn schedule_presence(self: &Rc<Self>) {
+        if self.presence_timer_pending.get() {
+            return;
+        }
+        let Ok(Some(wait)) = self.with_room(|room| Ok(room.presence_wait_ms(now_ms()))) else { return };
+        self.presence_timer_pending.set(true);
+        let host = Rc::clone(self);
+        worker::wasm_bindgen_futures::spawn_local(async move {
+            worker::Delay::from(Duration::from_millis(wait)).await;
+            host.presence_timer_pending.set(false);
+            host.send_queued();
+            host.schedule_presence();
+        });
+    }
+
     /// Sends every queued frame, encoding each at most once per form.
     pub fn send_queued(&self) {
-        while let Ok(outgoing) = self.with_room(|room| Ok(room.take_outgoing())) {
+        let take = |room: &mut Room<WorkerSql>| {
+            room.advance_clock(now_ms());
+            Ok(room.take_outgoing())
+        };
+        while let Ok(outgoing) = self.with_room(take) {
             if outgoing.is_empty() {
                 return;
             }
