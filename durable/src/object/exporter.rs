@@ -67,7 +67,8 @@ impl RoomHost {
     }
 
     /// Hands waiting export batches to the queue; a failed send keeps the cursor and backs off.
-    pub async fn export(&self) {
+    /// Returns `false` when something failed (the backoff decides when to try again).
+    pub async fn export(&self) -> bool {
         let faults = if Faults::allowed(&self.env) {
             self.with_room(|room| Ok(Faults::parse(&room.faults()?))).unwrap_or_default()
         } else {
@@ -76,8 +77,11 @@ impl RoomHost {
         for _ in 0..BATCHES_PER_ALARM {
             let plan = match self.with_room(|room| Ok(room.export_plan()?)) {
                 Ok(Some(plan)) => plan,
-                Ok(None) => return,
-                Err(error) => return tracing::error!(%error, "reading the export batch failed"),
+                Ok(None) => return true,
+                Err(error) => {
+                    tracing::error!(%error, "reading the export batch failed");
+                    return false;
+                }
             };
             if !plan.batch.events.is_empty() {
                 let sent = match faults.queue {
@@ -89,13 +93,15 @@ impl RoomHost {
                     let mut timers = self.timers.get();
                     timers.flush_failed(&self.schedule, now_ms());
                     self.timers.set(timers);
-                    return;
+                    return false;
                 }
             }
             if let Err(error) = self.with_room(|room| Ok(room.exported(&plan)?)) {
-                return tracing::error!(%error, "moving the export cursor failed");
+                tracing::error!(%error, "moving the export cursor failed");
+                return false;
             }
         }
+        true
     }
 
     /// Whether export batches wait (the alarm must come back for them).

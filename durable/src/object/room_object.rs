@@ -25,6 +25,8 @@ use crate::{ApiError, ConnectOptions, HistoryQuery, Limits, RestoreSource, RoomO
 /// Text frame that the runtime answers with `pong` without waking the object (the heartbeat).
 const HEARTBEAT_PING: &str = "ping";
 const HEARTBEAT_PONG: &str = "pong";
+/// How soon the alarm comes back while export batches wait and the queue takes them.
+const EXPORT_BACKLOG_DELAY_MS: u64 = 100;
 
 /// The room Durable Object.
 #[durable_object]
@@ -92,20 +94,26 @@ impl DurableObject for RoomObject {
         // After an eviction the timers are gone but the alarm still fires for a due flush.
         if timers.flush_due(now_ms()) || !timers.is_armed() {
             host.flush().await;
-            let address = host.address.borrow().clone();
-            if let Some(address) = address {
-                host.refresh_export_filter(&address).await;
-            }
-            host.export().await;
-            // Batches left for the next alarm (a busy room, or a queue that failed).
-            if host.export_pending().unwrap_or(false) && !host.timers.get().is_armed() {
-                let mut timers = host.timers.get();
-                timers.changed(&host.schedule, now_ms());
-                host.timers.set(timers);
-            }
+        }
+        // Export runs on every alarm: a busy room's backlog must not wait for the next flush.
+        let address = host.address.borrow().clone();
+        if let Some(address) = address {
+            host.refresh_export_filter(&address).await;
+        }
+        let sent_all = host.export().await;
+        let backlog = host.export_pending().unwrap_or(false);
+        // Batches left for the next alarm (a busy room, or a queue that failed).
+        if backlog && !host.timers.get().is_armed() {
+            let mut timers = host.timers.get();
+            timers.changed(&host.schedule, now_ms());
+            host.timers.set(timers);
         }
         host.drop_silent_connections();
         host.rearm().await;
+        if backlog && sent_all {
+            // The queue took everything offered: come back soon for the rest.
+            host.arm_alarm(now_ms().saturating_add(EXPORT_BACKLOG_DELAY_MS)).await;
+        }
         Response::ok("ok")
     }
 }
