@@ -68,7 +68,9 @@ pub async fn state(
             Err(error) => tracing::warn!(room = %address, %error, "KV read failed; asking the room"),
         }
     }
-    let mut response = call(env, &request(address, RoomOp::State, who), None).await.map_err(internal)?;
+    // A read that missed KV tells the room it is read; a strong read does not.
+    let op = if strong { RoomOp::State } else { RoomOp::Read };
+    let mut response = call(env, &request(address, op, who), None).await.map_err(internal)?;
     if response.status_code() != 200 {
         return Ok(response);
     }
