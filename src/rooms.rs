@@ -68,9 +68,7 @@ pub async fn state(
             Err(error) => tracing::warn!(room = %address, %error, "KV read failed; asking the room"),
         }
     }
-    // A read that missed KV tells the room it is read; a strong read does not.
-    let op = if strong { RoomOp::State } else { RoomOp::Read };
-    let mut response = call(env, &request(address, op, who), None).await.map_err(internal)?;
+    let mut response = call(env, &request(address, RoomOp::State, who), None).await.map_err(internal)?;
     if response.status_code() != 200 {
         return Ok(response);
     }

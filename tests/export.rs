@@ -126,8 +126,6 @@ async fn start() -> Server {
     Server::start_with_vars(&[
         ("ADMIN_KEY", ADMIN_KEY),
         ("FLUSH_INTERVAL_MS", "1000"),
-        ("SNAPSHOT_INTERVAL_MS", "1000"),
-        ("READ_MODEL_MIN_READS", "0"),
         ("ALLOW_FAULT_INJECTION", "yes"),
     ])
     .await

@@ -17,8 +17,6 @@ async fn token_server() -> Server {
         ("TENANT_SECRETS", SECRETS),
         ("ADMIN_KEY", ADMIN_KEY),
         ("FLUSH_INTERVAL_MS", "1000"),
-        ("SNAPSHOT_INTERVAL_MS", "1000"),
-        ("READ_MODEL_MIN_READS", "0"),
     ])
     .await
 }

@@ -12,8 +12,6 @@ const ADMIN_KEY: &str = "snapshot-admin-key";
 fn vars() -> Vec<(&'static str, &'static str)> {
     vec![
         ("FLUSH_INTERVAL_MS", "1000"),
-        ("SNAPSHOT_INTERVAL_MS", "1000"),
-        ("READ_MODEL_MIN_READS", "0"),
         ("ADMIN_KEY", ADMIN_KEY),
         ("ALLOW_FAULT_INJECTION", "yes"),
         ("SNAPSHOT_KEEP_LAST", "3"),

@@ -67,11 +67,8 @@ operations! {
     RoomOp {
         /// Accept a WebSocket.
         Socket = "room.ws",
-        /// Answer the room's current state (a strong read).
+        /// Answer the room's current state.
         State = "room.state",
-        /// Answer the room's current state to a REST reader that missed the KV read model
-        /// (counts toward the room's read mark).
-        Read = "room.read",
         /// Answer a page of history.
         History = "room.history",
         /// Store a server-side publish (body: `PublishRequest`).

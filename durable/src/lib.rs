@@ -16,7 +16,6 @@
 #![warn(missing_docs)]
 
 mod admission;
-mod cadence;
 mod connection;
 mod contract;
 mod counter;
@@ -45,7 +44,6 @@ mod store;
 pub mod object;
 
 pub use admission::Admission;
-pub use cadence::{Activity, Cadence, MIN_KV_TTL_MS};
 pub use connection::{ConnectOptions, Connection, HistoryQuery};
 pub use contract::{
     headers, InternalRequest, RoomOp, ShardOp, ShardReport, ShardState, ShardWrite, Target, Watch,

@@ -88,27 +88,8 @@ limits! {
     send_budget_bytes: usize = 16 * 1024 * 1024, "SEND_BUDGET_BYTES";
     /// How long events wait to be coalesced before they are sent, in milliseconds (0: no wait).
     batch_delay_ms: u64 = 2, "BATCH_DELAY_MS";
-    /// Least time between two snapshots of a room (and between two flushes of a counter), in
-    /// milliseconds.
+    /// Least time between two flushes of a changed room (read model, snapshots), in milliseconds.
     flush_interval_ms: u64 = 5_000, "FLUSH_INTERVAL_MS";
-    /// Longest a room's change waits for a snapshot (R2 and its D1 rows), in milliseconds.
-    snapshot_interval_ms: u64 = 10 * 60 * 1000, "SNAPSHOT_INTERVAL_MS";
-    /// A snapshot is taken sooner once this many events wait for one.
-    snapshot_after_events: u64 = 1_000, "SNAPSHOT_AFTER_EVENTS";
-    /// A snapshot is taken sooner once this many bytes of event bodies wait for one.
-    snapshot_after_bytes: u64 = 1024 * 1024, "SNAPSHOT_AFTER_BYTES";
-    /// A room with no connection and no change for this long is snapshotted, in milliseconds.
-    idle_snapshot_ms: u64 = 60_000, "IDLE_SNAPSHOT_MS";
-    /// Least time between two KV read model writes of a room that readers read, in milliseconds.
-    read_model_interval_ms: u64 = 10_000, "READ_MODEL_INTERVAL_MS";
-    /// REST reads reaching the room within `READ_MODEL_WINDOW_MS` that make it publish its read
-    /// model to KV (0: every room always does).
-    read_model_min_reads: u64 = 10, "READ_MODEL_MIN_READS";
-    /// The window in which `READ_MODEL_MIN_READS` reads mark a room as read, in milliseconds.
-    read_model_window_ms: u64 = 60_000, "READ_MODEL_WINDOW_MS";
-    /// How long a read mark lasts, and with it the KV values written under it (at least 60 s),
-    /// in milliseconds.
-    read_model_ttl_ms: u64 = 5 * 60 * 1000, "READ_MODEL_TTL_MS";
     /// Most recent events a snapshot carries (the state is always whole).
     snapshot_max_events: u64 = 1_000, "SNAPSHOT_MAX_EVENTS";
     /// A connection silent (no frame, no `ping` text) for this long is dropped, in milliseconds.

@@ -19,8 +19,8 @@ use crate::presence::PendingPresence;
 use crate::recent_ops::RecentOps;
 use crate::store::StateSize;
 use crate::{
-    Activity, ApiError, Cadence, ConnectOptions, Connection, Limits, Metrics, RestoreSource, RoomLive,
-    RoomStore, Snapshot, Sql, StoreError, StoredEvent,
+    ApiError, ConnectOptions, Connection, Limits, Metrics, RestoreSource, RoomLive, RoomStore, Snapshot, Sql,
+    StoreError, StoredEvent,
 };
 
 /// The persistent sequence that numbers connections.
@@ -35,37 +35,26 @@ const FLUSHED_SEQ: &str = "flushed_seq";
 /// Meta key of the room's saved metrics.
 const METRICS_META: &str = "metrics";
 
-/// Meta key of when the oldest change no snapshot holds was made (survives evictions, so a room
-/// that sleeps between events is still snapshotted on time).
-const PENDING_SINCE_META: &str = "pending_since_ms";
-
-/// Meta key of when the room's read mark ends.
-const READ_UNTIL_META: &str = "read_until_ms";
-
 /// Meta key of the room's epoch.
 const EPOCH_META: &str = "epoch";
 
 /// History is trimmed once every this many events, not on every append.
 const TRIM_EVERY: u64 = 64;
 
-/// Everything one flush of a room writes: a snapshot, a read model, or both.
+/// Everything one flush of a room writes.
 #[derive(Debug)]
 pub struct FlushPlan {
-    /// The JSON read model: the index row's content (D1) and, when `write_read_model`, KV's.
+    /// The JSON read model (KV) and index row (D1).
     pub view: RoomView,
-    /// The snapshot (R2, with its D1 rows), when one is due.
-    pub snapshot: Option<Snapshot>,
-    /// Whether the read model goes to KV.
-    pub write_read_model: bool,
-    /// How long the KV read model may live (its read mark's end).
-    pub read_model_ttl_ms: u64,
+    /// The snapshot (R2).
+    pub snapshot: Snapshot,
     /// Stores whose writes fail on purpose (test builds only), comma-separated.
     pub faults: String,
-    /// What had changed when the plan was taken.
-    pub activity: Activity,
-    /// The room's cumulative metrics (saved with the snapshot).
+    /// The room's change count when the plan was taken.
+    pub generation: u64,
+    /// The room's cumulative metrics (saved with the flush).
     pub totals: Metrics,
-    /// The activity since the previous snapshot (a row of the metrics time series).
+    /// The activity since the previous flush (a row of the metrics time series).
     pub since: Metrics,
 }
 
@@ -80,14 +69,11 @@ pub struct Room<S> {
     outbox: Outbox,
     last_seq: Option<u64>,
     state_size: Option<StateSize>,
-    /// When snapshots and the read model are due ([`Cadence`]).
-    cadence: Cadence,
-    /// What changed since the last snapshot and read model (memory only).
-    activity: Activity,
-    /// The activity was checked against storage (a new instance may start with unflushed events).
-    activity_checked: bool,
-    /// An operator asked for a flush now: snapshot and read model, whatever the cadence says.
-    forced: bool,
+    /// Presence changed, or a snapshot was restored, since the last flush (memory only: presence
+    /// is not sequenced, and the next event flushes anyway).
+    unflushed_change: bool,
+    /// Counts unflushed changes, so a change made while a flush was writing is not marked flushed.
+    change_generation: u64,
     /// The current epoch, once read from storage.
     epoch: Option<String>,
     /// Randomness for new epochs, from the shell (the core has no random source of its own).
@@ -110,7 +96,6 @@ impl<S: Sql> Room<S> {
     /// Opens the room over its SQL storage, creating tables on first use. `entropy` is a random
     /// number from the shell, used to name new epochs.
     pub fn open(sql: S, limits: Limits, entropy: u64) -> Result<Self, StoreError> {
-        let cadence = Cadence::new(&limits);
         Self {
             store: RoomStore::open(sql)?,
             limits,
@@ -118,10 +103,8 @@ impl<S: Sql> Room<S> {
             outbox: Outbox::default(),
             last_seq: None,
             state_size: None,
-            cadence,
-            activity: Activity::default(),
-            activity_checked: false,
-            forced: false,
+            unflushed_change: false,
+            change_generation: 0,
             epoch: None,
             entropy,
             metrics: Metrics::default(),
@@ -462,7 +445,7 @@ impl<S: Sql> Room<S> {
         self.start_new_epoch()?;
         self.last_seq = Some(seq);
         self.state_size = None;
-        self.snapshot_pending(self.clock_ms, 0, 0)?;
+        self.mark_changed();
         for id in self.peers.live_ids_except(None) {
             let welcome = self.welcome(id)?;
             self.outbox.push(welcome, vec![id]);
@@ -471,84 +454,25 @@ impl<S: Sql> Room<S> {
         Ok(())
     }
 
-    /// What a flush writes now — a snapshot, the KV read model, or both, as the [`Cadence`]
-    /// says — and the injected faults (tests); `None` when nothing is due or the room does not
-    /// know its names yet.
+    /// What a flush writes now: the read model, the snapshot and the injected faults (tests);
+    /// `None` when the room is clean or does not know its names yet.
     pub fn flush_plan(&mut self, now_ms: u64) -> Result<Option<FlushPlan>, StoreError> {
-        self.check_activity(now_ms)?;
-        let connected = self.connection_count() > 0;
-        let due = |at: Option<u64>| at.is_some_and(|at| at <= now_ms);
-        let take_snapshot = self.forced || due(self.cadence.snapshot_due_ms(&self.activity, connected));
-        let write_read_model = self.forced || due(self.cadence.read_model_due_ms(&self.activity, now_ms));
-        if !take_snapshot && !write_read_model {
+        if !self.needs_flush()? {
             return Ok(None);
         }
         let Some((tenant, name)) = self.names()? else { return Ok(None) };
         let view = self.view(&tenant, &name, now_ms)?;
-        let snapshot = match take_snapshot {
-            true => Some(self.snapshot(&tenant, &name, self.limits.snapshot_max_events, now_ms)?),
-            false => None,
-        };
+        let snapshot = self.snapshot(&tenant, &name, self.limits.snapshot_max_events, now_ms)?;
         let totals = self.metrics();
         let since = totals.since(&self.flushed_metrics);
         Ok(Some(FlushPlan {
             view,
             snapshot,
-            write_read_model,
-            read_model_ttl_ms: self.cadence.read_model_ttl_ms(&self.activity, now_ms),
             faults: self.faults()?,
-            activity: self.activity.clone(),
+            generation: self.change_generation,
             totals,
             since,
         }))
-    }
-
-    /// When the room next needs a flush (a snapshot or its read model), if it does.
-    pub fn next_flush_ms(&mut self, now_ms: u64) -> Result<Option<u64>, StoreError> {
-        self.check_activity(now_ms)?;
-        if self.forced {
-            return Ok(Some(now_ms));
-        }
-        let connected = self.connection_count() > 0;
-        let snapshot = self.cadence.snapshot_due_ms(&self.activity, connected);
-        let read_model = self.cadence.read_model_due_ms(&self.activity, now_ms);
-        Ok(match (snapshot, read_model) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
-    }
-
-    /// A REST reader read the room from the object (its read model was not in KV): counts
-    /// toward the read mark that makes the room publish its read model.
-    pub fn read_by_rest(&mut self, now_ms: u64) -> Result<(), StoreError> {
-        if let Some(until) = self.cadence.read(&mut self.activity, now_ms) {
-            self.store.set_meta(READ_UNTIL_META, &until.to_string())?;
-        }
-        Ok(())
-    }
-
-    /// A new instance learns from storage whether events wait for a snapshot.
-    fn check_activity(&mut self, now_ms: u64) -> Result<(), StoreError> {
-        if !self.activity_checked {
-            self.activity_checked = true;
-            let number = |text: Option<String>| text.and_then(|text| text.parse::<u64>().ok());
-            let pending = (self.last_seq()? > self.store.sequence(FLUSHED_SEQ)?)
-                .then(|| Ok::<_, StoreError>(number(self.store.meta(PENDING_SINCE_META)?).unwrap_or(now_ms)))
-                .transpose()?;
-            self.activity.resume(pending, number(self.store.meta(READ_UNTIL_META)?));
-        }
-        Ok(())
-    }
-
-    /// Records a change that a snapshot must hold, and when the first such change was made.
-    fn snapshot_pending(&mut self, now_ms: u64, events: u64, bytes: u64) -> Result<(), StoreError> {
-        self.check_activity(now_ms)?;
-        let first = self.activity.pending_since_ms().is_none();
-        self.activity.stored(now_ms, events, bytes);
-        if first {
-            self.store.set_meta(PENDING_SINCE_META, &now_ms.to_string())?;
-        }
-        Ok(())
     }
 
     /// Brings back a room whose storage was empty from what the index and snapshot store said:
@@ -565,41 +489,27 @@ impl<S: Sql> Room<S> {
         }
     }
 
-    /// Whether changes wait for a snapshot (a new event, a restore, an operator's flush).
+    /// Whether the room changed since its last complete flush (a new event, presence, a restore).
     pub fn needs_flush(&mut self) -> Result<bool, StoreError> {
-        self.check_activity(self.clock_ms)?;
-        Ok(self.forced || self.cadence.snapshot_due_ms(&self.activity, true).is_some())
+        Ok(self.unflushed_change || self.last_seq()? > self.store.sequence(FLUSHED_SEQ)?)
     }
 
-    /// Records what of `plan` was written at `now_ms`: its snapshot, its read model.
-    /// Changes made after `plan` was taken (while its writes were in flight) stay pending.
-    pub fn flushed(
-        &mut self,
-        plan: &FlushPlan,
-        snapshot_written: bool,
-        read_model_written: bool,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
-        if read_model_written {
-            self.activity.read_model_written(&plan.activity, now_ms);
+    /// Records a complete flush of the room at `seq`.
+    /// Changes made after `plan` was taken (while its writes were in flight) stay unflushed.
+    pub fn flushed(&mut self, plan: &FlushPlan) -> Result<(), StoreError> {
+        if self.change_generation == plan.generation {
+            self.unflushed_change = false;
         }
-        let Some(snapshot) = plan.snapshot.as_ref().filter(|_| snapshot_written) else {
-            return Ok(());
-        };
-        self.forced = false;
-        self.activity.snapshotted(&plan.activity, now_ms);
-        // The totals ride along with the snapshot's own row write: one more row, no extra cost.
+        // The totals ride along with the flush's own row write: one more row, no extra cost.
         let json = serde_json::to_string(&plan.totals).map_err(|_| StoreError::BadRow("metrics"))?;
         self.store.set_meta(METRICS_META, &json)?;
         self.flushed_metrics = plan.totals.clone();
-        self.store.set_sequence(FLUSHED_SEQ, snapshot.seq)
+        self.store.set_sequence(FLUSHED_SEQ, plan.snapshot.seq)
     }
 
-    /// Makes the next flush write a snapshot and the read model whatever the cadence says (an
-    /// operator's "flush now").
+    /// Makes the next flush write even when nothing changed (an operator's "flush now").
     pub fn request_flush(&mut self) {
-        self.forced = true;
-        self.activity.needs_snapshot(self.clock_ms);
+        self.mark_changed();
     }
 
     /// The room's live state for operators.
@@ -634,9 +544,9 @@ impl<S: Sql> Room<S> {
         ids.len()
     }
 
-    /// Presence changed: the read model shows it (snapshots do not hold presence).
     fn mark_changed(&mut self) {
-        self.activity.view_changed(self.clock_ms);
+        self.unflushed_change = true;
+        self.change_generation = self.change_generation.wrapping_add(1);
     }
 
     /// Dispatches a decoded message; returns whether the connection's data changed.
@@ -955,7 +865,6 @@ impl<S: Sql> Room<S> {
             ops.insert(op_id.clone(), seq, now_ms);
         }
         self.store.append(StoredEvent { event: event.clone(), op_id, at_ms: now_ms })?;
-        self.snapshot_pending(now_ms, 1, event.body.len() as u64)?;
         self.metrics.events += 1;
         self.last_seq = Some(seq);
         if seq % TRIM_EVERY == 0 {

@@ -205,14 +205,7 @@ fn events_sent_together_are_stored_in_one_row() {
     }
     let delivered = event_seqs(&deliveries(&mut room, bob));
     assert_eq!(delivered, (1..=50).collect::<Vec<_>>());
-    // One row of events, plus the note of when changes began waiting for a snapshot (once per
-    // snapshot, so it is not per event).
-    assert_eq!(sql.counts().rows_written - before, 2, "fifty events, their op ids and acks: one row");
-    for i in 0..10u128 {
-        room.handle_frame(alice, &publish_frame(json!(i), Some(Uuid::from_u128(200 + i))), 6);
-    }
-    room.take_outgoing();
-    assert_eq!(sql.counts().rows_written - before, 3, "the next batch: one more row");
+    assert_eq!(sql.counts().rows_written - before, 1, "fifty events, their op ids and acks: one row");
 }
 
 #[test]
@@ -223,7 +216,7 @@ fn a_server_publish_is_stored_before_it_is_answered() {
     let request = PublishRequest { body: Body::from_value(&json!("x")).unwrap(), op_id: None, topic: None };
     room.publish_from_server(request, 1).unwrap();
     assert!(!room.store().has_unwritten());
-    assert_eq!(sql.counts().rows_written - before, 2, "the event and when snapshots began to wait");
+    assert_eq!(sql.counts().rows_written - before, 1);
 }
 
 #[test]
@@ -591,56 +584,35 @@ fn history_pages_and_the_view() {
 }
 
 #[test]
-fn flushes_follow_the_cadence_snapshots_slowly_and_the_read_model_while_read() {
-    let limits = Limits { read_model_min_reads: 2, ..Limits::default() };
-    let (interval, idle) = (limits.snapshot_interval_ms, limits.idle_snapshot_ms);
-    let mut room = room_with(limits);
+fn the_read_model_is_stale_after_events_and_presence_until_published() {
+    let mut room = room();
     assert!(!room.needs_flush().unwrap());
-    assert_eq!(room.next_flush_ms(0).unwrap(), None, "a clean room sleeps");
+    assert!(room.flush_plan(0).unwrap().is_none(), "a room without names has nothing to flush");
     room.remember_names("acme", "lobby").unwrap();
+    assert_eq!(room.names().unwrap(), Some(("acme".to_owned(), "lobby".to_owned())));
     let alice = join(&mut room);
-    room.handle_frame(alice, &json_frame(json!({"type": "hello"})), 0);
-    assert_eq!(room.next_flush_ms(0).unwrap(), None, "presence alone: nobody reads the room");
+    assert!(room.needs_flush().unwrap(), "a join changes presence");
+    let plan = room.flush_plan(0).unwrap().unwrap();
+    room.flushed(&plan).unwrap();
+    assert!(!room.needs_flush().unwrap());
     room.handle_frame(alice, &publish_frame(json!(1), None), 1);
     assert!(room.needs_flush().unwrap());
-    assert_eq!(room.next_flush_ms(1).unwrap(), Some(1 + interval), "a snapshot within the interval");
-    assert!(room.flush_plan(2).unwrap().is_none(), "nothing is due yet");
-    // Two REST reads reach the object: the room is read, its read model goes to KV.
-    room.read_by_rest(3).unwrap();
-    room.read_by_rest(4).unwrap();
-    let plan = room.flush_plan(4).unwrap().unwrap();
-    assert!(plan.write_read_model && plan.snapshot.is_none());
-    assert_eq!(plan.read_model_ttl_ms, Limits::default().read_model_ttl_ms);
-    room.flushed(&plan, false, true, 4).unwrap();
-    assert_eq!(room.next_flush_ms(5).unwrap(), Some(1 + interval), "the read model is current");
-    let plan = room.flush_plan(1 + interval).unwrap().unwrap();
-    assert_eq!(plan.snapshot.as_ref().map(|s| s.seq), Some(1));
-    assert!(!plan.write_read_model);
-    room.flushed(&plan, true, false, 1 + interval).unwrap();
+    let plan = room.flush_plan(1).unwrap().unwrap();
+    assert_eq!(plan.snapshot.seq, 1);
+    room.flushed(&plan).unwrap();
     assert!(!room.needs_flush().unwrap());
-    // The last connection leaves after an event: a snapshot once the room is idle.
-    let t = 2 * interval;
-    room.handle_frame(alice, &publish_frame(json!(2), None), t);
-    room.disconnect(alice);
-    assert_eq!(room.next_flush_ms(t).unwrap().map(|at| at <= t + idle), Some(true));
 }
 
 #[test]
-fn a_change_during_a_flush_stays_pending() {
-    let limits = Limits { read_model_min_reads: 0, ..Limits::default() };
-    let mut room = room_with(limits);
+fn a_presence_change_during_a_flush_is_not_marked_flushed() {
+    let mut room = room();
     room.remember_names("acme", "lobby").unwrap();
     let alice = join(&mut room);
-    room.handle_frame(alice, &publish_frame(json!(1), None), 0);
-    room.request_flush();
     let plan = room.flush_plan(0).unwrap().unwrap();
-    assert!(plan.snapshot.is_some() && plan.write_read_model, "an operator's flush writes both");
-    // While the flush writes, presence changes and an event arrives.
+    // While the flush writes, presence changes (no new seq).
     room.handle_frame(alice, &json_frame(json!({"type": "presence_set", "data": {"typing": true}})), 1);
-    room.handle_frame(alice, &publish_frame(json!(2), None), 1);
-    room.flushed(&plan, true, true, 2).unwrap();
-    assert!(room.needs_flush().unwrap(), "the event still needs a snapshot");
-    assert!(room.next_flush_ms(2).unwrap().is_some(), "and the read model its update");
+    room.flushed(&plan).unwrap();
+    assert!(room.needs_flush().unwrap(), "the presence change still needs its own flush");
 }
 
 #[test]
@@ -787,13 +759,11 @@ fn metrics_count_a_known_load_and_survive_a_reopen() {
     assert_eq!((metrics.events, metrics.deliveries, metrics.acks), (100, 300, 100));
     assert_eq!((metrics.frames_in, metrics.connections_peak), (101, 3));
     assert_eq!(metrics.refusals.get("malformed_frame"), Some(&1));
-    assert!(metrics.rows_written >= 100, "each event sent alone is a row: {}", metrics.rows_written);
-    room.request_flush();
+    assert!(metrics.rows_written >= 100, "each event is a row: {}", metrics.rows_written);
     let plan = room.flush_plan(2).unwrap().unwrap();
     assert_eq!((plan.since.events, plan.totals.events), (100, 100));
-    room.flushed(&plan, true, true, 2).unwrap();
+    room.flushed(&plan).unwrap();
     room.handle_frame(clients[0], &publish_frame(json!("one more"), None), 3);
-    room.request_flush();
     let plan = room.flush_plan(4).unwrap().unwrap();
     assert_eq!((plan.since.events, plan.totals.events), (1, 101), "the next flush has only what is new");
     drop(room);

@@ -110,22 +110,6 @@ impl Timers {
         Some(due)
     }
 
-    /// The object wants a flush by `at_ms`: the due time only ever moves earlier here. Returns
-    /// the new due time when it moved, so the shell moves the alarm.
-    pub fn due_by(&mut self, at_ms: u64) -> Option<u64> {
-        if self.flush_due_ms.is_some_and(|due| due <= at_ms) {
-            return None;
-        }
-        self.flush_due_ms = Some(at_ms);
-        Some(at_ms)
-    }
-
-    /// A flush attempt wrote what it had to; the next is due at `next_ms` (`None`: nothing waits).
-    pub fn flushed_until(&mut self, next_ms: Option<u64>) {
-        self.failures = 0;
-        self.flush_due_ms = next_ms;
-    }
-
     /// Whether this instance has a flush scheduled (an evicted object's timers start empty).
     pub fn is_armed(&self) -> bool {
         self.flush_due_ms.is_some()
@@ -237,10 +221,5 @@ mod tests {
         timers.start_flush();
         timers.flushed(&s, 26_000, false);
         assert_eq!(timers.next_alarm(&s, 26_000, false), None);
-        assert_eq!(timers.due_by(90_000), Some(90_000));
-        assert_eq!(timers.due_by(95_000), None, "never later");
-        assert_eq!(timers.due_by(30_000), Some(30_000), "earlier");
-        timers.flushed_until(Some(70_000));
-        assert_eq!(timers.next_alarm(&s, 26_000, false), Some(70_000));
     }
 }

@@ -6,9 +6,7 @@ use serde::Deserialize;
 use worker::{Env, Error, Result};
 
 use super::d1::{database, prepare};
-use crate::{
-    index, snapshot_key, FlushPlan, Metrics, Snapshot, MIN_KV_TTL_MS, READ_MODEL_BINDING, SNAPSHOTS_BINDING,
-};
+use crate::{index, snapshot_key, FlushPlan, Metrics, Snapshot, READ_MODEL_BINDING, SNAPSHOTS_BINDING};
 
 /// Stores whose writes fail on purpose (tests only; see [`Faults::allowed`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,48 +47,11 @@ fn rust_error(error: impl std::fmt::Display) -> Error {
     Error::RustError(error.to_string())
 }
 
-/// What one flush managed to write.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Written {
-    /// The snapshot and its D1 rows.
-    pub snapshot: bool,
-    /// The KV read model.
-    pub read_model: bool,
-}
-
-/// Writes what `plan` holds: the snapshot to R2, then its index rows to D1 (only with a snapshot:
-/// the index shows what the snapshot holds), then the read model to KV. Each part is recorded on
-/// its own; what was written (also before a failure) is counted into `metrics`.
-pub async fn write_flush(
-    env: &Env,
-    faults: Faults,
-    plan: &FlushPlan,
-    metrics: &mut Metrics,
-) -> (Written, Result<()>) {
-    let mut written = Written::default();
-    if let Some(snapshot) = &plan.snapshot {
-        if let Err(error) = write_snapshot(env, faults, plan, snapshot, metrics).await {
-            return (written, Err(error));
-        }
-        written.snapshot = true;
-    }
-    if plan.write_read_model {
-        if let Err(error) = write_read_model(env, faults, plan, metrics).await {
-            return (written, Err(error));
-        }
-        written.read_model = true;
-    }
-    (written, Ok(()))
-}
-
-async fn write_snapshot(
-    env: &Env,
-    faults: Faults,
-    plan: &FlushPlan,
-    snapshot: &Snapshot,
-    metrics: &mut Metrics,
-) -> Result<()> {
-    let view = &plan.view;
+/// Writes one flush: the snapshot to R2, then its index rows to D1, then the read model to KV.
+/// The caller records the flush only when all three succeeded. Whatever was written (also
+/// before a failure) is counted into `metrics`.
+pub async fn write_flush(env: &Env, faults: Faults, plan: &FlushPlan, metrics: &mut Metrics) -> Result<()> {
+    let (snapshot, view) = (&plan.snapshot, &plan.view);
     let (bytes, checksum) = snapshot.encode().map_err(rust_error)?;
     let size = bytes.len();
     let key = snapshot_key(&snapshot.tenant, &snapshot.room, snapshot.seq);
@@ -119,22 +80,11 @@ async fn write_snapshot(
         }
     }
     metrics.d1_rows_written += statements.len() as u64;
-    Ok(())
-}
 
-/// Puts the room's JSON read model in KV, expiring with the room's read mark.
-async fn write_read_model(env: &Env, faults: Faults, plan: &FlushPlan, metrics: &mut Metrics) -> Result<()> {
-    let view = &plan.view;
     Faults::check(faults.kv, "KV")?;
     let address = RoomAddress::new(&view.tenant, &view.room).map_err(rust_error)?;
     let json = serde_json::to_string(view).map_err(rust_error)?;
-    let ttl_s = plan.read_model_ttl_ms.max(MIN_KV_TTL_MS) / 1000;
-    env.kv(READ_MODEL_BINDING)?
-        .put(&address.read_model_key(), json)?
-        .expiration_ttl(ttl_s)
-        .execute()
-        .await
-        .map_err(rust_error)?;
+    env.kv(READ_MODEL_BINDING)?.put(&address.read_model_key(), json)?.execute().await.map_err(rust_error)?;
     metrics.kv_writes += 1;
     Ok(())
 }

@@ -145,23 +145,18 @@ impl RoomHost {
             }
         }
         self.schedule_presence();
-        self.want_flush_by();
-    }
-
-    /// Moves the alarm earlier when the room's cadence wants a flush sooner (memory only), or
-    /// export batches wait (storage reads, so only when no alarm is armed).
-    fn want_flush_by(self: &Rc<Self>) {
-        let now = now_ms();
-        let mut timers = self.timers.get();
-        let mut due = self.with_room(|room| Ok(room.next_flush_ms(now)?)).ok().flatten();
-        if !timers.is_armed() && self.export_pending().unwrap_or(false) {
-            let export_due = now.saturating_add(self.schedule.flush_interval_ms());
-            due = Some(due.map_or(export_due, |due| due.min(export_due)));
+        // With a flush already armed there is nothing to decide: skip the storage reads that the
+        // check costs on every event.
+        if self.timers.get().is_armed() {
+            return;
         }
-        if let Some(moved) = due.and_then(|due| timers.due_by(due.max(now))) {
-            self.timers.set(timers);
-            let host = Rc::clone(self);
-            worker::wasm_bindgen_futures::spawn_local(async move { host.arm_alarm(moved).await });
+        if self.with_room(|room| Ok(room.needs_flush()? || room.needs_export()?)).unwrap_or(false) {
+            let mut timers = self.timers.get();
+            if let Some(due) = timers.changed(&self.schedule, now_ms()) {
+                self.timers.set(timers);
+                let host = Rc::clone(self);
+                worker::wasm_bindgen_futures::spawn_local(async move { host.arm_alarm(due).await });
+            }
         }
     }
 
@@ -181,38 +176,31 @@ impl RoomHost {
     /// Flushes a changed room: snapshot to R2, index rows to D1, read model to KV. Only a complete
     /// flush is recorded; a failure keeps the room dirty and backs off.
     pub async fn flush(&self) {
-        let mut timers = self.timers.get();
-        timers.start_flush();
         let plan = match self.with_room(|room| Ok(room.flush_plan(now_ms())?)) {
             Ok(Some(plan)) => plan,
-            Ok(None) => {
-                // Nothing due yet (or this instance just woke up): wait for what the cadence says.
-                timers.flushed_until(self.with_room(|room| Ok(room.next_flush_ms(now_ms())?)).ok().flatten());
-                return self.timers.set(timers);
-            }
-            Err(error) => {
-                let failures = timers.flush_failed(&self.schedule, now_ms());
-                self.timers.set(timers);
-                return tracing::error!(%error, failures, "reading the room for the flush failed");
-            }
+            Ok(None) => return,
+            Err(error) => return tracing::error!(%error, "reading the room for the flush failed"),
         };
         let faults = if Faults::allowed(&self.env) { Faults::parse(&plan.faults) } else { Faults::default() };
+        let mut timers = self.timers.get();
+        timers.start_flush();
         let started = now_ms();
         let mut counted = crate::Metrics::default();
-        let (written, result) = write_flush(&self.env, faults, &plan, &mut counted).await;
-        counted.flushes_ok = u64::from(result.is_ok());
-        counted.flushes_failed = u64::from(result.is_err());
+        let written = write_flush(&self.env, faults, &plan, &mut counted).await;
+        counted.flushes_ok = u64::from(written.is_ok());
+        counted.flushes_failed = u64::from(written.is_err());
         counted.flush_ms = now_ms().saturating_sub(started);
-        let now = now_ms();
-        let next = self
+        let still_changed = self
             .with_room(|room| {
                 room.metrics_mut().add(&counted);
-                room.flushed(&plan, written.snapshot, written.read_model, now)?;
-                Ok(room.next_flush_ms(now)?)
+                if written.is_ok() {
+                    room.flushed(&plan)?;
+                }
+                Ok(room.needs_flush()?)
             })
-            .unwrap_or(Some(now.saturating_add(self.schedule.flush_interval_ms())));
-        match result {
-            Ok(()) => timers.flushed_until(next),
+            .unwrap_or(true);
+        match written {
+            Ok(()) => timers.flushed(&self.schedule, now_ms(), still_changed),
             Err(error) => {
                 let failures = timers.flush_failed(&self.schedule, now_ms());
                 tracing::warn!(room = %plan.view.room, failures, %error, "flush failed; backing off");

@@ -103,9 +103,9 @@ impl DurableObject for RoomObject {
         let sent_all = host.export().await;
         let backlog = host.export_pending().unwrap_or(false);
         // Batches left for the next alarm (a busy room, or a queue that failed).
-        if backlog {
+        if backlog && !host.timers.get().is_armed() {
             let mut timers = host.timers.get();
-            timers.due_by(now_ms().saturating_add(host.schedule.flush_interval_ms()));
+            timers.changed(&host.schedule, now_ms());
             host.timers.set(timers);
         }
         host.drop_silent_connections();
@@ -140,15 +140,6 @@ impl RoomObject {
             RoomOp::Socket => self.accept(&req, request.rights, request.user).await,
             RoomOp::State => {
                 respond(host.with_room(|room| Ok(room.view(address.tenant(), address.room(), now_ms())?)))
-            }
-            RoomOp::Read => {
-                let view = host.with_room(|room| {
-                    room.read_by_rest(now_ms())?;
-                    Ok(room.view(address.tenant(), address.room(), now_ms())?)
-                });
-                // A room that became read publishes its read model soon.
-                host.after_event();
-                respond(view)
             }
             RoomOp::History => {
                 let url = req.url().map_err(internal)?;
