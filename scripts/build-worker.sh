@@ -13,6 +13,18 @@ export ESBUILD_BIN="${ESBUILD_BIN:-$root/node_modules/.bin/esbuild}"
 # Test runs (scripts/test.sh, the test harness) build with the test-only fault injection; a plain
 # build, and so every `wrangler deploy`, leaves it out.
 if [ "${EDGEROOM_FAULT_INJECTION:-0}" = 1 ]; then
-  exec worker-build --release . --features fault-injection
+  worker-build --release . --features fault-injection
+else
+  worker-build --release
 fi
-exec worker-build --release
+# wasm-opt runs here rather than in worker-build (`wasm-opt = false` in Cargo.toml), because
+# worker-build always keeps the wasm name section: ~200 KB of function names, a tenth of the
+# gzipped upload. EDGEROOM_KEEP_NAMES=1 keeps them (symbolized wasm stack traces, twiggy);
+# docs/size.md has the measurements (-Os gzips a little smaller than -Oz here).
+keep_names=""
+[ "${EDGEROOM_KEEP_NAMES:-0}" = 1 ] && keep_names="--debuginfo"
+# The same feature set worker-build enables (what workerd supports), no newer encodings.
+"$WASM_OPT_BIN" build/index_bg.wasm -o build/index_bg.opt.wasm -Os --strip-producers $keep_names \
+  --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory \
+  --enable-multivalue --enable-reference-types --enable-exception-handling
+mv build/index_bg.opt.wasm build/index_bg.wasm

@@ -16,7 +16,11 @@ say "clippy (the Worker, wasm32)"
 cargo clippy --locked -p edgeroom --target wasm32-unknown-unknown -- -D warnings
 say "building the Worker (with the test-only fault injection)"
 EDGEROOM_FAULT_INJECTION=1 sh scripts/build-worker.sh
-say "tests (native unit tests, then end-to-end against wrangler dev)"
+# Size budget (issue #14: 250 KB gzipped), reported, never failing the run; docs/size.md.
+wasm_gz=$(gzip -9 -c build/index_bg.wasm | wc -c)
+printf 'Worker wasm: %s bytes, %s bytes gzipped (budget 250000: %s)\n' "$(wc -c < build/index_bg.wasm)" \
+  "$wasm_gz" "$([ "$wasm_gz" -le 250000 ] && echo within || echo over)"
+say "tests (native unit tests, the short fuzz run of edgeroom-fuzz, then end-to-end against wrangler dev)"
 EDGEROOM_PREBUILT=1 cargo test --locked --workspace --exclude edgeroom
 say "browser client (client/js) and admin console: type check, then Node and headless Chromium tests against wrangler dev"
 npm run --silent typecheck:client

@@ -81,8 +81,7 @@ fn presented_key(req: &Request, route: &Route) -> Option<String> {
     }
     // Browsers cannot set headers on a WebSocket: the console's tail sends the key in the query.
     if matches!(route, Route::AdminTail(_)) {
-        let url = req.url().ok()?;
-        if let Some((_, key)) = url.query_pairs().find(|(name, _)| name == "admin_key") {
+        if let Some(key) = edgeroom_durable::object::http::request_url(req).query_param("admin_key") {
             return Some(key.into_owned());
         }
     }

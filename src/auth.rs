@@ -1,8 +1,9 @@
 //! Who is asking, and with which rights: the token (or local dev mode) of a room request.
 
 use edgeroom_auth::{is_loopback_host, verify, AuthMode, TenantSecrets};
+use edgeroom_protocol::RequestUrl;
 use edgeroom_protocol::{ErrorCode, Rights};
-use worker::{Env, Request, Url};
+use worker::{Env, Request};
 
 /// The authenticated caller of one room request.
 #[derive(Debug, Clone)]
@@ -23,7 +24,7 @@ pub type Refusal = (ErrorCode, String);
 /// local dev mode lets it in.
 pub fn authenticate(
     req: &Request,
-    url: &Url,
+    url: &RequestUrl,
     env: &Env,
     tenant: &str,
     name: &str,
@@ -59,12 +60,12 @@ pub fn string_binding(env: &Env, name: &str) -> Option<String> {
     env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string())).ok()
 }
 
-fn token(req: &Request, url: &Url) -> Option<String> {
+fn token(req: &Request, url: &RequestUrl) -> Option<String> {
     let header = req.headers().get("Authorization").ok().flatten();
     if let Some(token) = header.as_deref().and_then(|h| h.strip_prefix("Bearer ")) {
         return Some(token.trim().to_owned());
     }
-    url.query_pairs().find(|(name, _)| name == "token").map(|(_, value)| value.into_owned())
+    url.query_param("token").map(|value| value.into_owned())
 }
 
 fn unauthorized(error: edgeroom_auth::AuthError) -> Refusal {

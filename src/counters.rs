@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use edgeroom_durable::object::http::{call, forward, read_json, require_upgrade};
+use edgeroom_durable::object::http::{call, forward, read_json, request_url, require_upgrade};
 use edgeroom_durable::object::RemoteShards;
 use edgeroom_durable::{routed_write, ApiError, InternalRequest, ShardHistory, ShardOp, ShardWrite};
 use edgeroom_protocol::{
@@ -87,7 +87,7 @@ pub async fn socket(
 
 /// `GET /counters/{name}`: the KV read model unless `?consistency=strong`, else the home's sum.
 pub async fn state(env: &Env, address: &CounterAddress, req: &Request) -> Result<Response, ApiError> {
-    let strong = strong_consistency(&req.url().map_err(internal)?)?;
+    let strong = strong_consistency(&request_url(req))?;
     if !strong {
         match read_model::<CounterView>(env, &address.read_model_key()).await {
             Ok(Some(view)) => return view_response(&view, "kv"),

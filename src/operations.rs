@@ -3,7 +3,7 @@
 //! cost, closing connections, flushing now, a read-only tail of a room's events, and counters.
 
 use edgeroom_durable::object::d1::{database, prepare};
-use edgeroom_durable::object::http::{call, call_json, forward, read_json, require_upgrade};
+use edgeroom_durable::object::http::{call, call_json, forward, read_json, request_url, require_upgrade};
 use edgeroom_durable::object::RemoteShards;
 use edgeroom_durable::pricing::{Estimate, Units};
 use edgeroom_durable::{index, ApiError, InternalRequest, Metrics, RoomLive, RoomOp, ShardOp, ShardWrite};
@@ -32,10 +32,9 @@ fn json<T: Serialize>(value: &T) -> Result<Response, ApiError> {
 
 /// A query parameter parsed as a number within `range`.
 fn number_param(req: &Request, name: &str, default: u64, max: u64) -> Result<u64, ApiError> {
-    let url = req.url().map_err(internal)?;
-    match url.query_pairs().find(|(key, _)| key == name) {
+    match request_url(req).query_param(name) {
         None => Ok(default),
-        Some((_, value)) => {
+        Some(value) => {
             value.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
                 ApiError::bad_request(format!("{name} is a number up to {max}, not {value:?}"))
             })
@@ -122,8 +121,8 @@ pub async fn tenant(env: &Env, tenant: &str) -> Result<Response, ApiError> {
 
 /// `GET /v1/admin/t/{tenant}/rooms?sort=&q=&limit=&offset=`: a page of the tenant's rooms.
 pub async fn rooms(env: &Env, tenant: &str, req: &Request) -> Result<Response, ApiError> {
-    let url = req.url().map_err(internal)?;
-    let param = |name: &str| url.query_pairs().find(|(key, _)| key == name).map(|(_, v)| v.into_owned());
+    let url = request_url(req);
+    let param = |name: &str| url.query_param(name).map(|v| v.into_owned());
     let order = match param("sort") {
         None => index::RoomOrder::Activity,
         Some(name) => index::RoomOrder::from_name(&name)

@@ -1,7 +1,7 @@
 //! Room requests: WebSocket upgrades, state reads (KV read model first), history pages and
 //! server-side publishes, sent to the room's Durable Object.
 
-use edgeroom_durable::object::http::{call, forward, read_json, require_upgrade};
+use edgeroom_durable::object::http::{call, forward, read_json, request_url, require_upgrade};
 use edgeroom_durable::{ApiError, InternalRequest, RoomOp, READ_MODEL_BINDING};
 use edgeroom_protocol::{PublishRequest, RoomAddress, RoomView};
 use worker::{Env, Headers, Request, Response};
@@ -59,7 +59,7 @@ pub async fn state(
     who: &Principal,
     req: &Request,
 ) -> Result<Response, ApiError> {
-    let strong = strong_consistency(&req.url().map_err(internal)?)?;
+    let strong = strong_consistency(&request_url(req))?;
     let if_none_match = req.headers().get("If-None-Match").map_err(internal)?;
     if !strong {
         match read_model(env, &address.read_model_key()).await {
@@ -78,8 +78,8 @@ pub async fn state(
 
 /// Whether `?consistency=` asks for a strong read (`strong`) rather than the read model
 /// (`eventual`, the default).
-pub fn strong_consistency(url: &worker::Url) -> Result<bool, ApiError> {
-    match url.query_pairs().find(|(name, _)| name == "consistency").map(|(_, value)| value.into_owned()) {
+pub fn strong_consistency(url: &edgeroom_protocol::RequestUrl) -> Result<bool, ApiError> {
+    match url.query_param("consistency") {
         None => Ok(false),
         Some(value) if value == "strong" => Ok(true),
         Some(value) if value == "eventual" => Ok(false),

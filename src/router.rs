@@ -15,7 +15,7 @@ const TOKEN_LIMITER: &str = "TOKEN_RATE_LIMITER";
 
 /// Serves one request. Every refusal is an [`ApiError`], answered as JSON by the caller.
 pub async fn handle(req: Request, env: &Env) -> Result<Response, ApiError> {
-    let url = req.url().map_err(internal)?;
+    let url = edgeroom_durable::object::http::request_url(&req);
     let route = Route::parse(url.path()).map_err(|error| match error {
         RouteError::NotFound(_) => ApiError::not_found(error.to_string()),
         RouteError::BadName(name) => ApiError::from(name),

@@ -55,7 +55,7 @@ pub async fn list(env: &Env, tenant: &str) -> Result<Response, ApiError> {
 /// `POST /v1/admin/t/{tenant}/webhooks/create`: validates the URL (https; http only to
 /// loopback on a local runtime), the kinds and the secret, then stores the endpoint.
 pub async fn create(env: &Env, tenant: &str, mut req: Request) -> Result<Response, ApiError> {
-    let local = req.url().map_err(internal)?.host_str().is_some_and(is_loopback_host);
+    let local = edgeroom_durable::object::http::request_url(&req).host_str().is_some_and(is_loopback_host);
     let new: NewEndpoint = read_json(&mut req, "webhook").await?;
     check_endpoint_url(&new.url, local)?;
     webhook_key(&new.secret)?;

@@ -14,9 +14,9 @@
 
 use std::collections::HashMap;
 
+use base64::Engine as _;
 use edgeroom_protocol::{Right, Rights};
 use hmac::{Hmac, Mac};
-use jwt::{AlgorithmType, Header, SignWithKey, Token, VerifyWithKey};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -176,29 +176,77 @@ impl TenantSecrets {
     }
 }
 
+/// The JOSE header of a token: only the fields edgeroom reads or writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Header {
+    /// The signing algorithm; only `HS256` is accepted.
+    alg: String,
+    /// The id of the signing key, if the tenant has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kid: Option<String>,
+}
+
+/// base64url without padding, as JWTs use it; padding is tolerated when decoding.
+const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// The three parts of a compact JWS, decoded but not verified.
+struct Parts<'a> {
+    header: Header,
+    claims: Claims,
+    /// `header.claims`, the bytes the signature covers.
+    signed: &'a str,
+    signature: Vec<u8>,
+}
+
+fn malformed(what: &str, error: impl std::fmt::Display) -> AuthError {
+    AuthError::Malformed(format!("{what}: {error}"))
+}
+
+/// Splits and decodes `token` (header, claims and signature), checking its shape only.
+fn parse(token: &str) -> Result<Parts<'_>, AuthError> {
+    let (signed, signature) =
+        token.rsplit_once('.').ok_or_else(|| AuthError::Malformed("not three parts".to_owned()))?;
+    let (header, claims) =
+        signed.split_once('.').ok_or_else(|| AuthError::Malformed("not three parts".to_owned()))?;
+    if claims.contains('.') {
+        return Err(AuthError::Malformed("more than three parts".to_owned()));
+    }
+    let header = B64.decode(header).map_err(|e| malformed("header", e))?;
+    let header: Header = serde_json::from_slice(&header).map_err(|e| malformed("header", e))?;
+    let claims = B64.decode(claims).map_err(|e| malformed("claims", e))?;
+    let claims: Claims = serde_json::from_slice(&claims).map_err(|e| malformed("claims", e))?;
+    let signature = B64.decode(signature).map_err(|e| malformed("signature", e))?;
+    Ok(Parts { header, claims, signed, signature })
+}
+
+/// Reads the `kid` header of a token without verifying it (for tools and tests).
+pub fn token_key_id(token: &str) -> Result<Option<String>, AuthError> {
+    Ok(parse(token)?.header.kid)
+}
+
 /// Verifies `token` (signature in constant time, algorithm, `exp`, `nbf`) at `now_secs`.
 pub fn verify(token: &str, secrets: &TenantSecrets, now_secs: u64) -> Result<Claims, AuthError> {
-    let unverified: Token<Header, Claims, _> =
-        Token::parse_unverified(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
-    if unverified.header().algorithm != AlgorithmType::Hs256 {
+    let parts = parse(token)?;
+    if parts.header.alg != "HS256" {
         return Err(AuthError::WrongAlgorithm);
     }
-    let tenant = unverified.claims().tenant.clone();
-    let kid = unverified.header().key_id.clone();
     // Unknown tenants and key ids fail like a bad signature: nothing tells them apart.
-    let mut outcome = Err(AuthError::BadSignature);
-    for key in secrets.verifying_keys(&tenant, kid.as_deref()) {
-        let verified: Result<Token<Header, Claims, _>, _> = token.verify_with_key(&hmac_key(&key.secret)?);
-        match verified {
-            Ok(verified) => {
-                outcome = Ok(verified.claims().clone());
-                break;
-            }
-            Err(jwt::Error::InvalidSignature | jwt::Error::RustCryptoMac(_)) => {}
-            Err(other) => return Err(AuthError::Malformed(other.to_string())),
-        }
+    let verified = secrets.verifying_keys(&parts.claims.tenant, parts.header.kid.as_deref()).any(|key| {
+        hmac_key(&key.secret).is_ok_and(|mut mac| {
+            mac.update(parts.signed.as_bytes());
+            // `verify_slice` compares in constant time.
+            mac.verify_slice(&parts.signature).is_ok()
+        })
+    });
+    if !verified {
+        return Err(AuthError::BadSignature);
     }
-    let claims = outcome?;
+    let claims = parts.claims;
     if now_secs >= claims.exp {
         return Err(AuthError::Expired);
     }
@@ -216,12 +264,18 @@ pub fn sign(claims: &Claims, secret: &str) -> Result<String, AuthError> {
 
 /// Signs `claims` with `key`, naming it in the `kid` header when it has an id.
 pub fn sign_with_key(claims: &Claims, key: &SigningKey) -> Result<String, AuthError> {
-    let secret = key.secret.as_str();
-    let header = Header { algorithm: AlgorithmType::Hs256, key_id: key.kid.clone(), ..Header::default() };
-    let token = Token::new(header, claims.clone())
-        .sign_with_key(&hmac_key(secret)?)
-        .map_err(|e| AuthError::Malformed(e.to_string()))?;
-    Ok(token.as_str().to_owned())
+    let header = Header { alg: "HS256".to_owned(), kid: key.kid.clone() };
+    let header = serde_json::to_vec(&header).map_err(|e| malformed("header", e))?;
+    let claims = serde_json::to_vec(claims).map_err(|e| malformed("claims", e))?;
+    let mut token = B64.encode(header);
+    token.push('.');
+    token.push_str(&B64.encode(claims));
+    let mut mac = hmac_key(&key.secret)?;
+    mac.update(token.as_bytes());
+    let signature = B64.encode(mac.finalize().into_bytes());
+    token.push('.');
+    token.push_str(&signature);
+    Ok(token)
 }
 
 fn hmac_key(secret: &str) -> Result<Hmac<Sha256>, AuthError> {
@@ -416,12 +470,33 @@ mod tests {
         let minted = TokenRequest { sub: "x".into(), rooms: vec![], ttl_secs: None }
             .mint("acme", &rotated, NOW)
             .unwrap();
-        let header: Token<Header, Claims, _> = Token::parse_unverified(&minted.token).unwrap();
-        assert_eq!(header.header().key_id.as_deref(), Some("new"));
+        assert_eq!(token_key_id(&minted.token).unwrap().as_deref(), Some("new"));
         // Retire the old key: its tokens stop working.
         let retired =
             TenantSecrets::from_json(r#"{"acme":[{"kid":"new","secret":"new-secret-0123456789"}]}"#).unwrap();
         assert_eq!(verify(&old_token, &retired, NOW), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn tokens_from_other_jwt_libraries_verify() {
+        // Made with Python's hmac/base64/json, with a `typ` header and a `kid`.
+        let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImsxIn0.eyJzdWIiOiJhZGEiLCJ0ZW5hbnQiOiJhY21lIiwicm9vbXMiOlt7InJvb20iOiJsb2JieSIsInJpZ2h0cyI6WyJyZWFkIl19XSwiZXhwIjoxODAwMDAwMDYwfQ.hM3hkbWntAJo7v0dC0RfStcAuwXqi0qbQv1fu5rcwUM";
+        let keys =
+            TenantSecrets::from_json(r#"{"acme":[{"kid":"k1","secret":"acme-secret-0123456789"}]}"#).unwrap();
+        let claims = verify(token, &keys, NOW).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.exp), ("ada", NOW + 60));
+        assert_eq!(claims.rights_in("acme", "lobby").to_string(), "read");
+        // Our own tokens: `{"alg":"HS256"}` plus `kid` when the key has one, unpadded base64url.
+        let ours = sign(&claims, "acme-secret-0123456789").unwrap();
+        assert!(ours.starts_with("eyJhbGciOiJIUzI1NiJ9."), "{ours}");
+        assert!(!ours.contains('='));
+        // A flipped signature bit, a fourth part, bad base64 and bad JSON are refused.
+        let mut flipped = token.to_owned();
+        flipped.replace_range(token.len() - 2..token.len() - 1, "A");
+        assert_eq!(verify(&flipped, &keys, NOW), Err(AuthError::BadSignature));
+        for bad in [format!("{token}.x"), format!("!{token}"), "e30.e30.".to_owned(), "..".to_owned()] {
+            assert!(matches!(verify(&bad, &keys, NOW), Err(AuthError::Malformed(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod error;
 mod event_rows;
 pub mod export;
 pub mod index;
+pub mod json_log;
 mod limits;
 mod metrics;
 mod outbox;

@@ -26,19 +26,24 @@ macro_rules! limits {
             pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> (Self, Vec<String>) {
                 let mut limits = Self::default();
                 let mut warnings = Vec::new();
-                $(if let Some(text) = lookup($var) {
-                    match text.trim().parse::<$ty>() {
-                        Ok(value) if value >= <$ty>::default() => limits.$field = value,
-                        _ => warnings.push(format!(
-                            "ignoring {}={text:?}: expected a non-negative number; using {}",
-                            $var, limits.$field
-                        )),
-                    }
-                })+
+                $(read_var(&lookup, $var, &mut limits.$field, &mut warnings);)+
                 (limits, warnings)
             }
         }
     };
+}
+
+/// Reads one limit (one copy per field type, not one inlined copy per field: smaller wasm).
+#[inline(never)]
+fn read_var<T>(lookup: &dyn Fn(&str) -> Option<String>, var: &str, field: &mut T, warnings: &mut Vec<String>)
+where
+    T: std::str::FromStr + PartialOrd + Default + std::fmt::Display,
+{
+    let Some(text) = lookup(var) else { return };
+    match text.trim().parse::<T>() {
+        Ok(value) if value >= T::default() => *field = value,
+        _ => warnings.push(format!("ignoring {var}={text:?}: expected a non-negative number; using {field}")),
+    }
 }
 
 limits! {

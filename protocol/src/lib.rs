@@ -23,6 +23,7 @@ mod names;
 mod rest;
 mod rights;
 mod route;
+mod url;
 
 pub use body::{Body, BodyError};
 pub use codec::{DecodeError, Format, WireFrame};
@@ -40,6 +41,7 @@ pub use rest::{
 };
 pub use rights::{Right, Rights};
 pub use route::{Method, Route, RouteError};
+pub use url::RequestUrl;
 
 /// Largest sequence number a request may name: 2^53 - 1, so every sequence number is exact in
 /// JavaScript and in the runtime's SQLite bindings.

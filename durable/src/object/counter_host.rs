@@ -8,7 +8,9 @@ use edgeroom_protocol::{
 };
 use worker::{Env, Request, Response, Result, State, WebSocket, WebSocketPair};
 
-use super::http::{arm_alarm, auto_response_ms, close, error_response, now_ms, require_upgrade, send_frame};
+use super::http::{
+    arm_alarm, auto_response_ms, close, error_response, now_ms, request_url, require_upgrade, send_frame,
+};
 use super::shards::RemoteShards;
 use super::WorkerSql;
 use crate::{
@@ -121,11 +123,9 @@ impl CounterHost {
         if let Err(error) = require_upgrade(req) {
             return error_response(&error);
         }
-        let format = req
-            .url()?
-            .query_pairs()
-            .find(|(name, _)| name == "format")
-            .and_then(|(_, value)| Format::from_name(&value))
+        let format = request_url(req)
+            .query_param("format")
+            .and_then(|value| Format::from_name(&value))
             .unwrap_or_default();
         let first = self
             .with(|c| Ok(c.shards()? > 1))

@@ -2,7 +2,7 @@
 //! responses here and nowhere else, bodies are read and bounded here, internal requests are
 //! sent and received here.
 
-use edgeroom_protocol::WireFrame;
+use edgeroom_protocol::{RequestUrl, WireFrame};
 use serde::Serialize;
 use worker::wasm_bindgen::JsCast;
 use worker::{js_sys, Env, Method, Request, RequestInit, Response, State, Stub, WebSocket};
@@ -188,4 +188,10 @@ pub fn now_ms() -> u64 {
 /// A random number, for ids that must differ between instances.
 pub fn entropy() -> u64 {
     (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
+}
+
+/// The request's URL split into host, path and query, without the `url` crate (see
+/// [`RequestUrl`]): `worker::Request::url` would link its IDNA tables into the Worker.
+pub fn request_url(req: &Request) -> RequestUrl {
+    RequestUrl::parse(req.inner().url())
 }

@@ -142,7 +142,7 @@ impl RoomObject {
                 respond(host.with_room(|room| Ok(room.view(address.tenant(), address.room(), now_ms())?)))
             }
             RoomOp::History => {
-                let url = req.url().map_err(internal)?;
+                let url = super::http::request_url(&req);
                 let query = HistoryQuery::from_query(url.query_pairs()).map_err(ApiError::bad_request)?;
                 respond(host.with_room(|room| Ok(room.history(query.after, query.limit)?)))
             }
@@ -201,7 +201,7 @@ impl RoomObject {
         if let Err(error) = require_upgrade(req) {
             return error_response(&error);
         }
-        let mut options = match ConnectOptions::from_query(req.url()?.query_pairs()) {
+        let mut options = match ConnectOptions::from_query(super::http::request_url(req).query_pairs()) {
             Ok(options) => options,
             Err(message) => return error_response(&ApiError::bad_request(message)),
         };
