@@ -108,6 +108,8 @@ pub enum Command {
     },
     /// Generate load: subscribers, publishers, and the delivered rate and latency they see.
     Load(LoadArgs),
+    /// The wire-level load generator of bench/ (edgeroom or the partyserver peer, JSON frames).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `state …`

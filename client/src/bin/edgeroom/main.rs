@@ -3,6 +3,7 @@
 
 mod admin;
 mod args;
+mod bench;
 mod counters;
 mod failure;
 mod load;
@@ -57,6 +58,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Token { action } => admin::token(&link, action).await,
         Command::Admin { admin_key, action } => admin::admin(&link, admin_key, action).await,
         Command::Load(args) => load::run(&link, args).await,
+        Command::Bench(args) => bench::run(&link, args).await,
     }
 }
 
