@@ -154,7 +154,8 @@ describe("against wrangler dev", () => {
     const reader = room(server, "tokens", { token: await mint("bo", ["read", "presence"]) });
     await Promise.all([writer.whenConnected(), reader.whenConnected()]);
     assert.equal(calls, 1);
-    assert.ok(writer.members.some((m) => m.user === "ada") && writer.members.some((m) => m.user === "bo"));
+    // The writer learns of the reader from a presence diff (merged, so up to 50 ms later).
+    await waitFor(() => writer.members.some((m) => m.user === "ada") && writer.members.some((m) => m.user === "bo"), "both members at the writer");
     await assert.rejects(reader.publish("no write right"), (e) => e instanceof EdgeroomError && e.code === "forbidden");
     writer.reconnect();
     await waitFor(() => calls === 2 && writer.status === "connected", "a second connection with a fresh token");

@@ -205,12 +205,13 @@ pub async fn presence(link: &Link, room: &str, set: Option<String>, watch: bool)
     let (room, mut events) = Room::connect(link.room(&tenant, &name)).await?;
     if let Some(data) = &data {
         room.set_presence(data)?;
-        // Our own update comes back as a presence diff: print the members after it.
+        // Our own update comes back as a presence diff (in `joined` when our join was not told
+        // yet: diffs are merged): print the members after it.
         let me = room.connection_id();
         loop {
             match events.recv().await {
                 Some(RoomEvent::Presence(diff))
-                    if diff.updated.iter().any(|m| Some(m.connection_id) == me) =>
+                    if diff.updated.iter().chain(&diff.joined).any(|m| Some(m.connection_id) == me) =>
                 {
                     break
                 }
