@@ -99,9 +99,8 @@ impl Cadence {
             let interval_due = now.pending_since_ms.saturating_add(self.snapshot_interval_ms);
             let idle_due = now.last_change_ms.saturating_add(self.idle_snapshot_ms);
             let events = now.seq.abs_diff(copies.snapshot_seq);
-            if events >= self.snapshot_after_events || at >= interval_due || at >= idle_due {
-                true
-            } else if bytes_since()? >= self.snapshot_after_bytes {
+            let due = events >= self.snapshot_after_events || at >= interval_due || at >= idle_due;
+            if due || bytes_since()? >= self.snapshot_after_bytes {
                 true
             } else {
                 later(interval_due.min(idle_due));
@@ -111,7 +110,8 @@ impl Cadence {
         decision.snapshot = snapshot;
         // The index row between snapshots, for a room the index already knows (a row written
         // before any snapshot would make a lost room look restorable).
-        decision.index = !snapshot && copies.snapshot_ms > 0 && now.index_fingerprint != copies.index_fingerprint;
+        decision.index =
+            !snapshot && copies.snapshot_ms > 0 && now.index_fingerprint != copies.index_fingerprint;
 
         // Read model.
         let due = self.read_model_due_ms(copies);
@@ -156,7 +156,13 @@ impl Cadence {
     /// reading storage: when a KV copy exists or readers want one, its next write; when many
     /// events wait (`pending_events`), the next allowed snapshot. `None`: the ordinary check
     /// period will do.
-    pub fn wake_by(&self, copies: &Copies, demand: &ReadDemand, now_ms: u64, pending_events: u64) -> Option<u64> {
+    pub fn wake_by(
+        &self,
+        copies: &Copies,
+        demand: &ReadDemand,
+        now_ms: u64,
+        pending_events: u64,
+    ) -> Option<u64> {
         let mut by = None;
         if copies.kv_until_ms > now_ms || demand.is_hot(self, now_ms) {
             decision_later(&mut by, self.read_model_due_ms(copies).max(now_ms));
@@ -368,7 +374,10 @@ mod tests {
             (c.spacing_ms, c.snapshot_interval_ms, c.snapshot_after_events, c.snapshot_after_bytes),
             (5_000, 300_000, 1_000, 1 << 20)
         );
-        assert_eq!((c.idle_snapshot_ms, c.read_model_min_reads, c.read_model_window_ms), (30_000, 10, 60_000));
+        assert_eq!(
+            (c.idle_snapshot_ms, c.read_model_min_reads, c.read_model_window_ms),
+            (30_000, 10, 60_000)
+        );
         assert_eq!((c.read_model_interval_ms, c.read_model_ttl_ms), (10_000, 300_000));
         let tiny = Cadence::new(&Limits {
             flush_interval_ms: 1,
@@ -388,7 +397,13 @@ mod tests {
         let copies = Copies { snapshot_seq: 10, snapshot_ms: 1_000, ..Copies::default() };
         let demand = ReadDemand::default();
         // Events keep coming: no snapshot before the interval; the check comes back by then.
-        let busy = Observed { now_ms: 60_000, seq: 50, pending_since_ms: 2_000, last_change_ms: 59_000, ..Default::default() };
+        let busy = Observed {
+            now_ms: 60_000,
+            seq: 50,
+            pending_since_ms: 2_000,
+            last_change_ms: 59_000,
+            ..Default::default()
+        };
         let d = c.decide(&copies, &demand, &busy, ok(10)).unwrap();
         assert!(!d.writes(), "{d:?}");
         assert_eq!(d.next_ms, Some(89_000), "idle due before the interval");
@@ -450,7 +465,10 @@ mod tests {
         let now = Observed { now_ms: start, seq: 5, view_fingerprint: 1, ..Default::default() };
         let copies = Copies { snapshot_seq: 5, snapshot_ms: 1, ..Copies::default() };
         // Nobody reads: no KV.
-        assert_eq!(c.decide(&copies, &ReadDemand::default(), &now, never::<()>).unwrap(), Decision::default());
+        assert_eq!(
+            c.decide(&copies, &ReadDemand::default(), &now, never::<()>).unwrap(),
+            Decision::default()
+        );
         // Read-hot: put with a lease of READ_MODEL_TTL_S.
         let demand = hot(&c, start);
         let d = c.decide(&copies, &demand, &now, never::<()>).unwrap();
@@ -479,13 +497,17 @@ mod tests {
         let after = Observed { now_ms: start + 400_000, ..changed };
         assert_eq!(c.decide(&copies, &cold, &after, never::<()>).unwrap().read_model, None);
         let again = hot(&c, start + 400_000);
-        assert!(matches!(c.decide(&copies, &again, &after, never::<()>).unwrap().read_model, Some(ReadModelWrite::Put { ttl_s: 300, .. })));
+        assert!(matches!(
+            c.decide(&copies, &again, &after, never::<()>).unwrap().read_model,
+            Some(ReadModelWrite::Put { ttl_s: 300, .. })
+        ));
     }
 
     #[test]
     fn the_alarm_is_pulled_in_for_readers_and_for_many_events() {
         let c = cadence();
-        let copies = Copies { snapshot_ms: 1_000, kv_written_ms: 5_000, kv_until_ms: 100_000, ..Copies::default() };
+        let copies =
+            Copies { snapshot_ms: 1_000, kv_written_ms: 5_000, kv_until_ms: 100_000, ..Copies::default() };
         let cold = ReadDemand::default();
         assert_eq!(c.wake_by(&copies, &cold, 8_000, 1), Some(15_000));
         assert_eq!(c.wake_by(&copies, &cold, 20_000, 1), Some(20_000));
@@ -500,7 +522,14 @@ mod tests {
         let c = cadence();
         let copies = Copies::legacy(40);
         assert_eq!((copies.snapshot_seq, copies.snapshot_ms), (40, 1));
-        let now = Observed { now_ms: 20_000, seq: 41, last_change_ms: 20_000, pending_since_ms: 20_000, view_fingerprint: 9, ..Default::default() };
+        let now = Observed {
+            now_ms: 20_000,
+            seq: 41,
+            last_change_ms: 20_000,
+            pending_since_ms: 20_000,
+            view_fingerprint: 9,
+            ..Default::default()
+        };
         let d = c.decide(&copies, &ReadDemand::default(), &now, ok(0)).unwrap();
         assert_eq!(d.read_model, Some(ReadModelWrite::Put { ttl_s: 300, until_ms: 320_000 }));
         assert_eq!(Copies::legacy(0), Copies::default());

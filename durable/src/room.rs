@@ -12,13 +12,13 @@ use edgeroom_protocol::{
 };
 use uuid::Uuid;
 
+use crate::cadence::{fingerprint, Cadence, Copies, Observed, ReadDemand, ReadModelWrite, Written};
 use crate::export::{ExportFilter, ExportKind};
 use crate::outbox::{Outbox, Outgoing};
 use crate::peers::Peers;
 use crate::presence::PendingPresence;
 use crate::recent_ops::RecentOps;
 use crate::store::StateSize;
-use crate::cadence::{fingerprint, Cadence, Copies, Observed, ReadDemand, ReadModelWrite, Written};
 use crate::{
     ApiError, ConnectOptions, Connection, Limits, Metrics, RestoreSource, RoomLive, RoomStore, Snapshot, Sql,
     StoreError, StoredEvent,
@@ -513,7 +513,8 @@ impl<S: Sql> Room<S> {
         let epoch = self.epoch()?;
         let members = self.peers.members();
         let members_json = serde_json::to_vec(&members).unwrap_or_default();
-        let index_fingerprint = fingerprint([(members.len() as u64).to_le_bytes().as_slice(), epoch.as_bytes()]);
+        let index_fingerprint =
+            fingerprint([(members.len() as u64).to_le_bytes().as_slice(), epoch.as_bytes()]);
         let view_fingerprint = fingerprint([seq.to_le_bytes().as_slice(), epoch.as_bytes(), &members_json]);
         let now = Observed {
             now_ms,
@@ -526,8 +527,9 @@ impl<S: Sql> Room<S> {
         };
         let copies = self.copies()?.clone();
         let store = &self.store;
-        let decision =
-            self.cadence.decide(&copies, &self.demand, &now, || store.body_bytes_after(copies.snapshot_seq))?;
+        let decision = self
+            .cadence
+            .decide(&copies, &self.demand, &now, || store.body_bytes_after(copies.snapshot_seq))?;
         let names = if decision.writes() { self.names()? } else { None };
         let Some((tenant, name)) = names else {
             // Checked: presence changes are now weighed by their fingerprints.
@@ -672,6 +674,11 @@ impl<S: Sql> Room<S> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the room changed after `plan` was taken (while its writes were in flight).
+    pub fn changed_since(&mut self, plan: &FlushPlan) -> Result<bool, StoreError> {
+        Ok(self.change_generation != plan.generation || self.last_seq()? != plan.view.seq)
     }
 
     /// Makes the next flush write a snapshot even when nothing changed (an operator's "flush now").

@@ -141,6 +141,18 @@ impl RoomObject {
             RoomOp::State => {
                 respond(host.with_room(|room| Ok(room.view(address.tenant(), address.room(), now_ms())?)))
             }
+            RoomOp::Read => {
+                // A REST reader missed the KV read model: a read mark, which may make the room
+                // write its read model to KV.
+                let view = host.with_room(|room| {
+                    let wake = room.mark_read(now_ms())?;
+                    Ok((room.view(address.tenant(), address.room(), now_ms())?, wake))
+                });
+                if let Ok((_, Some(by))) = &view {
+                    host.check_by(*by);
+                }
+                respond(view.map(|(view, _)| view))
+            }
             RoomOp::History => {
                 let url = req.url().map_err(internal)?;
                 let query = HistoryQuery::from_query(url.query_pairs()).map_err(ApiError::bad_request)?;
@@ -180,9 +192,7 @@ impl RoomObject {
                     room.request_flush();
                     Ok(())
                 })?;
-                host.flush().await;
-                let clean = !host.with_room(|room| Ok(room.needs_flush()?))?;
-                if !clean {
+                if !host.flush().await {
                     return Err(ApiError::internal("the flush failed; it is retried with backoff"));
                 }
                 respond(Ok(AdminActionResult { affected: 1 }))
