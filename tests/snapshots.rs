@@ -12,6 +12,11 @@ const ADMIN_KEY: &str = "snapshot-admin-key";
 fn vars() -> Vec<(&'static str, &'static str)> {
     vec![
         ("FLUSH_INTERVAL_MS", "1000"),
+        // Every store on every check, as these tests compare them: a snapshot once a change
+        // waited a second, and the read model for any room read once.
+        ("SNAPSHOT_INTERVAL_MS", "1000"),
+        ("READ_MODEL_MIN_READS", "1"),
+        ("READ_MODEL_INTERVAL_MS", "1000"),
         ("ADMIN_KEY", ADMIN_KEY),
         ("ALLOW_FAULT_INJECTION", "yes"),
         ("SNAPSHOT_KEEP_LAST", "3"),

@@ -93,6 +93,10 @@ impl<S: Sql> Counter<S> {
             CounterOp::Set(value) => value,
             CounterOp::Reset => 0,
         };
+        if current.version == 0 && self.meta("copies")?.is_none() {
+            // A new counter: its copies start empty (not as an older release's, see `copies`).
+            self.set_copies(&Copies::default())?;
+        }
         let next = CounterState { value, version: current.version.saturating_add(1) };
         self.sql.query(
             "INSERT INTO counter_state (id, value, version) VALUES (1, ?, ?)
@@ -313,7 +317,11 @@ mod tests {
         assert_eq!(counter.identity().unwrap(), Some(("acme".into(), "likes".into(), 3)));
         assert_eq!(counter.next_subscriber_id().unwrap(), 1);
         assert_eq!(counter.next_subscriber_id().unwrap(), 2);
-        assert_eq!(counter.copies().unwrap(), Copies::legacy(1), "a counter from an older release");
+        assert_eq!(counter.copies().unwrap(), Copies::default(), "a new counter has no copies yet");
+        let legacy = std::rc::Rc::new(MemorySql::new());
+        let mut old = Counter::open(legacy.clone()).unwrap();
+        legacy.query("INSERT INTO counter_state (id, value, version) VALUES (1, '5', 3)", &[]).unwrap();
+        assert_eq!(old.copies().unwrap(), Copies::legacy(1), "a counter from an older release");
         let copies = Copies { snapshot_seq: 3, snapshot_ms: 9, ..Copies::default() };
         counter.set_copies(&copies).unwrap();
         assert_eq!(counter.copies().unwrap(), copies);
