@@ -113,8 +113,9 @@ impl Timers {
 
     /// The check must come by `at_ms` (the cadence wants a write then): moves it earlier if it is
     /// later or not armed. Returns the due time when it moved, so the shell moves the alarm.
+    /// While failed writes back off, the backoff stands.
     pub fn due_by(&mut self, at_ms: u64) -> Option<u64> {
-        if self.flush_due_ms.is_some_and(|due| due <= at_ms) {
+        if self.failures > 0 || self.flush_due_ms.is_some_and(|due| due <= at_ms) {
             return None;
         }
         self.flush_due_ms = Some(at_ms);
@@ -144,11 +145,15 @@ impl Timers {
         self.flush_due_ms = next_ms.map(|next| next.max(floor));
     }
 
-    /// A flush failed: retry after the backoff. Returns the number of failures in a row.
-    pub fn flush_failed(&mut self, schedule: &Schedule, now_ms: u64) -> u32 {
+    /// A flush failed: retry after the backoff, or sooner when the cadence has another write due
+    /// at `next_ms` (a failing store must not hold back the others' copies). Returns the number
+    /// of failures in a row.
+    pub fn flush_failed(&mut self, schedule: &Schedule, now_ms: u64, next_ms: Option<u64>) -> u32 {
         self.failures = self.failures.saturating_add(1);
         let delay = schedule.flush_retry_delay_ms(self.failures);
-        self.flush_due_ms = Some(now_ms.saturating_add(delay));
+        let retry = now_ms.saturating_add(delay);
+        let floor = now_ms.saturating_add(schedule.flush_interval_ms());
+        self.flush_due_ms = Some(next_ms.map_or(retry, |next| next.max(floor).min(retry)));
         self.failures
     }
 
@@ -222,10 +227,16 @@ mod tests {
         assert!(!timers.flush_due(5_000));
         assert!(timers.flush_due(5_100));
         timers.start_flush();
-        assert_eq!(timers.flush_failed(&s, 5_100), 1);
+        assert_eq!(timers.flush_failed(&s, 5_100, None), 1);
         assert_eq!(timers.next_alarm(&s, 5_100, false), Some(15_100));
-        assert_eq!(timers.flush_failed(&s, 15_100), 2);
-        assert_eq!(timers.next_alarm(&s, 15_100, false), Some(35_100));
+        assert_eq!(timers.due_by(6_000), None, "the backoff stands");
+        assert_eq!(timers.flush_failed(&s, 15_100, Some(16_000)), 2);
+        assert_eq!(timers.next_alarm(&s, 15_100, false), Some(20_100), "another copy is due first");
+        timers.start_flush();
+        assert_eq!(timers.flush_failed(&s, 15_100, None), 3);
+        assert_eq!(timers.next_alarm(&s, 15_100, false), Some(55_100));
+        assert_eq!(timers.reset_backoff(&s, 16_000), 21_000);
+        assert_eq!(timers.flush_failed(&s, 16_000, None), 1);
         assert_eq!(timers.reset_backoff(&s, 16_000), 21_000);
         assert_eq!(timers.next_alarm(&s, 16_000, false), Some(21_000));
         timers.start_flush();

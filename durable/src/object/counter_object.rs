@@ -115,7 +115,7 @@ impl DurableObject for CounterObject {
             match self.host.flush(&address).await {
                 Ok(next) => timers.checked(&self.host.schedule, now_ms(), next),
                 Err(error) => {
-                    let failures = timers.flush_failed(&self.host.schedule, now);
+                    let failures = timers.flush_failed(&self.host.schedule, now_ms(), None);
                     tracing::warn!(counter = %address, failures, %error, "counter flush failed; backing off");
                 }
             }

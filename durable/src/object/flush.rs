@@ -50,10 +50,10 @@ fn rust_error(error: impl std::fmt::Display) -> Error {
     Error::RustError(error.to_string())
 }
 
-/// Writes what `plan` holds, in order: the snapshot to R2 and its rows to D1 (or the index row
-/// alone), then the read model to KV; it stops at the first failure. Each part that succeeded is
-/// in the returned [`Written`] (the caller records those), and whatever was written (also before
-/// a failure) is counted into `metrics`.
+/// Writes what `plan` holds: the snapshot to R2 and its rows to D1 (or the index row alone), and
+/// the read model to KV. The copies are independent: a failing R2 or D1 does not hold back the
+/// read model. Each part that succeeded is in the returned [`Written`] (the caller records
+/// those), with the first error; whatever was written is counted into `metrics`.
 pub async fn write_flush(
     env: &Env,
     faults: Faults,
@@ -61,33 +61,35 @@ pub async fn write_flush(
     metrics: &mut Metrics,
 ) -> (Written, Result<()>) {
     let mut written = Written::default();
+    let mut first_error = None;
     if let Some(snapshot) = &plan.snapshot {
-        if let Err(error) = write_snapshot(env, faults, plan, snapshot, metrics).await {
-            return (written, Err(error));
+        match write_snapshot(env, faults, plan, snapshot, metrics).await {
+            Ok(()) => written.snapshot = true,
+            Err(error) => first_error = Some(error),
         }
-        written.snapshot = true;
     } else if plan.index {
-        if let Err(error) = write_index(env, faults, plan, metrics).await {
-            return (written, Err(error));
+        match write_index(env, faults, plan, metrics).await {
+            Ok(()) => written.index = true,
+            Err(error) => first_error = Some(error),
         }
-        written.index = true;
     }
     if let Some(write) = plan.read_model {
-        let address = match RoomAddress::new(&plan.view.tenant, &plan.view.room) {
-            Ok(address) => address,
-            Err(error) => return (written, Err(rust_error(error))),
+        let put = async {
+            let address = RoomAddress::new(&plan.view.tenant, &plan.view.room).map_err(rust_error)?;
+            let json = serde_json::to_string(&plan.view).map_err(rust_error)?;
+            write_read_model(env, faults, &address.read_model_key(), json, write).await
         };
-        let json = match serde_json::to_string(&plan.view) {
-            Ok(json) => json,
-            Err(error) => return (written, Err(rust_error(error))),
-        };
-        if let Err(error) = write_read_model(env, faults, &address.read_model_key(), json, write).await {
-            return (written, Err(error));
+        match put.await {
+            Ok(()) => {
+                metrics.kv_writes += 1;
+                written.read_model = true;
+            }
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
         }
-        metrics.kv_writes += 1;
-        written.read_model = true;
     }
-    (written, Ok(()))
+    (written, first_error.map_or(Ok(()), Err))
 }
 
 /// The snapshot to R2, then its snapshot, index and metrics series rows to D1 in one batch.

@@ -199,7 +199,7 @@ impl RoomHost {
             Ok(check) => check,
             Err(error) => {
                 tracing::error!(%error, "reading the room for the flush failed");
-                timers.flush_failed(&self.schedule, now_ms());
+                timers.flush_failed(&self.schedule, now_ms(), None);
                 self.timers.set(timers);
                 return false;
             }
@@ -232,7 +232,7 @@ impl RoomHost {
                 timers.checked(&self.schedule, now_ms(), next);
             }
             Err(error) => {
-                let failures = timers.flush_failed(&self.schedule, now_ms());
+                let failures = timers.flush_failed(&self.schedule, now_ms(), check.next_ms);
                 tracing::warn!(room = %plan.view.room, failures, %error, "flush failed; backing off");
             }
         }
