@@ -122,6 +122,11 @@ impl Timers {
         Some(at_ms)
     }
 
+    /// When the next flush check is due, if one is armed.
+    pub fn due_ms(&self) -> Option<u64> {
+        self.flush_due_ms
+    }
+
     /// Whether this instance has a flush scheduled (an evicted object's timers start empty).
     pub fn is_armed(&self) -> bool {
         self.flush_due_ms.is_some()

@@ -150,18 +150,18 @@ impl RoomHost {
         if let Ok(Some(by)) = self.with_room(|room| Ok(room.note_change(now_ms())?)) {
             self.check_by(by);
         }
-        // With a flush already armed there is nothing to decide: skip the storage reads that the
-        // check costs on every event.
-        if self.timers.get().is_armed() {
+        // With a check coming within an interval there is nothing to decide: skip the storage
+        // reads that deciding costs on every event.
+        let soon = now_ms().saturating_add(self.schedule.flush_interval_ms());
+        let timers = self.timers.get();
+        if timers.due_ms().is_some_and(|due| due <= soon) {
             return;
         }
-        if self.with_room(|room| Ok(room.needs_flush()? || room.needs_export()?)).unwrap_or(false) {
-            let mut timers = self.timers.get();
-            if let Some(due) = timers.changed(&self.schedule, now_ms()) {
-                self.timers.set(timers);
-                let host = Rc::clone(self);
-                worker::wasm_bindgen_futures::spawn_local(async move { host.arm_alarm(due).await });
-            }
+        let (changed, export) =
+            self.with_room(|room| Ok((room.needs_flush()?, room.needs_export()?))).unwrap_or((false, false));
+        // Export batches leave within an interval even while the copies' cadence waits longer.
+        if export || (changed && !timers.is_armed()) {
+            self.check_by(soon);
         }
     }
 

@@ -102,10 +102,11 @@ impl DurableObject for RoomObject {
         }
         let sent_all = host.export().await;
         let backlog = host.export_pending().unwrap_or(false);
-        // Batches left for the next alarm (a busy room, or a queue that failed).
-        if backlog && !host.timers.get().is_armed() {
+        // Batches left for the next alarm (a busy room, or a queue that failed): within an
+        // interval, unless a failure backs off.
+        if backlog {
             let mut timers = host.timers.get();
-            timers.changed(&host.schedule, now_ms());
+            timers.due_by(now_ms().saturating_add(host.schedule.flush_interval_ms()));
             host.timers.set(timers);
         }
         host.drop_silent_connections();
