@@ -95,7 +95,9 @@ pub async fn state(env: &Env, address: &CounterAddress, req: &Request) -> Result
             Err(error) => tracing::warn!(counter = %address, %error, "KV read failed; asking the counter"),
         }
     }
-    let view: CounterView = RemoteShards { env, address }.call(0, ShardOp::Read, None::<&()>).await?;
+    // A strong read asks the home directly; an eventual read that missed KV is a read mark.
+    let op = if strong { ShardOp::Read } else { ShardOp::ReadMiss };
+    let view: CounterView = RemoteShards { env, address }.call(0, op, None::<&()>).await?;
     view_response(&view, "object")
 }
 

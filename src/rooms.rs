@@ -68,7 +68,9 @@ pub async fn state(
             Err(error) => tracing::warn!(room = %address, %error, "KV read failed; asking the room"),
         }
     }
-    let mut response = call(env, &request(address, RoomOp::State, who), None).await.map_err(internal)?;
+    // A strong read asks the room directly; an eventual read that missed KV is a read mark.
+    let op = if strong { RoomOp::State } else { RoomOp::Read };
+    let mut response = call(env, &request(address, op, who), None).await.map_err(internal)?;
     if response.status_code() != 200 {
         return Ok(response);
     }

@@ -12,7 +12,12 @@ use uuid::Uuid;
 const ADMIN_KEY: &str = "operations-admin-key";
 
 async fn start() -> Server {
-    Server::start_with_vars(&[("ADMIN_KEY", ADMIN_KEY), ("FLUSH_INTERVAL_MS", "1000")]).await
+    Server::start_with_vars(&[
+        ("ADMIN_KEY", ADMIN_KEY),
+        ("FLUSH_INTERVAL_MS", "1000"),
+        ("IDLE_SNAPSHOT_MS", "1000"),
+    ])
+    .await
 }
 
 async fn get(server: &Server, path: &str) -> Value {

@@ -121,6 +121,7 @@ async fn every_command_works_and_bad_input_fails_clearly() {
         ("TENANT_SECRETS", r#"{"acme":"acme-secret-0123456789"}"#),
         ("ADMIN_KEY", ADMIN_KEY),
         ("FLUSH_INTERVAL_MS", "500"),
+        ("IDLE_SNAPSHOT_MS", "1000"),
         ("RATE_LIMIT_PER_SEC", "100000"),
         ("RATE_LIMIT_BURST", "100000"),
     ])

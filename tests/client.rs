@@ -329,8 +329,12 @@ async fn state_presence_counters_refusals_and_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_positions_resume_exactly_and_restores_surface_as_gaps() {
-    let server =
-        Server::start_with_vars(&[("FLUSH_INTERVAL_MS", "500"), ("ADMIN_KEY", "client-admin-key")]).await;
+    let server = Server::start_with_vars(&[
+        ("FLUSH_INTERVAL_MS", "500"),
+        ("IDLE_SNAPSHOT_MS", "1000"),
+        ("ADMIN_KEY", "client-admin-key"),
+    ])
+    .await;
     let base = server.http_url("");
     let (writer, _writer_events) = Room::connect(fast(&base, "saved")).await.unwrap();
     let (reader, mut read) = Room::connect(fast(&base, "saved")).await.unwrap();

@@ -14,8 +14,12 @@ use uuid::Uuid;
 const ADMIN_KEY: &str = "reliability-admin-key";
 
 async fn start(state: StateDir, extra: &[(&str, &str)]) -> Server {
-    let mut vars =
-        vec![("FLUSH_INTERVAL_MS", "1000"), ("ADMIN_KEY", ADMIN_KEY), ("ALLOW_FAULT_INJECTION", "yes")];
+    let mut vars = vec![
+        ("FLUSH_INTERVAL_MS", "1000"),
+        ("SNAPSHOT_INTERVAL_MS", "1000"),
+        ("ADMIN_KEY", ADMIN_KEY),
+        ("ALLOW_FAULT_INJECTION", "yes"),
+    ];
     vars.extend_from_slice(extra);
     Server::start_on_with_vars(state, &vars).await
 }

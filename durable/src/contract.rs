@@ -67,8 +67,11 @@ operations! {
     RoomOp {
         /// Accept a WebSocket.
         Socket = "room.ws",
-        /// Answer the room's current state.
+        /// Answer the room's current state (a strong or an admin read).
         State = "room.state",
+        /// Answer the room's current state to a REST reader that missed the KV read model: a
+        /// read mark, which may make the room write its read model to KV.
+        Read = "room.read",
         /// Answer a page of history.
         History = "room.history",
         /// Store a server-side publish (body: `PublishRequest`).
@@ -95,8 +98,10 @@ operations! {
         Get = "counter.get",
         /// Apply one write to this shard (body: [`ShardWrite`]).
         Write = "counter.write",
-        /// Home: the sum over all shards.
+        /// Home: the sum over all shards (a strong read).
         Read = "counter.read",
+        /// Home: the sum over all shards, to a reader that missed the KV read model (a read mark).
+        ReadMiss = "counter.read-miss",
         /// Home: reset every shard (body: [`ShardWrite`]).
         ResetAll = "counter.reset",
         /// Home: set the number of shards (body: `CounterShardsRequest`).

@@ -6,6 +6,7 @@
 
 use edgeroom_protocol::CounterOp;
 
+use crate::cadence::Copies;
 use crate::counter_home::{ShardCount, ShardHistory};
 use crate::sql::{Sql, SqlValue, StoreError};
 
@@ -92,6 +93,10 @@ impl<S: Sql> Counter<S> {
             CounterOp::Set(value) => value,
             CounterOp::Reset => 0,
         };
+        if current.version == 0 && self.meta("copies")?.is_none() {
+            // A new counter: its copies start empty (not as an older release's, see `copies`).
+            self.set_copies(&Copies::default())?;
+        }
         let next = CounterState { value, version: current.version.saturating_add(1) };
         self.sql.query(
             "INSERT INTO counter_state (id, value, version) VALUES (1, ?, ?)
@@ -185,6 +190,23 @@ impl<S: Sql> Counter<S> {
             &[key.into(), value.into()],
         )?;
         Ok(())
+    }
+
+    /// What the shared stores hold of the counter (home only; see [`crate::Cadence`]). A counter
+    /// flushed by an older release (D1 and a KV value without expiry on every change) gets copies
+    /// that make its next check write both again, the KV value now with an expiry.
+    pub fn copies(&mut self) -> Result<Copies, StoreError> {
+        match self.meta("copies")? {
+            Some(json) => serde_json::from_str(&json).map_err(|_| StoreError::BadRow("counter copies")),
+            None if self.get()?.version > 0 => Ok(Copies::legacy(1)),
+            None => Ok(Copies::default()),
+        }
+    }
+
+    /// Stores what the shared stores hold of the counter.
+    pub fn set_copies(&self, copies: &Copies) -> Result<(), StoreError> {
+        let json = serde_json::to_string(copies).map_err(|_| StoreError::BadRow("counter copies"))?;
+        self.set_meta("copies", &json)
     }
 
     /// Whether this (non-home) shard reports its changes to the home.
@@ -295,6 +317,15 @@ mod tests {
         assert_eq!(counter.identity().unwrap(), Some(("acme".into(), "likes".into(), 3)));
         assert_eq!(counter.next_subscriber_id().unwrap(), 1);
         assert_eq!(counter.next_subscriber_id().unwrap(), 2);
+        assert_eq!(counter.copies().unwrap(), Copies::default(), "a new counter has no copies yet");
+        let legacy = std::rc::Rc::new(MemorySql::new());
+        let mut old = Counter::open(legacy.clone()).unwrap();
+        legacy.query("INSERT INTO counter_state (id, value, version) VALUES (1, '5', 3)", &[]).unwrap();
+        assert_eq!(old.copies().unwrap(), Copies::legacy(1), "a counter from an older release");
+        let copies = Copies { snapshot_seq: 3, snapshot_ms: 9, ..Copies::default() };
+        counter.set_copies(&copies).unwrap();
+        assert_eq!(counter.copies().unwrap(), copies);
+        assert_eq!(Counter::open(MemorySql::new()).unwrap().copies().unwrap(), Copies::default());
     }
 
     #[test]

@@ -93,6 +93,25 @@ pub fn record_flush(record: &FlushRecord<'_>) -> [Statement; 3] {
     [snapshot_row, room_row, series_row]
 }
 
+/// The room's index row between snapshots: what it shows beside its snapshot (members, epoch,
+/// metric totals, last activity) changed. Updates only a row a snapshot already wrote, so a room
+/// the index does not know never looks restorable.
+pub fn record_index(view: &RoomView, totals: &Metrics, now_ms: u64) -> Statement {
+    let json = serde_json::to_string(totals).unwrap_or_else(|_| "{}".to_owned());
+    statement(
+        "UPDATE rooms SET members = ?3, epoch = ?4, metrics = ?5, last_activity_ms = ?6
+         WHERE tenant = ?1 AND room = ?2",
+        vec![
+            view.tenant.as_str().into(),
+            view.room.as_str().into(),
+            number(view.members.len() as u64),
+            view.epoch.as_str().into(),
+            json.into(),
+            number(now_ms),
+        ],
+    )
+}
+
 /// The room's metrics time series since `from_ms`, oldest first: `at_ms, metrics`.
 pub fn metrics_series(address: &RoomAddress, from_ms: u64) -> Statement {
     statement(
@@ -395,6 +414,24 @@ mod tests {
         assert!(run(&sql, &rooms_of("acme", "zzz", RoomOrder::Name, 10, 0)).is_empty());
         assert_eq!(run(&sql, &rooms_of("acme", "lob", RoomOrder::Size, 10, 0)).len(), 1);
         assert!(run(&sql, &rooms_of("acme", "", RoomOrder::Members, 10, 1)).is_empty(), "offset pages on");
+        assert_eq!(run(&sql, &room_count("acme"))[0][0], SqlValue::Integer(1));
+
+        // Between snapshots the row shows new members; a room without a row gets none.
+        let mut crowded = view("e3");
+        crowded.members = vec![
+            edgeroom_protocol::Member {
+                connection_id: 1,
+                user: None,
+                data: edgeroom_protocol::Body::null()
+            };
+            2
+        ];
+        run(&sql, &record_index(&crowded, &totals, 500));
+        let rooms = run(&sql, &rooms_of("acme", "", RoomOrder::Activity, 10, 0));
+        assert_eq!((rooms[0][1].as_text(), &rooms[0][2]), (Some("40"), &SqlValue::Integer(2)));
+        let mut unknown = view("e1");
+        unknown.room = "never-snapshotted".into();
+        run(&sql, &record_index(&unknown, &totals, 500));
         assert_eq!(run(&sql, &room_count("acme"))[0][0], SqlValue::Integer(1));
     }
 

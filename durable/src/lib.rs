@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod admission;
+mod cadence;
 mod connection;
 mod contract;
 mod counter;
@@ -45,6 +46,9 @@ mod store;
 pub mod object;
 
 pub use admission::Admission;
+pub use cadence::{
+    fingerprint, Cadence, Copies, Decision, Observed, ReadDemand, ReadModelWrite, Written, MIN_KV_TTL_MS,
+};
 pub use connection::{ConnectOptions, Connection, HistoryQuery};
 pub use contract::{
     headers, InternalRequest, RoomOp, ShardOp, ShardReport, ShardState, ShardWrite, Target, Watch,
@@ -61,7 +65,7 @@ pub use limits::Limits;
 pub use metrics::{Metrics, RoomLive};
 pub use outbox::Outgoing;
 pub use restore::{RestoreGate, RestoreSource};
-pub use room::{ExportPlan, FlushPlan, Room};
+pub use room::{ExportPlan, FlushCheck, FlushPlan, Room};
 pub use schedule::{Schedule, SendDecision, Timers};
 pub use snapshot::{
     orphaned_snapshots, snapshot_key, snapshots_to_delete, Snapshot, SnapshotError, SnapshotInfo,

@@ -93,8 +93,31 @@ limits! {
     send_budget_bytes: usize = 16 * 1024 * 1024, "SEND_BUDGET_BYTES";
     /// How long events wait to be coalesced before they are sent, in milliseconds (0: no wait).
     batch_delay_ms: u64 = 2, "BATCH_DELAY_MS";
-    /// Least time between two flushes of a changed room (read model, snapshots), in milliseconds.
+    /// The alarm's check period: least time between two checks of what a changed room or
+    /// counter copies to R2, D1 and KV, between two snapshots, and the base of the backoff after
+    /// a failed write, in milliseconds (at least 1,000).
     flush_interval_ms: u64 = 5_000, "FLUSH_INTERVAL_MS";
+    /// Longest a change waits for a snapshot (R2 and its D1 rows; a counter's D1 row) while the
+    /// room stays busy, in milliseconds.
+    snapshot_interval_ms: u64 = 300_000, "SNAPSHOT_INTERVAL_MS";
+    /// A snapshot is taken sooner once this many events (counter writes) wait for one. Keep it at
+    /// most `SNAPSHOT_MAX_EVENTS`, so consecutive snapshots hold every event between them.
+    snapshot_after_events: u64 = 1_000, "SNAPSHOT_AFTER_EVENTS";
+    /// A snapshot is taken sooner once this many bytes of event bodies wait for one.
+    snapshot_after_bytes: u64 = 1024 * 1024, "SNAPSHOT_AFTER_BYTES";
+    /// A changed room (counter) with no new event for this long is snapshotted, in milliseconds.
+    idle_snapshot_ms: u64 = 30_000, "IDLE_SNAPSHOT_MS";
+    /// REST reads reaching the object (KV misses) within `READ_MODEL_WINDOW_MS` that make it
+    /// write its read model to KV (0: every object always does).
+    read_model_min_reads: u64 = 10, "READ_MODEL_MIN_READS";
+    /// The window in which `READ_MODEL_MIN_READS` reads make an object read-hot, in milliseconds.
+    read_model_window_ms: u64 = 60_000, "READ_MODEL_WINDOW_MS";
+    /// Least time between two KV writes of a read-hot object's read model, in milliseconds (at
+    /// least 1,000); also how stale a KV read can be.
+    read_model_interval_ms: u64 = 10_000, "READ_MODEL_INTERVAL_MS";
+    /// How long a KV read model lives after a read-hot object first wrote it, in seconds (at
+    /// least 60, KV's shortest expiry); then readers come back to the object, which decides again.
+    read_model_ttl_s: u64 = 300, "READ_MODEL_TTL_S";
     /// Most recent events a snapshot carries (the state is always whole).
     snapshot_max_events: u64 = 1_000, "SNAPSHOT_MAX_EVENTS";
     /// A connection silent (no frame, no `ping` text) for this long is dropped, in milliseconds.

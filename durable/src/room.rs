@@ -12,6 +12,7 @@ use edgeroom_protocol::{
 };
 use uuid::Uuid;
 
+use crate::cadence::{fingerprint, Cadence, Copies, Observed, ReadDemand, ReadModelWrite, Written};
 use crate::export::{ExportFilter, ExportKind};
 use crate::outbox::{Outbox, Outgoing};
 use crate::peers::Peers;
@@ -29,11 +30,17 @@ const CONNECTION_IDS: &str = "connection";
 /// The persistent floor below which seqs are never handed out (set by a restore).
 const SEQ_FLOOR: &str = "seq_floor";
 
-/// The persistent seq of the last complete flush (R2, D1 and KV).
+/// The persistent seq of the newest snapshot (kept beside [`COPIES_META`] for older releases).
 const FLUSHED_SEQ: &str = "flushed_seq";
+
+/// Meta key of what the shared stores hold of the room ([`Copies`]).
+const COPIES_META: &str = "copies";
 
 /// Meta key of the room's saved metrics.
 const METRICS_META: &str = "metrics";
+
+/// Meta key of the metrics at the last metrics series row (the base of the next one).
+const METRICS_BASE_META: &str = "metrics_base";
 
 /// Meta key of the room's epoch.
 const EPOCH_META: &str = "epoch";
@@ -41,21 +48,41 @@ const EPOCH_META: &str = "epoch";
 /// History is trimmed once every this many events, not on every append.
 const TRIM_EVERY: u64 = 64;
 
-/// Everything one flush of a room writes.
+/// What one flush of a room writes, as the [`Cadence`] decided: any of a snapshot (R2, with its
+/// D1 rows), the index row alone (D1) and the read model (KV).
 #[derive(Debug)]
 pub struct FlushPlan {
-    /// The JSON read model (KV) and index row (D1).
+    /// The JSON read model (KV) and what the index row (D1) shows.
     pub view: RoomView,
-    /// The snapshot (R2).
-    pub snapshot: Snapshot,
+    /// The snapshot (R2), with its snapshot, index and metrics series rows (D1).
+    pub snapshot: Option<Snapshot>,
+    /// The index row alone: its members or epoch changed between snapshots.
+    pub index: bool,
+    /// The read model write (KV), if any.
+    pub read_model: Option<ReadModelWrite>,
     /// Stores whose writes fail on purpose (test builds only), comma-separated.
     pub faults: String,
     /// The room's change count when the plan was taken.
     pub generation: u64,
     /// The room's cumulative metrics (saved with the flush).
     pub totals: Metrics,
-    /// The activity since the previous flush (a row of the metrics time series).
+    /// The activity since the previous metrics series row (written with the snapshot).
     pub since: Metrics,
+    /// When the plan was taken.
+    pub taken_ms: u64,
+    /// What the index row shows beside the snapshot, as written.
+    pub index_fingerprint: u64,
+    /// The read model, as written.
+    pub view_fingerprint: u64,
+}
+
+/// The outcome of a flush check: what to write now, and when to check again.
+#[derive(Debug, Default)]
+pub struct FlushCheck {
+    /// What to write now (`None`: nothing is due).
+    pub plan: Option<FlushPlan>,
+    /// When to check again if nothing else happens (`None`: every copy is current).
+    pub next_ms: Option<u64>,
 }
 
 /// One room: its storage, its limits, its connections and the frames waiting to be sent.
@@ -69,9 +96,20 @@ pub struct Room<S> {
     outbox: Outbox,
     last_seq: Option<u64>,
     state_size: Option<StateSize>,
-    /// Presence changed, or a snapshot was restored, since the last flush (memory only: presence
-    /// is not sequenced, and the next event flushes anyway).
+    /// Presence changed, or a snapshot was restored, since the last flush check (memory only:
+    /// presence is not sequenced, and the next event flushes anyway).
     unflushed_change: bool,
+    /// An operator or a restore asked for a snapshot now (memory only).
+    snapshot_requested: bool,
+    /// When the room copies itself to R2, D1 and KV.
+    cadence: Cadence,
+    /// What the shared stores hold of the room, once read from storage.
+    copies: Option<Copies>,
+    /// REST reads that reached the room (KV misses), for the read model's cadence.
+    demand: ReadDemand,
+    /// The seq this instance last saw, when it saw it change, and when the first change the
+    /// snapshots do not hold was seen (memory only; a new instance reads the newest event's time).
+    observed: Option<Observation>,
     /// Counts unflushed changes, so a change made while a flush was writing is not marked flushed.
     change_generation: u64,
     /// The current epoch, once read from storage.
@@ -96,6 +134,7 @@ impl<S: Sql> Room<S> {
     /// Opens the room over its SQL storage, creating tables on first use. `entropy` is a random
     /// number from the shell, used to name new epochs.
     pub fn open(sql: S, limits: Limits, entropy: u64) -> Result<Self, StoreError> {
+        let cadence = Cadence::new(&limits);
         Self {
             store: RoomStore::open(sql)?,
             limits,
@@ -104,6 +143,11 @@ impl<S: Sql> Room<S> {
             last_seq: None,
             state_size: None,
             unflushed_change: false,
+            snapshot_requested: false,
+            cadence,
+            copies: None,
+            demand: ReadDemand::default(),
+            observed: None,
             change_generation: 0,
             epoch: None,
             entropy,
@@ -122,6 +166,9 @@ impl<S: Sql> Room<S> {
             // Metrics are advisory: unreadable saved ones start afresh rather than fail the room.
             self.metrics = serde_json::from_str(&json).unwrap_or_default();
             self.flushed_metrics = self.metrics.clone();
+        }
+        if let Some(json) = self.store.meta(METRICS_BASE_META)? {
+            self.flushed_metrics = serde_json::from_str(&json).unwrap_or_else(|_| self.metrics.clone());
         }
         Ok(self)
     }
@@ -446,6 +493,8 @@ impl<S: Sql> Room<S> {
         self.last_seq = Some(seq);
         self.state_size = None;
         self.mark_changed();
+        // The restored room (a new epoch) is snapshotted at the next check.
+        self.snapshot_requested = true;
         for id in self.peers.live_ids_except(None) {
             let welcome = self.welcome(id)?;
             self.outbox.push(welcome, vec![id]);
@@ -454,25 +503,121 @@ impl<S: Sql> Room<S> {
         Ok(())
     }
 
-    /// What a flush writes now: the read model, the snapshot and the injected faults (tests);
-    /// `None` when the room is clean or does not know its names yet.
-    pub fn flush_plan(&mut self, now_ms: u64) -> Result<Option<FlushPlan>, StoreError> {
-        if !self.needs_flush()? {
-            return Ok(None);
-        }
-        let Some((tenant, name)) = self.names()? else { return Ok(None) };
+    /// What a flush check writes now, as the [`Cadence`] decides from what the shared stores hold
+    /// ([`Copies`]) and what the room is: a snapshot, the index row, the read model, or nothing
+    /// yet (with the time to check again). Nothing is written while the room does not know its
+    /// names.
+    pub fn flush_plan(&mut self, now_ms: u64) -> Result<FlushCheck, StoreError> {
+        let observed = self.observe(now_ms)?;
+        let seq = self.last_seq()?;
+        let epoch = self.epoch()?;
+        let members = self.peers.members();
+        let members_json = serde_json::to_vec(&members).unwrap_or_default();
+        let index_fingerprint =
+            fingerprint([(members.len() as u64).to_le_bytes().as_slice(), epoch.as_bytes()]);
+        let view_fingerprint = fingerprint([seq.to_le_bytes().as_slice(), epoch.as_bytes(), &members_json]);
+        let now = Observed {
+            now_ms,
+            seq,
+            pending_since_ms: observed.pending_since_ms.unwrap_or(now_ms),
+            last_change_ms: observed.last_change_ms,
+            forced: self.snapshot_requested,
+            index_fingerprint,
+            view_fingerprint,
+        };
+        let copies = self.copies()?.clone();
+        let store = &self.store;
+        let decision = self
+            .cadence
+            .decide(&copies, &self.demand, &now, || store.body_bytes_after(copies.snapshot_seq))?;
+        let names = if decision.writes() { self.names()? } else { None };
+        let Some((tenant, name)) = names else {
+            // Checked: presence changes are now weighed by their fingerprints.
+            self.unflushed_change = false;
+            return Ok(FlushCheck { plan: None, next_ms: decision.next_ms });
+        };
         let view = self.view(&tenant, &name, now_ms)?;
-        let snapshot = self.snapshot(&tenant, &name, self.limits.snapshot_max_events, now_ms)?;
+        let snapshot = if decision.snapshot {
+            Some(self.snapshot(&tenant, &name, self.limits.snapshot_max_events, now_ms)?)
+        } else {
+            None
+        };
         let totals = self.metrics();
         let since = totals.since(&self.flushed_metrics);
-        Ok(Some(FlushPlan {
+        let plan = FlushPlan {
             view,
             snapshot,
+            index: decision.index,
+            read_model: decision.read_model,
             faults: self.faults()?,
             generation: self.change_generation,
             totals,
             since,
-        }))
+            taken_ms: now_ms,
+            index_fingerprint,
+            view_fingerprint,
+        };
+        Ok(FlushCheck { plan: Some(plan), next_ms: decision.next_ms })
+    }
+
+    /// What the shared stores hold of the room (read once from storage).
+    fn copies(&mut self) -> Result<&mut Copies, StoreError> {
+        let copies = match self.copies.take() {
+            Some(copies) => copies,
+            None => match self.store.meta(COPIES_META)? {
+                Some(json) => serde_json::from_str(&json).map_err(|_| StoreError::BadRow("room copies"))?,
+                None => Copies::legacy(self.store.sequence(FLUSHED_SEQ)?),
+            },
+        };
+        Ok(self.copies.insert(copies))
+    }
+
+    /// Notes the room's seq at `now_ms`: when it moved, and since when the snapshots miss a change.
+    fn observe(&mut self, now_ms: u64) -> Result<Observation, StoreError> {
+        let seq = self.last_seq()?;
+        let snapshot_seq = self.copies()?.snapshot_seq;
+        let mut observed = match self.observed {
+            Some(previous) if previous.seq == seq => previous,
+            Some(previous) => Observation { seq, last_change_ms: now_ms, ..previous },
+            None => {
+                // A new instance: the last change is the newest stored event's.
+                let newest = self.store.events_after(seq.saturating_sub(1), 1)?;
+                let at = newest.first().map_or(now_ms, |stored| stored.at_ms.min(now_ms));
+                Observation { seq, last_change_ms: at, pending_since_ms: None }
+            }
+        };
+        if seq == snapshot_seq {
+            observed.pending_since_ms = None;
+        } else if observed.pending_since_ms.is_none() {
+            observed.pending_since_ms = Some(observed.last_change_ms);
+        }
+        self.observed = Some(observed);
+        Ok(observed)
+    }
+
+    /// Something happened (an event, presence): notes it, and returns the time the alarm must
+    /// fire by when that is sooner than the ordinary check (a KV copy to keep current, many
+    /// events waiting for a snapshot). Reads no storage once the room is open.
+    pub fn note_change(&mut self, now_ms: u64) -> Result<Option<u64>, StoreError> {
+        let before = self.observed.map(|observed| observed.seq);
+        let observed = self.observe(now_ms)?;
+        if before == Some(observed.seq) && !self.unflushed_change {
+            return Ok(None);
+        }
+        let copies = self.copies()?.clone();
+        let pending = observed.seq.saturating_sub(copies.snapshot_seq);
+        Ok(self.cadence.wake_by(&copies, &self.demand, now_ms, pending))
+    }
+
+    /// A REST reader missed the KV read model and reached the room: a read mark. Returns the
+    /// time the alarm must fire by when the room now wants its read model in KV.
+    pub fn mark_read(&mut self, now_ms: u64) -> Result<Option<u64>, StoreError> {
+        self.demand.mark(&self.cadence, now_ms);
+        let copies = self.copies()?.clone();
+        if copies.has_read_model(now_ms) || !self.demand.is_hot(&self.cadence, now_ms) {
+            return Ok(None);
+        }
+        Ok(self.cadence.wake_by(&copies, &self.demand, now_ms, 0))
     }
 
     /// Brings back a room whose storage was empty from what the index and snapshot store said:
@@ -489,26 +634,56 @@ impl<S: Sql> Room<S> {
         }
     }
 
-    /// Whether the room changed since its last complete flush (a new event, presence, a restore).
+    /// Whether the room changed since its last flush check (a new event, presence, a restore) or
+    /// holds events its snapshots do not.
     pub fn needs_flush(&mut self) -> Result<bool, StoreError> {
-        Ok(self.unflushed_change || self.last_seq()? > self.store.sequence(FLUSHED_SEQ)?)
+        let seq = self.last_seq()?;
+        let snapshot_seq = self.copies()?.snapshot_seq;
+        Ok(self.unflushed_change || self.snapshot_requested || seq != snapshot_seq)
     }
 
-    /// Records a complete flush of the room at `seq`.
-    /// Changes made after `plan` was taken (while its writes were in flight) stay unflushed.
-    pub fn flushed(&mut self, plan: &FlushPlan) -> Result<(), StoreError> {
+    /// Records what a flush wrote of `plan` (each part on its own). Changes made after `plan`
+    /// was taken (while its writes were in flight) stay unflushed.
+    pub fn flushed(&mut self, plan: &FlushPlan, written: Written) -> Result<(), StoreError> {
         if self.change_generation == plan.generation {
             self.unflushed_change = false;
         }
-        // The totals ride along with the flush's own row write: one more row, no extra cost.
+        let copies = self.copies()?;
+        if let (true, Some(snapshot)) = (written.snapshot, &plan.snapshot) {
+            copies.snapshotted(snapshot.seq, plan.taken_ms, plan.index_fingerprint);
+        }
+        if written.index {
+            copies.indexed(plan.index_fingerprint);
+        }
+        if let (true, Some(write)) = (written.read_model, plan.read_model) {
+            copies.read_model_written(write, plan.taken_ms, plan.view_fingerprint);
+        }
+        let copies_json = serde_json::to_string(copies).map_err(|_| StoreError::BadRow("room copies"))?;
+        self.store.set_meta(COPIES_META, &copies_json)?;
+        // The totals ride along with the flush's own row writes: no extra cost.
         let json = serde_json::to_string(&plan.totals).map_err(|_| StoreError::BadRow("metrics"))?;
         self.store.set_meta(METRICS_META, &json)?;
-        self.flushed_metrics = plan.totals.clone();
-        self.store.set_sequence(FLUSHED_SEQ, plan.snapshot.seq)
+        if let (true, Some(snapshot)) = (written.snapshot, &plan.snapshot) {
+            self.snapshot_requested = false;
+            // The metrics series row went with the snapshot: the next one counts from here.
+            self.store.set_meta(METRICS_BASE_META, &json)?;
+            self.flushed_metrics = plan.totals.clone();
+            self.store.set_sequence(FLUSHED_SEQ, snapshot.seq)?;
+            if let Some(observed) = self.observed.as_mut() {
+                observed.pending_since_ms = None;
+            }
+        }
+        Ok(())
     }
 
-    /// Makes the next flush write even when nothing changed (an operator's "flush now").
+    /// Whether the room changed after `plan` was taken (while its writes were in flight).
+    pub fn changed_since(&mut self, plan: &FlushPlan) -> Result<bool, StoreError> {
+        Ok(self.change_generation != plan.generation || self.last_seq()? != plan.view.seq)
+    }
+
+    /// Makes the next flush write a snapshot even when nothing changed (an operator's "flush now").
     pub fn request_flush(&mut self) {
+        self.snapshot_requested = true;
         self.mark_changed();
     }
 
@@ -907,6 +1082,14 @@ impl<S: Sql> Room<S> {
         self.state_size = Some(size);
         Ok(size)
     }
+}
+
+/// What a room instance saw of its seq (memory only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Observation {
+    seq: u64,
+    last_change_ms: u64,
+    pending_since_ms: Option<u64>,
 }
 
 /// One step of the splitmix64 generator: spreads the shell's entropy into epoch ids.

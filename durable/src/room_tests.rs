@@ -1,6 +1,7 @@
 //! Native tests of the room state machine on a real (in-memory) SQLite database.
 
 use super::*;
+use crate::cadence::{ReadModelWrite, Written};
 use crate::sql::testing::MemorySql;
 use edgeroom_protocol::{close_code, Member, Rights};
 use serde_json::json;
@@ -583,24 +584,85 @@ fn history_pages_and_the_view() {
     assert_eq!(view.generated_ms, 77);
 }
 
+/// Everything written.
+const ALL_WRITTEN: Written = Written { snapshot: true, index: true, read_model: true };
+
+/// The plan of a flush check at `now_ms` (panics when nothing is due).
+fn plan_at<S: Sql>(room: &mut Room<S>, now_ms: u64) -> FlushPlan {
+    room.flush_plan(now_ms).unwrap().plan.expect("something to write")
+}
+
 #[test]
-fn the_read_model_is_stale_after_events_and_presence_until_published() {
+fn snapshots_wait_for_the_idle_time_or_the_interval_and_presence_costs_no_snapshot() {
     let mut room = room();
     assert!(!room.needs_flush().unwrap());
-    assert!(room.flush_plan(0).unwrap().is_none(), "a room without names has nothing to flush");
     room.remember_names("acme", "lobby").unwrap();
     assert_eq!(room.names().unwrap(), Some(("acme".to_owned(), "lobby".to_owned())));
     let alice = join(&mut room);
     assert!(room.needs_flush().unwrap(), "a join changes presence");
-    let plan = room.flush_plan(0).unwrap().unwrap();
-    room.flushed(&plan).unwrap();
+    let check = room.flush_plan(10_000).unwrap();
+    assert!(check.plan.is_none() && check.next_ms.is_none(), "presence alone writes no snapshot");
     assert!(!room.needs_flush().unwrap());
-    room.handle_frame(alice, &publish_frame(json!(1), None), 1);
+    room.handle_frame(alice, &publish_frame(json!(1), None), 10_000);
+    room.take_outgoing();
     assert!(room.needs_flush().unwrap());
-    let plan = room.flush_plan(1).unwrap().unwrap();
-    assert_eq!(plan.snapshot.seq, 1);
-    room.flushed(&plan).unwrap();
+    room.note_change(10_000).unwrap();
+    // Not idle yet: check again when it would be (IDLE_SNAPSHOT_MS after the event).
+    let check = room.flush_plan(15_000).unwrap();
+    assert!(check.plan.is_none());
+    assert_eq!(check.next_ms, Some(40_000));
+    let plan = plan_at(&mut room, 40_000);
+    assert_eq!(plan.snapshot.as_ref().map(|s| s.seq), Some(1));
+    assert_eq!(plan.read_model, None, "nobody reads the room: no KV");
+    room.flushed(&plan, ALL_WRITTEN).unwrap();
     assert!(!room.needs_flush().unwrap());
+    // A presence change of a known room moves the index row alone.
+    room.handle_frame(alice, &json_frame(json!({"type": "presence_set", "data": {"typing": true}})), 41_000);
+    let bob = join(&mut room);
+    let plan = plan_at(&mut room, 50_000);
+    assert!(plan.index && plan.snapshot.is_none(), "{plan:?}");
+    room.flushed(&plan, ALL_WRITTEN).unwrap();
+    assert!(room.flush_plan(60_000).unwrap().plan.is_none(), "identical index rows are not written again");
+    // A busy room gets a snapshot once its first unsaved change waited SNAPSHOT_INTERVAL_MS.
+    for n in 0..30u64 {
+        let at = 100_000 + n * 10_000;
+        room.handle_frame(bob, &publish_frame(json!(n), None), at);
+        room.take_outgoing();
+        room.note_change(at).unwrap();
+        let check = room.flush_plan(at).unwrap();
+        if at < 400_000 {
+            assert!(check.plan.is_none(), "at {at}");
+        } else {
+            assert!(check.plan.is_some_and(|plan| plan.snapshot.is_some()), "at {at}");
+        }
+    }
+}
+
+#[test]
+fn rooms_with_readers_write_kv_and_a_failed_write_keeps_the_change() {
+    let limits = Limits { read_model_min_reads: 3, ..Limits::default() };
+    let mut room = room_with(limits);
+    room.remember_names("acme", "lobby").unwrap();
+    let alice = join(&mut room);
+    room.handle_frame(alice, &publish_frame(json!(1), None), 1_000);
+    room.take_outgoing();
+    assert_eq!(room.mark_read(2_000).unwrap(), None);
+    assert_eq!(room.mark_read(2_001).unwrap(), None);
+    assert_eq!(room.mark_read(2_002).unwrap(), Some(2_002), "read-hot: write the read model now");
+    let plan = plan_at(&mut room, 2_002);
+    assert!(matches!(plan.read_model, Some(ReadModelWrite::Put { ttl_s: 300, .. })));
+    // KV failed: nothing is recorded and the next check writes it again.
+    room.flushed(&plan, Written::default()).unwrap();
+    let plan = plan_at(&mut room, 8_000);
+    assert!(plan.read_model.is_some());
+    room.flushed(&plan, Written { read_model: true, ..Written::default() }).unwrap();
+    // A change while the KV value lives is written within READ_MODEL_INTERVAL_MS.
+    room.handle_frame(alice, &publish_frame(json!(2), None), 9_000);
+    room.take_outgoing();
+    assert_eq!(room.note_change(9_000).unwrap(), Some(18_000));
+    let plan = plan_at(&mut room, 18_000);
+    assert_eq!(plan.view.seq, 2);
+    assert!(matches!(plan.read_model, Some(ReadModelWrite::Put { ttl_s: 290, .. })));
 }
 
 #[test]
@@ -608,11 +670,12 @@ fn a_presence_change_during_a_flush_is_not_marked_flushed() {
     let mut room = room();
     room.remember_names("acme", "lobby").unwrap();
     let alice = join(&mut room);
-    let plan = room.flush_plan(0).unwrap().unwrap();
+    room.request_flush();
+    let plan = plan_at(&mut room, 0);
     // While the flush writes, presence changes (no new seq).
     room.handle_frame(alice, &json_frame(json!({"type": "presence_set", "data": {"typing": true}})), 1);
-    room.flushed(&plan).unwrap();
-    assert!(room.needs_flush().unwrap(), "the presence change still needs its own flush");
+    room.flushed(&plan, ALL_WRITTEN).unwrap();
+    assert!(room.needs_flush().unwrap(), "the presence change still needs its own check");
 }
 
 #[test]
@@ -760,11 +823,13 @@ fn metrics_count_a_known_load_and_survive_a_reopen() {
     assert_eq!((metrics.frames_in, metrics.connections_peak), (101, 3));
     assert_eq!(metrics.refusals.get("malformed_frame"), Some(&1));
     assert!(metrics.rows_written >= 100, "each event is a row: {}", metrics.rows_written);
-    let plan = room.flush_plan(2).unwrap().unwrap();
+    room.request_flush();
+    let plan = plan_at(&mut room, 2);
     assert_eq!((plan.since.events, plan.totals.events), (100, 100));
-    room.flushed(&plan).unwrap();
+    room.flushed(&plan, ALL_WRITTEN).unwrap();
     room.handle_frame(clients[0], &publish_frame(json!("one more"), None), 3);
-    let plan = room.flush_plan(4).unwrap().unwrap();
+    room.request_flush();
+    let plan = plan_at(&mut room, 4);
     assert_eq!((plan.since.events, plan.totals.events), (1, 101), "the next flush has only what is new");
     drop(room);
     let reopened = Room::open(sql, Limits::default(), 2).unwrap();

@@ -1,8 +1,9 @@
 //! When an object sends, flushes and sweeps: the timing policy its shell carries out.
 //!
-//! Each object has one alarm. It serves two jobs: flushing a changed object (snapshot, index, read
-//! model) at most once per flush interval, with capped exponential backoff after failures, and
-//! sweeping for silent WebSockets while any are connected. The shell asks [`Timers::next_alarm`]
+//! Each object has one alarm. It serves two jobs: checking what a changed object copies to the
+//! shared stores (snapshot, index, read model; what is due is [`crate::Cadence`]'s decision) at
+//! most once per flush interval and again when the cadence says, with capped exponential backoff
+//! after failures, and sweeping for silent WebSockets while any are connected. The shell asks [`Timers::next_alarm`]
 //! where the alarm should be and sets it; it asks [`Schedule::send`] whether queued frames leave
 //! now or after a short wait that lets events coalesce into one batch.
 
@@ -99,8 +100,8 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// The object changed at `now_ms`: a flush becomes due within one interval (an earlier due
-    /// flush stays). Returns the due time when it is new, so the shell moves the alarm.
+    /// The object changed at `now_ms`: a flush check becomes due within one interval (an earlier
+    /// due check stays). Returns the due time when it is new, so the shell moves the alarm.
     pub fn changed(&mut self, schedule: &Schedule, now_ms: u64) -> Option<u64> {
         if self.flush_due_ms.is_some() {
             return None;
@@ -108,6 +109,22 @@ impl Timers {
         let due = now_ms.saturating_add(schedule.flush_interval_ms());
         self.flush_due_ms = Some(due);
         Some(due)
+    }
+
+    /// The check must come by `at_ms` (the cadence wants a write then): moves it earlier if it is
+    /// later or not armed. Returns the due time when it moved, so the shell moves the alarm.
+    /// While failed writes back off, the backoff stands.
+    pub fn due_by(&mut self, at_ms: u64) -> Option<u64> {
+        if self.failures > 0 || self.flush_due_ms.is_some_and(|due| due <= at_ms) {
+            return None;
+        }
+        self.flush_due_ms = Some(at_ms);
+        Some(at_ms)
+    }
+
+    /// When the next flush check is due, if one is armed.
+    pub fn due_ms(&self) -> Option<u64> {
+        self.flush_due_ms
     }
 
     /// Whether this instance has a flush scheduled (an evicted object's timers start empty).
@@ -125,17 +142,23 @@ impl Timers {
         self.flush_due_ms = None;
     }
 
-    /// A flush succeeded; `still_changed` when changes arrived while it was writing.
-    pub fn flushed(&mut self, schedule: &Schedule, now_ms: u64, still_changed: bool) {
+    /// A check succeeded (it wrote what was due, or nothing was); the next one comes at `next_ms`
+    /// (what the cadence waits for), never sooner than one interval.
+    pub fn checked(&mut self, schedule: &Schedule, now_ms: u64, next_ms: Option<u64>) {
         self.failures = 0;
-        self.flush_due_ms = still_changed.then(|| now_ms.saturating_add(schedule.flush_interval_ms()));
+        let floor = now_ms.saturating_add(schedule.flush_interval_ms());
+        self.flush_due_ms = next_ms.map(|next| next.max(floor));
     }
 
-    /// A flush failed: retry after the backoff. Returns the number of failures in a row.
-    pub fn flush_failed(&mut self, schedule: &Schedule, now_ms: u64) -> u32 {
+    /// A flush failed: retry after the backoff, or sooner when the cadence has another write due
+    /// at `next_ms` (a failing store must not hold back the others' copies). Returns the number
+    /// of failures in a row.
+    pub fn flush_failed(&mut self, schedule: &Schedule, now_ms: u64, next_ms: Option<u64>) -> u32 {
         self.failures = self.failures.saturating_add(1);
         let delay = schedule.flush_retry_delay_ms(self.failures);
-        self.flush_due_ms = Some(now_ms.saturating_add(delay));
+        let retry = now_ms.saturating_add(delay);
+        let floor = now_ms.saturating_add(schedule.flush_interval_ms());
+        self.flush_due_ms = Some(next_ms.map_or(retry, |next| next.max(floor).min(retry)));
         self.failures
     }
 
@@ -209,17 +232,28 @@ mod tests {
         assert!(!timers.flush_due(5_000));
         assert!(timers.flush_due(5_100));
         timers.start_flush();
-        assert_eq!(timers.flush_failed(&s, 5_100), 1);
+        assert_eq!(timers.flush_failed(&s, 5_100, None), 1);
         assert_eq!(timers.next_alarm(&s, 5_100, false), Some(15_100));
-        assert_eq!(timers.flush_failed(&s, 15_100), 2);
-        assert_eq!(timers.next_alarm(&s, 15_100, false), Some(35_100));
+        assert_eq!(timers.due_by(6_000), None, "the backoff stands");
+        assert_eq!(timers.flush_failed(&s, 15_100, Some(16_000)), 2);
+        assert_eq!(timers.next_alarm(&s, 15_100, false), Some(20_100), "another copy is due first");
+        timers.start_flush();
+        assert_eq!(timers.flush_failed(&s, 15_100, None), 3);
+        assert_eq!(timers.next_alarm(&s, 15_100, false), Some(55_100));
+        assert_eq!(timers.reset_backoff(&s, 16_000), 21_000);
+        assert_eq!(timers.flush_failed(&s, 16_000, None), 1);
         assert_eq!(timers.reset_backoff(&s, 16_000), 21_000);
         assert_eq!(timers.next_alarm(&s, 16_000, false), Some(21_000));
         timers.start_flush();
-        timers.flushed(&s, 21_000, true);
-        assert_eq!(timers.next_alarm(&s, 21_000, false), Some(26_000), "changes during a flush");
+        timers.checked(&s, 21_000, Some(21_500));
+        assert_eq!(timers.next_alarm(&s, 21_000, false), Some(26_000), "never sooner than an interval");
         timers.start_flush();
-        timers.flushed(&s, 26_000, false);
-        assert_eq!(timers.next_alarm(&s, 26_000, false), None);
+        timers.checked(&s, 26_000, Some(56_000));
+        assert_eq!(timers.next_alarm(&s, 26_000, false), Some(56_000), "when the cadence waits for");
+        assert_eq!(timers.due_by(40_000), Some(40_000), "readers want KV sooner");
+        assert_eq!(timers.due_by(45_000), None, "an earlier check stays");
+        timers.start_flush();
+        timers.checked(&s, 40_000, None);
+        assert_eq!(timers.next_alarm(&s, 40_000, false), None);
     }
 }

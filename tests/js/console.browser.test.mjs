@@ -25,7 +25,7 @@ let expect401 = false; // the wrong-key step makes the browser log the refused r
 before(async () => {
   mkdirSync(artifacts, { recursive: true });
   [server, browser] = await Promise.all([
-    Server.start({ vars: { ADMIN_KEY, FLUSH_INTERVAL_MS: "1000", TENANT_SECRETS: JSON.stringify({ demo: "console-test-tenant-secret-0123456789" }) } }),
+    Server.start({ vars: { ADMIN_KEY, FLUSH_INTERVAL_MS: "1000", IDLE_SNAPSHOT_MS: "1000", TENANT_SECRETS: JSON.stringify({ demo: "console-test-tenant-secret-0123456789" }) } }),
     chromium.launch({ executablePath, args: ["--no-sandbox"] }),
   ]);
 });

@@ -8,14 +8,16 @@ use edgeroom_protocol::{
 };
 use worker::{Env, Request, Response, Result, State, WebSocket, WebSocketPair};
 
+use super::flush::write_counter;
 use super::http::{
-    arm_alarm, auto_response_ms, close, error_response, now_ms, request_url, require_upgrade, send_frame,
+    arm_alarm, auto_response_ms, close, error_response, internal, now_ms, request_url, require_upgrade,
+    send_frame,
 };
 use super::shards::RemoteShards;
 use super::WorkerSql;
 use crate::{
-    ApiError, Counter, CounterState, Limits, Schedule, ShardClient, ShardOp, ShardReport, ShardViews,
-    ShardWrite, Subscriber, Subscribers, Timers, Watch,
+    fingerprint, ApiError, Cadence, Counter, CounterState, Limits, Observed, ReadDemand, Schedule,
+    ShardClient, ShardOp, ShardReport, ShardViews, ShardWrite, Subscriber, Subscribers, Timers, Watch,
 };
 
 /// The counter object's run-time state.
@@ -32,12 +34,26 @@ pub struct CounterHost {
     pub timers: Cell<Timers>,
     /// This instance has not run an alarm yet (after an eviction its timers are unknown).
     pub woke_up: Cell<bool>,
+    /// When the counter copies itself to D1 and KV.
+    pub cadence: Cadence,
+    /// Home only: reads that missed KV (read marks).
+    demand: RefCell<ReadDemand>,
+    /// Home only: when this instance last saw a change, and the first one D1 does not hold.
+    activity: Cell<Activity>,
+}
+
+/// When a counter's home last saw a change (memory only).
+#[derive(Debug, Clone, Copy, Default)]
+struct Activity {
+    last_change_ms: Option<u64>,
+    pending_since_ms: Option<u64>,
 }
 
 impl CounterHost {
     /// A host for a freshly constructed object.
     pub fn new(state: State, env: Env, limits: Limits) -> Self {
         let schedule = Schedule::new(&limits);
+        let cadence = Cadence::new(&limits);
         Self {
             state,
             env,
@@ -48,6 +64,9 @@ impl CounterHost {
             subscribers: RefCell::new(Subscribers::default()),
             timers: Cell::new(Timers::default()),
             woke_up: Cell::new(true),
+            cadence,
+            demand: RefCell::new(ReadDemand::default()),
+            activity: Cell::new(Activity::default()),
         }
     }
 
@@ -104,13 +123,94 @@ impl CounterHost {
         Ok(CounterWriteResult { shard, value: state.value, version: state.version })
     }
 
-    /// Something changed: a flush becomes due.
+    /// Something changed: a flush check becomes due, sooner when a KV copy must be kept current.
     pub async fn changed(&self) {
+        let now = now_ms();
+        let mut activity = self.activity.get();
+        activity.last_change_ms = Some(now);
+        activity.pending_since_ms.get_or_insert(now);
+        self.activity.set(activity);
         let mut timers = self.timers.get();
-        if let Some(due) = timers.changed(&self.schedule, now_ms()) {
+        let mut due = timers.changed(&self.schedule, now);
+        if let Ok(copies) = self.with(|c| Ok(c.copies()?)) {
+            if let Some(by) = self.cadence.wake_by(&copies, &self.demand.borrow(), now, 0) {
+                due = timers.due_by(by).or(due);
+            }
+        }
+        if let Some(due) = due {
             self.timers.set(timers);
             arm_alarm(&self.state, due).await;
         }
+    }
+
+    /// A reader missed the KV read model and reached the home: a read mark, which may make the
+    /// counter write its read model to KV soon.
+    pub async fn read_mark(&self) {
+        let now = now_ms();
+        self.demand.borrow_mut().mark(&self.cadence, now);
+        let Ok(copies) = self.with(|c| Ok(c.copies()?)) else { return };
+        if copies.has_read_model(now) {
+            return;
+        }
+        let by = self.cadence.wake_by(&copies, &self.demand.borrow(), now, 0);
+        let mut timers = self.timers.get();
+        if let Some(due) = by.and_then(|by| timers.due_by(by)) {
+            self.timers.set(timers);
+            arm_alarm(&self.state, due).await;
+        }
+    }
+
+    /// Home: checks what the counter copies to D1 (its row) and KV (its read model) and writes
+    /// what the cadence says is due. Returns when to check again; an error backs off.
+    pub async fn flush(&self, address: &CounterAddress) -> std::result::Result<Option<u64>, ApiError> {
+        let view = self.aggregate(address).await?;
+        let now = now_ms();
+        let copies = self.with(|c| Ok(c.copies()?))?;
+        let mut activity = self.activity.get();
+        if view.version == copies.snapshot_seq {
+            activity.pending_since_ms = None;
+        }
+        let last_change_ms = activity.last_change_ms.unwrap_or(now);
+        let view_fingerprint = fingerprint([
+            view.value.to_le_bytes().as_slice(),
+            &view.version.to_le_bytes(),
+            &view.shards.to_le_bytes(),
+        ]);
+        let observed = Observed {
+            now_ms: now,
+            seq: view.version,
+            pending_since_ms: activity.pending_since_ms.unwrap_or(last_change_ms),
+            last_change_ms,
+            forced: false,
+            // Counters have no index row apart from their D1 row.
+            index_fingerprint: copies.index_fingerprint,
+            view_fingerprint,
+        };
+        let decision =
+            self.cadence.decide(&copies, &self.demand.borrow(), &observed, || Ok::<_, ApiError>(0))?;
+        let mut activity_after = activity;
+        if decision.snapshot || decision.read_model.is_some() {
+            let (written, result) =
+                write_counter(&self.env, address, &view, decision.snapshot, decision.read_model).await;
+            let mut recorded = copies.clone();
+            if written.snapshot {
+                recorded.snapshotted(view.version, now, copies.index_fingerprint);
+                activity_after.pending_since_ms = None;
+            }
+            if let (true, Some(write)) = (written.read_model, decision.read_model) {
+                recorded.read_model_written(write, now, view_fingerprint);
+            }
+            if recorded != copies {
+                self.with(|c| Ok(c.set_copies(&recorded)?))?;
+            }
+            result.map_err(internal)?;
+        }
+        // Changes that came while writing keep their own times.
+        let current = self.activity.get();
+        if current.last_change_ms == activity.last_change_ms {
+            self.activity.set(activity_after);
+        }
+        Ok(decision.next_ms)
     }
 
     /// A live subscription: the current value first, then one frame per change.

@@ -9,7 +9,6 @@ use worker::{
 };
 
 use super::counter_host::{error_frame, send_message, CounterHost, HomeShards};
-use super::flush::write_counter;
 use super::http::{
     arm_alarm, close, echo_close_code, error_response, internal, now_ms, read_json, received, respond,
 };
@@ -113,14 +112,10 @@ impl DurableObject for CounterObject {
         self.host.drop_silent_subscribers();
         if flush {
             timers.start_flush();
-            let written = match self.host.aggregate(&address).await {
-                Ok(view) => write_counter(&self.host.env, &address, &view).await.map_err(internal),
-                Err(error) => Err(error),
-            };
-            match written {
-                Ok(()) => timers.flushed(&self.host.schedule, now, false),
+            match self.host.flush(&address).await {
+                Ok(next) => timers.checked(&self.host.schedule, now_ms(), next),
                 Err(error) => {
-                    let failures = timers.flush_failed(&self.host.schedule, now);
+                    let failures = timers.flush_failed(&self.host.schedule, now_ms(), None);
                     tracing::warn!(counter = %address, failures, %error, "counter flush failed; backing off");
                 }
             }
@@ -162,6 +157,10 @@ impl CounterObject {
                 respond(local.seen(shard, &write.op_id).await)
             }
             ShardOp::Read => respond(self.host.aggregate(&address).await),
+            ShardOp::ReadMiss => {
+                self.host.read_mark().await;
+                respond(self.host.aggregate(&address).await)
+            }
             ShardOp::ResetAll => {
                 let write: ShardWrite = read_json(&mut req, "counter reset").await?;
                 let shards = self.host.with(|c| Ok(c.shards()?))?;

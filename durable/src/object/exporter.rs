@@ -91,7 +91,7 @@ impl RoomHost {
                 if let Err(error) = sent {
                     tracing::warn!(room = %plan.batch.room, %error, "export send failed; retrying later");
                     let mut timers = self.timers.get();
-                    timers.flush_failed(&self.schedule, now_ms());
+                    timers.flush_failed(&self.schedule, now_ms(), None);
                     self.timers.set(timers);
                     return false;
                 }

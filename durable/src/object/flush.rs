@@ -6,7 +6,10 @@ use serde::Deserialize;
 use worker::{Env, Error, Result};
 
 use super::d1::{database, prepare};
-use crate::{index, snapshot_key, FlushPlan, Metrics, Snapshot, READ_MODEL_BINDING, SNAPSHOTS_BINDING};
+use crate::{
+    index, snapshot_key, FlushPlan, Metrics, ReadModelWrite, Snapshot, Written, READ_MODEL_BINDING,
+    SNAPSHOTS_BINDING,
+};
 
 /// Stores whose writes fail on purpose (tests only; see [`Faults::allowed`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,11 +50,57 @@ fn rust_error(error: impl std::fmt::Display) -> Error {
     Error::RustError(error.to_string())
 }
 
-/// Writes one flush: the snapshot to R2, then its index rows to D1, then the read model to KV.
-/// The caller records the flush only when all three succeeded. Whatever was written (also
-/// before a failure) is counted into `metrics`.
-pub async fn write_flush(env: &Env, faults: Faults, plan: &FlushPlan, metrics: &mut Metrics) -> Result<()> {
-    let (snapshot, view) = (&plan.snapshot, &plan.view);
+/// Writes what `plan` holds: the snapshot to R2 and its rows to D1 (or the index row alone), and
+/// the read model to KV. The copies are independent: a failing R2 or D1 does not hold back the
+/// read model. Each part that succeeded is in the returned [`Written`] (the caller records
+/// those), with the first error; whatever was written is counted into `metrics`.
+pub async fn write_flush(
+    env: &Env,
+    faults: Faults,
+    plan: &FlushPlan,
+    metrics: &mut Metrics,
+) -> (Written, Result<()>) {
+    let mut written = Written::default();
+    let mut first_error = None;
+    if let Some(snapshot) = &plan.snapshot {
+        match write_snapshot(env, faults, plan, snapshot, metrics).await {
+            Ok(()) => written.snapshot = true,
+            Err(error) => first_error = Some(error),
+        }
+    } else if plan.index {
+        match write_index(env, faults, plan, metrics).await {
+            Ok(()) => written.index = true,
+            Err(error) => first_error = Some(error),
+        }
+    }
+    if let Some(write) = plan.read_model {
+        let put = async {
+            let address = RoomAddress::new(&plan.view.tenant, &plan.view.room).map_err(rust_error)?;
+            let json = serde_json::to_string(&plan.view).map_err(rust_error)?;
+            write_read_model(env, faults, &address.read_model_key(), json, write).await
+        };
+        match put.await {
+            Ok(()) => {
+                metrics.kv_writes += 1;
+                written.read_model = true;
+            }
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    (written, first_error.map_or(Ok(()), Err))
+}
+
+/// The snapshot to R2, then its snapshot, index and metrics series rows to D1 in one batch.
+async fn write_snapshot(
+    env: &Env,
+    faults: Faults,
+    plan: &FlushPlan,
+    snapshot: &Snapshot,
+    metrics: &mut Metrics,
+) -> Result<()> {
+    let view = &plan.view;
     let (bytes, checksum) = snapshot.encode().map_err(rust_error)?;
     let size = bytes.len();
     let key = snapshot_key(&snapshot.tenant, &snapshot.room, snapshot.seq);
@@ -80,13 +129,34 @@ pub async fn write_flush(env: &Env, faults: Faults, plan: &FlushPlan, metrics: &
         }
     }
     metrics.d1_rows_written += statements.len() as u64;
-
-    Faults::check(faults.kv, "KV")?;
-    let address = RoomAddress::new(&view.tenant, &view.room).map_err(rust_error)?;
-    let json = serde_json::to_string(view).map_err(rust_error)?;
-    env.kv(READ_MODEL_BINDING)?.put(&address.read_model_key(), json)?.execute().await.map_err(rust_error)?;
-    metrics.kv_writes += 1;
     Ok(())
+}
+
+/// The room's index row alone (members or epoch changed between snapshots).
+async fn write_index(env: &Env, faults: Faults, plan: &FlushPlan, metrics: &mut Metrics) -> Result<()> {
+    Faults::check(faults.d1, "D1")?;
+    let statement = index::record_index(&plan.view, &plan.totals, plan.taken_ms);
+    prepare(&database(env)?, &statement)?.run().await?;
+    metrics.d1_rows_written += 1;
+    Ok(())
+}
+
+/// Puts a JSON read model in KV, expiring with its lease, or deletes it.
+async fn write_read_model(
+    env: &Env,
+    faults: Faults,
+    key: &str,
+    json: String,
+    write: ReadModelWrite,
+) -> Result<()> {
+    Faults::check(faults.kv, "KV")?;
+    let kv = env.kv(READ_MODEL_BINDING)?;
+    match write {
+        ReadModelWrite::Put { ttl_s, .. } => {
+            kv.put(key, json)?.expiration_ttl(ttl_s).execute().await.map_err(rust_error)
+        }
+        ReadModelWrite::Delete => kv.delete(key).await.map_err(rust_error),
+    }
 }
 
 /// A `snapshots` row as D1 returns it (integers are text or doubles there).
@@ -133,11 +203,36 @@ pub async fn load_snapshot(env: &Env, address: &RoomAddress, seq: u64) -> Result
     }
 }
 
-/// Writes a counter's sum to D1 (exact, as text) and its read model to KV.
-pub async fn write_counter(env: &Env, address: &CounterAddress, view: &CounterView) -> Result<()> {
-    prepare(&database(env)?, &index::record_counter(address, view))?.run().await?;
-    let json = serde_json::to_string(view).map_err(rust_error)?;
-    env.kv(READ_MODEL_BINDING)?.put(&address.read_model_key(), json)?.execute().await.map_err(rust_error)
+/// Writes what the counter's cadence decided: its sum to D1 (exact, as text) when `d1`, then its
+/// read model to KV. Returns what was written (the D1 row may be written before KV fails).
+pub async fn write_counter(
+    env: &Env,
+    address: &CounterAddress,
+    view: &CounterView,
+    d1: bool,
+    read_model: Option<ReadModelWrite>,
+) -> (Written, Result<()>) {
+    let mut written = Written::default();
+    if d1 {
+        let run = async { prepare(&database(env)?, &index::record_counter(address, view))?.run().await };
+        if let Err(error) = run.await {
+            return (written, Err(error));
+        }
+        written.snapshot = true;
+    }
+    if let Some(write) = read_model {
+        let json = match serde_json::to_string(view) {
+            Ok(json) => json,
+            Err(error) => return (written, Err(rust_error(error))),
+        };
+        if let Err(error) =
+            write_read_model(env, Faults::default(), &address.read_model_key(), json, write).await
+        {
+            return (written, Err(error));
+        }
+        written.read_model = true;
+    }
+    (written, Ok(()))
 }
 
 /// Most snapshots an empty room tries, newest first, before it reports itself unavailable.

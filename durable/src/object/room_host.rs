@@ -145,18 +145,33 @@ impl RoomHost {
             }
         }
         self.schedule_presence();
-        // With a flush already armed there is nothing to decide: skip the storage reads that the
-        // check costs on every event.
-        if self.timers.get().is_armed() {
+        // A KV copy to keep current, or many events waiting for a snapshot, may want the check
+        // sooner than it is armed (memory only once the room is open).
+        if let Ok(Some(by)) = self.with_room(|room| Ok(room.note_change(now_ms())?)) {
+            self.check_by(by);
+        }
+        // With a check coming within an interval there is nothing to decide: skip the storage
+        // reads that deciding costs on every event.
+        let soon = now_ms().saturating_add(self.schedule.flush_interval_ms());
+        let timers = self.timers.get();
+        if timers.due_ms().is_some_and(|due| due <= soon) {
             return;
         }
-        if self.with_room(|room| Ok(room.needs_flush()? || room.needs_export()?)).unwrap_or(false) {
-            let mut timers = self.timers.get();
-            if let Some(due) = timers.changed(&self.schedule, now_ms()) {
-                self.timers.set(timers);
-                let host = Rc::clone(self);
-                worker::wasm_bindgen_futures::spawn_local(async move { host.arm_alarm(due).await });
-            }
+        let (changed, export) =
+            self.with_room(|room| Ok((room.needs_flush()?, room.needs_export()?))).unwrap_or((false, false));
+        // Export batches leave within an interval even while the copies' cadence waits longer.
+        if export || (changed && !timers.is_armed()) {
+            self.check_by(soon);
+        }
+    }
+
+    /// Makes sure the flush check comes by `at_ms`, moving the alarm when it was later.
+    pub fn check_by(self: &Rc<Self>, at_ms: u64) {
+        let mut timers = self.timers.get();
+        if let Some(due) = timers.due_by(at_ms) {
+            self.timers.set(timers);
+            let host = Rc::clone(self);
+            worker::wasm_bindgen_futures::spawn_local(async move { host.arm_alarm(due).await });
         }
     }
 
@@ -173,40 +188,56 @@ impl RoomHost {
         }
     }
 
-    /// Flushes a changed room: snapshot to R2, index rows to D1, read model to KV. Only a complete
-    /// flush is recorded; a failure keeps the room dirty and backs off.
-    pub async fn flush(&self) {
-        let plan = match self.with_room(|room| Ok(room.flush_plan(now_ms())?)) {
-            Ok(Some(plan)) => plan,
-            Ok(None) => return,
-            Err(error) => return tracing::error!(%error, "reading the room for the flush failed"),
-        };
-        let faults = if Faults::allowed(&self.env) { Faults::parse(&plan.faults) } else { Faults::default() };
+    /// Checks what a changed room copies to the shared stores and writes what the cadence says
+    /// is due (a snapshot to R2 with its D1 rows, the D1 index row, the KV read model). Each part
+    /// written is recorded; a failure keeps the rest unrecorded, so it is decided again after the
+    /// backoff. Returns whether every write that was due succeeded.
+    pub async fn flush(&self) -> bool {
         let mut timers = self.timers.get();
         timers.start_flush();
+        let check = match self.with_room(|room| Ok(room.flush_plan(now_ms())?)) {
+            Ok(check) => check,
+            Err(error) => {
+                tracing::error!(%error, "reading the room for the flush failed");
+                timers.flush_failed(&self.schedule, now_ms(), None);
+                self.timers.set(timers);
+                return false;
+            }
+        };
+        let Some(plan) = check.plan else {
+            timers.checked(&self.schedule, now_ms(), check.next_ms);
+            self.timers.set(timers);
+            return true;
+        };
+        let faults = if Faults::allowed(&self.env) { Faults::parse(&plan.faults) } else { Faults::default() };
         let started = now_ms();
         let mut counted = crate::Metrics::default();
-        let written = write_flush(&self.env, faults, &plan, &mut counted).await;
-        counted.flushes_ok = u64::from(written.is_ok());
-        counted.flushes_failed = u64::from(written.is_err());
+        let (written, result) = write_flush(&self.env, faults, &plan, &mut counted).await;
+        counted.flushes_ok = u64::from(result.is_ok());
+        counted.flushes_failed = u64::from(result.is_err());
         counted.flush_ms = now_ms().saturating_sub(started);
-        let still_changed = self
-            .with_room(|room| {
-                room.metrics_mut().add(&counted);
-                if written.is_ok() {
-                    room.flushed(&plan)?;
-                }
-                Ok(room.needs_flush()?)
-            })
-            .unwrap_or(true);
-        match written {
-            Ok(()) => timers.flushed(&self.schedule, now_ms(), still_changed),
+        let recorded = self.with_room(|room| {
+            room.metrics_mut().add(&counted);
+            room.flushed(&plan, written)?;
+            Ok(room.changed_since(&plan)?)
+        });
+        let ok = result.is_ok();
+        match result {
+            Ok(()) => {
+                // Changes that came while writing are checked within an interval.
+                let next = match recorded {
+                    Ok(false) => check.next_ms,
+                    _ => Some(check.next_ms.map_or(0, |next| next.min(now_ms()))),
+                };
+                timers.checked(&self.schedule, now_ms(), next);
+            }
             Err(error) => {
-                let failures = timers.flush_failed(&self.schedule, now_ms());
+                let failures = timers.flush_failed(&self.schedule, now_ms(), check.next_ms);
                 tracing::warn!(room = %plan.view.room, failures, %error, "flush failed; backing off");
             }
         }
         self.timers.set(timers);
+        ok
     }
 
     /// Makes sure merged presence changes are sent when their interval has passed.

@@ -102,10 +102,11 @@ impl DurableObject for RoomObject {
         }
         let sent_all = host.export().await;
         let backlog = host.export_pending().unwrap_or(false);
-        // Batches left for the next alarm (a busy room, or a queue that failed).
-        if backlog && !host.timers.get().is_armed() {
+        // Batches left for the next alarm (a busy room, or a queue that failed): within an
+        // interval, unless a failure backs off.
+        if backlog {
             let mut timers = host.timers.get();
-            timers.changed(&host.schedule, now_ms());
+            timers.due_by(now_ms().saturating_add(host.schedule.flush_interval_ms()));
             host.timers.set(timers);
         }
         host.drop_silent_connections();
@@ -140,6 +141,18 @@ impl RoomObject {
             RoomOp::Socket => self.accept(&req, request.rights, request.user).await,
             RoomOp::State => {
                 respond(host.with_room(|room| Ok(room.view(address.tenant(), address.room(), now_ms())?)))
+            }
+            RoomOp::Read => {
+                // A REST reader missed the KV read model: a read mark, which may make the room
+                // write its read model to KV.
+                let view = host.with_room(|room| {
+                    let wake = room.mark_read(now_ms())?;
+                    Ok((room.view(address.tenant(), address.room(), now_ms())?, wake))
+                });
+                if let Ok((_, Some(by))) = &view {
+                    host.check_by(*by);
+                }
+                respond(view.map(|(view, _)| view))
             }
             RoomOp::History => {
                 let url = super::http::request_url(&req);
@@ -180,9 +193,7 @@ impl RoomObject {
                     room.request_flush();
                     Ok(())
                 })?;
-                host.flush().await;
-                let clean = !host.with_room(|room| Ok(room.needs_flush()?))?;
-                if !clean {
+                if !host.flush().await {
                     return Err(ApiError::internal("the flush failed; it is retried with backoff"));
                 }
                 respond(Ok(AdminActionResult { affected: 1 }))
