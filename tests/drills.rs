@@ -374,9 +374,43 @@ struct Published {
 /// A publisher: one SDK client publishing `{"p": id, "n": n}` at `rate` per second until `stop`,
 /// not waiting for acks (they are collected as they come).
 struct Publisher {
+    client: Room,
     issued: Arc<AtomicU64>,
     acked: Arc<AtomicU64>,
-    task: JoinHandle<Vec<Published>>,
+    /// Links the publisher lost (its stream's errors).
+    links_lost: Arc<AtomicU64>,
+    done: Arc<std::sync::Mutex<Vec<Published>>>,
+    task: JoinHandle<()>,
+}
+
+/// What the publishers of a drill ended with.
+#[derive(Default)]
+struct Outcomes {
+    ops: BTreeMap<usize, Vec<Published>>,
+    /// Ops still waiting for their outcome when the drill stopped waiting (then closed).
+    stuck: u64,
+    /// Per publisher with stuck ops: its room, counts, connection state and which ops.
+    stuck_detail: Vec<String>,
+    links_lost: u64,
+}
+
+impl Outcomes {
+    fn line(&self) -> String {
+        let mut unacked: BTreeMap<String, usize> = BTreeMap::new();
+        for error in self.ops.values().flatten().filter_map(|op| op.outcome.as_ref().err()) {
+            let name = format!("{error:?}");
+            *unacked.entry(name.split([' ', '{']).next().unwrap_or_default().to_owned()).or_default() += 1;
+        }
+        format!(
+            "unacked by reason {unacked:?}; ops still waiting when the drill stopped waiting {} {:?} \
+             (then closed: their outcome is `Closed`); links the publishers lost {}",
+            self.stuck, self.stuck_detail, self.links_lost
+        )
+    }
+
+    fn assert_none_stuck(&self) {
+        assert_eq!(self.stuck, 0, "operations never ended: {}", self.line());
+    }
 }
 
 impl Publisher {
@@ -395,41 +429,114 @@ impl Publisher {
         }
         let (client, mut events) = Room::connect(options).await.expect("publisher connects");
         // The publisher's own stream must be read, or the client stops reading its socket.
-        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        let links_lost = Arc::new(AtomicU64::new(0));
+        let losing = links_lost.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if matches!(event, RoomEvent::Error(_)) {
+                    losing.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
         let (issued, acked) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (counting, acking) = (issued.clone(), acked.clone());
+        let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (counting, acking, recording, publishing) =
+            (issued.clone(), acked.clone(), done.clone(), client.clone());
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut waiting = Vec::new();
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) {
                 ticks.tick().await;
-                let operation = client.publish(&json!({"p": id, "n": n}));
+                let operation = publishing.publish(&json!({"p": id, "n": n}));
                 counting.fetch_add(1, Ordering::SeqCst);
-                let acking = acking.clone();
-                waiting.push(tokio::spawn(async move {
+                let (acking, recording) = (acking.clone(), recording.clone());
+                tokio::spawn(async move {
                     let outcome = operation.await;
                     if outcome.is_ok() {
                         acking.fetch_add(1, Ordering::SeqCst);
                     }
-                    Published { publisher: id, n, outcome }
-                }));
+                    recording.lock().unwrap().push(Published { publisher: id, n, outcome });
+                });
                 n += 1;
             }
-            let mut done = Vec::with_capacity(waiting.len());
-            for task in waiting {
-                done.push(task.await.expect("operation task"));
-            }
-            client.close().await;
-            done
         });
-        Self { issued, acked, task }
+        Self { client, issued, acked, links_lost, done, task }
     }
 
+    /// Ops issued whose outcome is not known yet.
     fn in_flight(&self) -> u64 {
-        self.issued.load(Ordering::SeqCst).saturating_sub(self.acked.load(Ordering::SeqCst))
+        self.issued.load(Ordering::SeqCst).saturating_sub(self.resolved())
     }
+
+    fn resolved(&self) -> u64 {
+        self.done.lock().unwrap().len() as u64
+    }
+
+    /// Waits (up to `limit`) for every op of every publisher to end, then closes them.
+    async fn finish_all(publishers: Vec<(usize, Publisher)>, limit: Duration) -> Outcomes {
+        let deadline = Instant::now() + limit;
+        for (_, publisher) in &publishers {
+            while !publisher.task.is_finished() {
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let unresolved = |ps: &[(usize, Publisher)]| {
+            ps.iter().map(|(_, p)| p.issued.load(Ordering::SeqCst) - p.resolved()).sum::<u64>()
+        };
+        while unresolved(&publishers) > 0 && Instant::now() < deadline {
+            sleep(Duration::from_millis(100)).await;
+        }
+        let mut outcomes = Outcomes { stuck: unresolved(&publishers), ..Outcomes::default() };
+        for (room, publisher) in &publishers {
+            let issued = publisher.issued.load(Ordering::SeqCst);
+            if publisher.resolved() < issued {
+                let done: std::collections::HashSet<u64> =
+                    publisher.done.lock().unwrap().iter().map(|op| op.n).collect();
+                let waiting: Vec<u64> = (0..issued).filter(|n| !done.contains(n)).collect();
+                outcomes.stuck_detail.push(format!(
+                    "room {room}: {} of {issued} ops waiting (n {:?}..={:?}), connection {:?}",
+                    waiting.len(),
+                    waiting.first(),
+                    waiting.last(),
+                    publisher.client.connection_state()
+                ));
+            }
+        }
+        for (room, publisher) in publishers {
+            publisher.client.close().await;
+            // Closing ends what was stuck (as `Closed`).
+            while publisher.issued.load(Ordering::SeqCst) > publisher.resolved() {
+                sleep(Duration::from_millis(20)).await;
+            }
+            outcomes.links_lost += publisher.links_lost.load(Ordering::SeqCst);
+            let done = std::mem::take(&mut *publisher.done.lock().unwrap());
+            outcomes.ops.entry(room).or_default().extend(done);
+        }
+        outcomes
+    }
+}
+
+/// Prints the publishers' progress every `every` (for long runs).
+fn progress(name: &'static str, publishers: &[(usize, Publisher)], every: Duration) -> JoinHandle<()> {
+    let counters: Vec<_> =
+        publishers.iter().map(|(_, p)| (p.issued.clone(), p.acked.clone(), p.links_lost.clone())).collect();
+    let begin = Instant::now();
+    tokio::spawn(async move {
+        loop {
+            sleep(every).await;
+            let sum = |i: usize| -> u64 {
+                counters.iter().map(|c| [&c.0, &c.1, &c.2][i].load(Ordering::SeqCst)).sum()
+            };
+            println!(
+                "   [{name} {:>5.0} s] issued {}, acked {}, publisher links lost {}",
+                begin.elapsed().as_secs_f64(),
+                sum(0),
+                sum(1),
+                sum(2)
+            );
+        }
+    })
 }
 
 /// Every event of a room's history: `(seq, body)`.
@@ -575,7 +682,7 @@ async fn drill_kill_the_runtime_while_publishing() {
         }
     }
 
-    // Kill at random moments of the publishing time (at least one second apart from restarts).
+    let reporter = progress("kill", &publishers, Duration::from_secs(30));
     let publish_for = Duration::from_secs(config.secs);
     let begin = Instant::now();
     // One kill at a random moment of each of `kills` equal slots of the publishing time (10% to 90%).
@@ -593,11 +700,9 @@ async fn drill_kill_the_runtime_while_publishing() {
     stop.store(true, Ordering::SeqCst);
     let published_for = begin.elapsed();
 
-    let mut ops: BTreeMap<usize, Vec<Published>> = BTreeMap::new();
-    for (room, publisher) in publishers {
-        let done = timeout(Duration::from_secs(300), publisher.task).await.expect("every op ends").unwrap();
-        ops.entry(room).or_default().extend(done);
-    }
+    reporter.abort();
+    let outcomes = Publisher::finish_all(publishers, Duration::from_secs(300)).await;
+    let ops = &outcomes.ops;
     let rest = RestClient::new(&base).unwrap();
     let mut ledger = Ledger::default();
     for (i, watch) in rooms.iter().enumerate() {
@@ -615,19 +720,10 @@ async fn drill_kill_the_runtime_while_publishing() {
         }
         if n % 3 == 2 { &mut raw } else { &mut sdk }.add(&tally);
     }
-    let ops_failed: BTreeMap<String, usize> = ops
-        .values()
-        .flatten()
-        .filter_map(|op| op.outcome.as_ref().err())
-        .fold(BTreeMap::new(), |mut m, e| {
-            *m.entry(format!("{e:?}").split([' ', '{']).next().unwrap_or_default().to_owned())
-                .or_default() += 1;
-            m
-        });
     println!(
         "\n== drill kill (seed {}): {} rooms, {} publishers at {}/s ({} with a 2 s op TTL), {} subscribers, published \
          for {}\n  \
-         restarts {} (each {}), ops in flight at the kills {:?}\n  {}\n  unacked by reason {:?}\n  {}\n  {}\n  \
+         restarts {} (each {}), ops in flight at the kills {:?}\n  {}\n  {}\n  {}\n  {}\n  \
          whole drill {}",
         config.seed,
         rooms.len(),
@@ -640,11 +736,12 @@ async fn drill_kill_the_runtime_while_publishing() {
         restarts.iter().map(|d| secs(*d)).collect::<Vec<_>>().join(", "),
         in_flight_at_kills,
         ledger.line(),
-        ops_failed,
+        outcomes.line(),
         sdk.line("SDK subscribers"),
         raw.line("raw subscribers (what the server sent)"),
         secs(started.elapsed())
     );
+    outcomes.assert_none_stuck();
     ledger.assert_sound();
     assert_eq!(restarts.len(), config.kills);
     assert!(unclean.is_empty(), "streams with gaps, holes or duplicates:\n{}", unclean.join("\n"));
@@ -679,6 +776,7 @@ async fn drill_connection_churn() {
         let rate = (config.rate / 2).max(1);
         publishers.push((i, Publisher::start(&base, &watch.room, 0, rate, None, stop.clone()).await));
     }
+    let reporter = progress("churn", &publishers, Duration::from_secs(30));
     let churn_until = Instant::now() + Duration::from_secs(config.secs);
     let give_up = churn_until + Duration::from_secs(120);
     let mut clients = Vec::new();
@@ -726,11 +824,9 @@ async fn drill_connection_churn() {
     }
     stop.store(true, Ordering::SeqCst);
 
-    let mut ops: BTreeMap<usize, Vec<Published>> = BTreeMap::new();
-    for (room, publisher) in publishers {
-        let done = timeout(Duration::from_secs(180), publisher.task).await.expect("every op ends").unwrap();
-        ops.entry(room).or_default().extend(done);
-    }
+    reporter.abort();
+    let outcomes = Publisher::finish_all(publishers, Duration::from_secs(180)).await;
+    let ops = &outcomes.ops;
     let rest = RestClient::new(&base).unwrap();
     let mut ledger = Ledger::default();
     for (i, watch) in rooms.iter().enumerate() {
@@ -751,19 +847,21 @@ async fn drill_connection_churn() {
     let relayed: usize = relays.iter().map(Link::opened).sum();
     println!(
         "\n== drill churn (seed {}): {} clients over {} rooms for {} s, sessions up to {} ms, relay cuts {cuts} \
-         ({relayed} relayed links)\n  {}\n  {}\n  {}\n  {}\n  {}\n  whole drill {}",
+         ({relayed} relayed links)\n  {}\n  {}\n  {}\n  {}\n  {}\n  {}\n  whole drill {}",
         config.seed,
         config.clients,
         rooms.len(),
         config.secs,
         config.session_ms,
         ledger.line(),
+        outcomes.line(),
         by_kind[0].line("SDK, direct"),
         by_kind[1].line("SDK, through cut relays"),
         by_kind[2].line("raw binary"),
         by_kind[3].line("raw JSON"),
         secs(started.elapsed())
     );
+    outcomes.assert_none_stuck();
     ledger.assert_sound();
     assert!(unclean.is_empty(), "streams with gaps, holes or duplicates:\n{}", unclean.join("\n"));
     drop(relays);
@@ -949,11 +1047,8 @@ async fn drill_flush_faults_lose_nothing_and_the_flush_catches_up() {
     }
 
     stop.store(true, Ordering::SeqCst);
-    let mut ops: BTreeMap<usize, Vec<Published>> = BTreeMap::new();
-    for (room, publisher) in publishers {
-        let done = timeout(Duration::from_secs(120), publisher.task).await.expect("every op ends").unwrap();
-        ops.entry(room).or_default().extend(done);
-    }
+    let outcomes = Publisher::finish_all(publishers, Duration::from_secs(120)).await;
+    let ops = &outcomes.ops;
     let rest = RestClient::new(&base).unwrap();
     let mut ledger = Ledger::default();
     let mut finals = Vec::new();
@@ -983,7 +1078,7 @@ async fn drill_flush_faults_lose_nothing_and_the_flush_catches_up() {
         totals.add(&tally);
     }
     println!(
-        "\n== drill flush: {} rooms, publishing {}/s each, faults of {} s, restart {:?}\n  {}\n  final flush: {}\n  {}\n  {}\n  \
+        "\n== drill flush: {} rooms, publishing {}/s each, faults of {} s, restart {:?}\n  {}\n  final flush: {}\n  {}\n  {}\n  {}\n  \
          whole drill {}",
         rooms.len(),
         (config.rate / 2).max(1),
@@ -992,9 +1087,11 @@ async fn drill_flush_faults_lose_nothing_and_the_flush_catches_up() {
         phases.join("\n  "),
         finals.join(", "),
         ledger.line(),
+        outcomes.line(),
         totals.line("SDK subscribers"),
         secs(started.elapsed())
     );
+    outcomes.assert_none_stuck();
     ledger.assert_sound();
     assert_eq!(ledger.unacked, 0, "a flush failure must not fail a publish");
     assert!(unclean.is_empty(), "streams with gaps, holes or duplicates:\n{}", unclean.join("\n"));
