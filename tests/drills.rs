@@ -95,7 +95,7 @@ struct Tally {
     epoch: Option<String>,
     /// The last seq delivered.
     last: u64,
-    /// Events delivered with `seq == last + 1`.
+    /// Events delivered with a new seq (`last + 1`, or beyond it after a hole).
     delivered: u64,
     /// Events at or below `last` (seen before).
     duplicates: u64,
