@@ -154,7 +154,8 @@ describe("against wrangler dev", () => {
     const reader = room(server, "tokens", { token: await mint("bo", ["read", "presence"]) });
     await Promise.all([writer.whenConnected(), reader.whenConnected()]);
     assert.equal(calls, 1);
-    assert.ok(writer.members.some((m) => m.user === "ada") && writer.members.some((m) => m.user === "bo"));
+    // Presence diffs leave the room merged per PRESENCE_INTERVAL_MS (50 ms): wait for bo's join.
+    await waitFor(() => writer.members.some((m) => m.user === "ada") && writer.members.some((m) => m.user === "bo"), "both users in the writer's members");
     await assert.rejects(reader.publish("no write right"), (e) => e instanceof EdgeroomError && e.code === "forbidden");
     writer.reconnect();
     await waitFor(() => calls === 2 && writer.status === "connected", "a second connection with a fresh token");
