@@ -18,6 +18,8 @@ say "building the Worker (with the test-only fault injection)"
 EDGEROOM_FAULT_INJECTION=1 sh scripts/build-worker.sh
 say "tests (native unit tests, then end-to-end against wrangler dev)"
 EDGEROOM_PREBUILT=1 cargo test --locked --workspace --exclude edgeroom
-say "browser client (client/js) and admin console: type check, then Node and headless Chromium tests against wrangler dev"
+say "the Next.js example (examples/nextjs-chat): its own npm ci and OpenNext build (type-checked), skipped when unchanged"
+examples/nextjs-chat/scripts/build.sh
+say "browser client (client/js), admin console and the Next.js example: type check, then Node and headless Chromium tests against wrangler dev"
 npm run --silent typecheck:client
 EDGEROOM_PREBUILT=1 node --test --test-concurrency=1 tests/js/*.test.mjs

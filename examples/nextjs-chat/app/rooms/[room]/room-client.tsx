@@ -225,7 +225,7 @@ export function RoomClient({ snapshot, connect }: Props) {
                     <span className="avatar small" style={{ background: `hsl(${hue(who)} 55% 46%)` }} aria-hidden="true">
                       {initials(who)}
                     </span>
-                    {who}
+                    <span className="who">{who}</span>
                     {member.connection_id === me && <span className="you"> (you)</span>}
                   </li>
                 );
