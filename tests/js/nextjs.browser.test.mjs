@@ -186,6 +186,9 @@ test("live: resumes from the rendered seq, REST publishes appear, presence and r
       return names.join(",") === "Ada Lovelace,Grace Hopper";
     }, "both names in presence");
   }
+  // A new name reaches the other page as a presence update.
+  await grace.fill("#name", "Grace B. Hopper");
+  await ada.locator("#members li .who", { hasText: "Grace B. Hopper" }).waitFor();
   const users = await ada.$$eval("#members li", (items) => items.map((li) => li.dataset.user));
   assert.equal(new Set(users).size, 2, "each visitor has their own token subject");
   for (const user of users) assert.match(user, /^[0-9a-f]{16}$/);

@@ -135,12 +135,20 @@ export function RoomClient({ snapshot, connect }: Props) {
     room.publish({ text, name }).catch((error: unknown) => setNotice(`Not sent: ${error instanceof Error ? error.message : String(error)}`));
   }
 
+  // Presence is announced once typing pauses, not on every keystroke.
+  const renameTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  useEffect(() => () => {
+    if (renameTimer.current) clearTimeout(renameTimer.current);
+  }, []);
   function rename(next: string) {
     setName(next);
     const clean = next.trim().slice(0, 40);
+    if (renameTimer.current) clearTimeout(renameTimer.current);
     if (!clean) return;
-    window.localStorage.setItem(NAME_KEY, clean);
-    roomRef.current?.setPresence({ name: clean });
+    renameTimer.current = setTimeout(() => {
+      window.localStorage.setItem(NAME_KEY, clean);
+      roomRef.current?.setPresence({ name: clean });
+    }, 300);
   }
 
   function react() {
