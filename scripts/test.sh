@@ -22,6 +22,8 @@ printf 'Worker wasm: %s bytes, %s bytes gzipped (budget 250000: %s)\n' "$(wc -c 
   "$wasm_gz" "$([ "$wasm_gz" -le 250000 ] && echo within || echo over)"
 say "tests (native unit tests, the short fuzz run of edgeroom-fuzz, then end-to-end against wrangler dev)"
 EDGEROOM_PREBUILT=1 cargo test --locked --workspace --exclude edgeroom
-say "browser client (client/js) and admin console: type check, then Node and headless Chromium tests against wrangler dev"
+say "the Next.js example (examples/nextjs-chat): its own npm ci and OpenNext build (type-checked), skipped when unchanged"
+examples/nextjs-chat/scripts/build.sh
+say "browser client (client/js), admin console and the Next.js example: type check, then Node and headless Chromium tests against wrangler dev"
 npm run --silent typecheck:client
 EDGEROOM_PREBUILT=1 node --test --test-concurrency=1 tests/js/*.test.mjs

@@ -46,40 +46,35 @@ export function newStateDir() {
   return dir;
 }
 
-export class Server {
-  /** Starts `wrangler dev` on fresh state (or `options.state`), on `options.port` or a free port. */
-  static async start(options = {}) {
-    ensureBuilt();
-    const server = new Server(options.state ?? newStateDir(), options.port ?? (await freePort()), options.vars ?? {});
-    await server.#launch();
-    return server;
-  }
-
+/**
+ * One `wrangler dev` in its own process group, with its log in `logDir`; ready once `readyPath`
+ * answers below 500 (the port opens before workerd is ready, so it retries).
+ */
+class WranglerProcess {
   #child = null;
   #log;
 
-  constructor(state, port, vars) {
-    this.state = state;
-    this.port = port;
-    this.vars = vars;
+  /** @param {{ bin: string, cwd: string, args: () => string[], env: Record<string, string>, readyPath: string, logDir: string, port: number }} spec */
+  constructor(spec) {
+    this.spec = spec;
+    this.port = spec.port;
   }
 
   get httpUrl() {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  async #launch() {
-    this.#log = join(this.state, `wrangler-${this.port}-${Date.now()}.log`);
+  async launch() {
+    const { bin, cwd, args, env: extraEnv, readyPath, logDir } = this.spec;
+    this.#log = join(logDir, `wrangler-${this.port}-${Date.now()}.log`);
     const out = openSync(this.#log, "a");
-    const vars = Object.entries({ AUTH_MODE: "dev", ...this.vars }).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
-    const args = ["dev", "--local", "--ip", "127.0.0.1", "--port", String(this.port), "--persist-to", this.state, "--inspector-port", "0", ...vars];
     // Own process group, so stopping it also stops workerd.
-    this.#child = spawn(wranglerBin, args, { cwd: root, env, stdio: ["ignore", out, out], detached: true });
+    this.#child = spawn(bin, args(), { cwd, env: { ...env, ...extraEnv }, stdio: ["ignore", out, out], detached: true });
     const deadline = Date.now() + 120_000;
     for (;;) {
       try {
-        const response = await fetch(`${this.httpUrl}/healthz`);
-        if (response.ok) return;
+        const response = await fetch(`${this.httpUrl}${readyPath}`, { redirect: "manual" });
+        if (response.status < 500) return;
       } catch {
         // not up yet
       }
@@ -116,16 +111,84 @@ export class Server {
     }
     this.#child = null;
   }
+}
+
+/** edgeroom's Worker under `wrangler dev`, with fresh state (or `options.state`). */
+export class Server extends WranglerProcess {
+  /**
+   * Starts `wrangler dev` on fresh state (or `options.state`), on `options.port` or a free port,
+   * with `options.vars` (`--var`) and `options.env` (extra environment, e.g. WRANGLER_REGISTRY_PATH).
+   */
+  static async start(options = {}) {
+    ensureBuilt();
+    const server = new Server(options.state ?? newStateDir(), options.port ?? (await freePort()), options.vars ?? {}, options.env ?? {});
+    await server.launch();
+    return server;
+  }
+
+  constructor(state, port, vars, extraEnv = {}) {
+    super({
+      bin: wranglerBin,
+      cwd: root,
+      env: extraEnv,
+      readyPath: "/healthz",
+      logDir: state,
+      port,
+      args: () => {
+        const flags = Object.entries({ AUTH_MODE: "dev", ...this.vars }).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+        return ["dev", "--local", "--ip", "127.0.0.1", "--port", String(this.port), "--persist-to", this.state, "--inspector-port", "0", ...flags];
+      },
+    });
+    this.state = state;
+    this.vars = vars;
+  }
 
   /** Stops the server and starts it again on the same port and state (a runtime restart). */
   async restart() {
     await this.stop();
-    await this.#launch();
+    await this.launch();
   }
 
   /** Stops the server and deletes its state. */
   async dispose() {
     await this.stop();
     if (existsSync(this.state)) rmSync(this.state, { recursive: true, force: true });
+  }
+}
+
+/** The example in examples/nextjs-chat: built (its scripts/build.sh), then under its own pinned wrangler. */
+export const nextExample = join(root, "examples/nextjs-chat");
+
+export class NextApp extends WranglerProcess {
+  /** Starts the built example on a free port with `options.vars` and `options.env`. */
+  static async start(options = {}) {
+    if (!existsSync(join(nextExample, ".open-next/worker.js"))) {
+      throw new Error("examples/nextjs-chat is not built: run examples/nextjs-chat/scripts/build.sh (scripts/test.sh does)");
+    }
+    const state = mkdtempSync(join(tmpdir(), "edgeroom-nextjs-test-"));
+    const app = new NextApp(state, await freePort(), options.vars ?? {}, options.env ?? {});
+    await app.launch();
+    return app;
+  }
+
+  constructor(state, port, vars, extraEnv) {
+    super({
+      bin: join(nextExample, "node_modules/.bin/wrangler"),
+      cwd: nextExample,
+      env: extraEnv,
+      readyPath: "/",
+      logDir: state,
+      port,
+      args: () => {
+        const flags = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+        return ["dev", "--local", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", state, "--inspector-port", "0", ...flags];
+      },
+    });
+    this.state = state;
+  }
+
+  async dispose() {
+    await this.stop();
+    rmSync(this.state, { recursive: true, force: true });
   }
 }

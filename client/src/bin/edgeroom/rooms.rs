@@ -205,16 +205,16 @@ pub async fn presence(link: &Link, room: &str, set: Option<String>, watch: bool)
     let (room, mut events) = Room::connect(link.room(&tenant, &name)).await?;
     if let Some(data) = &data {
         room.set_presence(data)?;
-        // Our own update comes back as a presence diff (in `joined` when our join was not told
-        // yet: diffs are merged): print the members after it.
+        // Our own update comes back as a presence diff: print the members after it. Diffs are
+        // merged per PRESENCE_INTERVAL_MS, so it may come in `joined` (with our join) as well as
+        // in `updated`; it is ours once it carries the data we set.
         let me = room.connection_id();
+        let ours = |m: &edgeroom_protocol::Member| {
+            Some(m.connection_id) == me && m.data.parse::<Value>().ok().as_ref() == Some(data)
+        };
         loop {
             match events.recv().await {
-                Some(RoomEvent::Presence(diff))
-                    if diff.updated.iter().chain(&diff.joined).any(|m| Some(m.connection_id) == me) =>
-                {
-                    break
-                }
+                Some(RoomEvent::Presence(diff)) if diff.joined.iter().chain(&diff.updated).any(ours) => break,
                 Some(RoomEvent::Error(error)) => return Err(error.into()),
                 Some(_) => continue,
                 None => return Err(Failure::failed("the connection closed")),
