@@ -66,7 +66,7 @@ pub use metrics::{Metrics, RoomLive};
 pub use outbox::Outgoing;
 pub use restore::{RestoreGate, RestoreSource};
 pub use room::{ExportPlan, FlushCheck, FlushPlan, Room};
-pub use schedule::{Schedule, SendDecision, Timers};
+pub use schedule::{Schedule, SendDecision, Timers, Waiting};
 pub use snapshot::{
     orphaned_snapshots, snapshot_key, snapshots_to_delete, Snapshot, SnapshotError, SnapshotInfo,
     SNAPSHOT_FORMAT,

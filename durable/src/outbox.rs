@@ -3,7 +3,10 @@
 //! Recipients are fixed when a frame is queued, so a connection that joins later never gets an
 //! older frame out of order (its `welcome` and replay already cover it). Consecutive events for
 //! the same recipients merge into one `events` frame of at most `batch_max_events` events: one
-//! frame per socket instead of one per event is what keeps a busy room fast.
+//! frame per socket instead of one per event is what keeps a busy room fast. Replies to one
+//! connection (acks, errors, pongs) do not split a batch: an event may join a batch queued before
+//! them, since no reply is about an event that comes later (an ack then arrives after its own
+//! event and a few more, never before it). Welcomes, gaps, presence diffs and closes do split it.
 
 use edgeroom_protocol::{Event, Events, ServerMessage};
 
@@ -42,6 +45,19 @@ pub(crate) fn event_bytes(event: &Event) -> usize {
         + 96
 }
 
+impl Queued {
+    /// A reply to one connection that says nothing about later events, so events may pass it.
+    fn is_reply(&self) -> bool {
+        matches!(
+            self,
+            Queued::Other(Outgoing::Deliver {
+                message: ServerMessage::Ack(_) | ServerMessage::Error(_) | ServerMessage::Pong(_),
+                ..
+            })
+        )
+    }
+}
+
 /// The queue of frames not yet sent.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
@@ -58,7 +74,8 @@ impl Outbox {
         }
         self.events += 1;
         let size = event_bytes(&event);
-        if let Some(Queued::Events { events, bytes, recipients: last }) = self.queue.last_mut() {
+        let open_batch = self.queue.iter_mut().rev().find(|queued| !queued.is_reply());
+        if let Some(Queued::Events { events, bytes, recipients: last }) = open_batch {
             if *last == recipients && events.len() < max_events.max(1) && *bytes + size <= max_bytes {
                 events.push(event);
                 *bytes += size;
@@ -122,7 +139,8 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgeroom_protocol::{Body, EventKind, Pong};
+    use edgeroom_protocol::{Ack, Body, EventKind, Gap, Pong, PresenceDiff};
+    use uuid::Uuid;
 
     fn event(seq: u64) -> Event {
         Event { seq, kind: EventKind::Message, body: Body::null(), sender: None, topic: None, key: None }
@@ -136,36 +154,50 @@ mod tests {
         }
     }
 
-    #[test]
-    fn coalesces_consecutive_events_for_the_same_recipients() {
-        let mut outbox = Outbox::default();
-        for seq in 1..=5 {
-            outbox.push_event(event(seq), vec![1, 2], 3, usize::MAX);
-        }
-        outbox.push(Pong { nonce: None }.into(), vec![1]);
-        outbox.push_event(event(6), vec![1, 2], 3, usize::MAX);
-        outbox.push_event(event(7), vec![1, 2, 3], 3, usize::MAX);
-        assert_eq!(outbox.pending_events(), 7);
-        let batches: Vec<(Vec<u64>, Vec<u64>)> = outbox
+    fn batches(outbox: &mut Outbox) -> Vec<(Vec<u64>, Vec<u64>)> {
+        outbox
             .take()
             .iter()
             .filter_map(|o| match o {
                 Outgoing::Deliver { message, recipients } => Some((seqs(message), recipients.clone())),
                 Outgoing::Close { .. } => None,
             })
-            .collect();
-        assert_eq!(
-            batches,
-            vec![
-                (vec![1, 2, 3], vec![1, 2]),
-                (vec![4, 5], vec![1, 2]),
-                (vec![], vec![1]),
-                (vec![6], vec![1, 2]),
-                (vec![7], vec![1, 2, 3]),
-            ]
-        );
+            .collect()
+    }
+
+    #[test]
+    fn coalesces_events_for_the_same_recipients_across_replies() {
+        let mut outbox = Outbox::default();
+        for seq in 1..=5 {
+            outbox.push_event(event(seq), vec![1, 2], 3, usize::MAX);
+            outbox.push(Ack { op_id: Uuid::from_u128(seq.into()), seq }.into(), vec![1]);
+        }
+        outbox.push(Pong { nonce: None }.into(), vec![2]);
+        outbox.push_event(event(6), vec![1, 2], 3, usize::MAX);
+        outbox.push_event(event(7), vec![1, 2, 3], 3, usize::MAX);
+        assert_eq!(outbox.pending_events(), 7);
+        let acks = |seqs: &[u64]| seqs.iter().map(|_| (vec![], vec![1])).collect::<Vec<_>>();
+        let mut expected = vec![(vec![1, 2, 3], vec![1, 2])];
+        expected.extend(acks(&[1, 2, 3]));
+        expected.push((vec![4, 5, 6], vec![1, 2]));
+        expected.extend(acks(&[4, 5]));
+        expected.push((vec![], vec![2]));
+        expected.push((vec![7], vec![1, 2, 3]));
+        assert_eq!(batches(&mut outbox), expected, "every ack after its event; a new recipient set splits");
         assert!(outbox.is_empty());
         assert_eq!(outbox.pending_events(), 0);
+    }
+
+    #[test]
+    fn welcomes_gaps_and_presence_split_batches() {
+        let mut outbox = Outbox::default();
+        outbox.push_event(event(1), vec![1, 2], 10, usize::MAX);
+        outbox.push(Gap { resume_from: 0, seq: 1 }.into(), vec![2]);
+        outbox.push_event(event(2), vec![1, 2], 10, usize::MAX);
+        outbox.push(PresenceDiff { joined: vec![], left: vec![9], updated: vec![] }.into(), vec![1, 2]);
+        outbox.push_event(event(3), vec![1, 2], 10, usize::MAX);
+        let seqs: Vec<Vec<u64>> = batches(&mut outbox).into_iter().map(|(seqs, _)| seqs).collect();
+        assert_eq!(seqs, vec![vec![1], vec![], vec![2], vec![], vec![3]]);
     }
 
     #[test]

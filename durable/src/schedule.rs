@@ -5,7 +5,8 @@
 //! most once per flush interval and again when the cadence says, with capped exponential backoff
 //! after failures, and sweeping for silent WebSockets while any are connected. The shell asks [`Timers::next_alarm`]
 //! where the alarm should be and sets it; it asks [`Schedule::send`] whether queued frames leave
-//! now or after a short wait that lets events coalesce into one batch.
+//! now or after a short wait that lets events coalesce into one batch (and merged presence changes
+//! wait for their interval).
 
 use crate::Limits;
 
@@ -16,14 +17,26 @@ const MAX_FLUSH_BACKOFF_MS: u64 = 300_000;
 /// The sweep for silent sockets runs at least this far apart.
 const MIN_SWEEP_INTERVAL_MS: u64 = 1_000;
 
-/// What to do with frames that were just queued.
+/// What the object has waiting to leave, as [`Schedule::send`] weighs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waiting {
+    /// Frames are queued (control frames, events, or both).
+    pub frames: bool,
+    /// How many of the queued frames' events there are.
+    pub events: usize,
+    /// How long merged presence changes still wait for their interval, if any wait.
+    pub presence_wait_ms: Option<u64>,
+}
+
+/// What to do with what waits to be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendDecision {
     /// Send everything queued now.
     Now,
-    /// Start a timer and send after this many milliseconds (more events may join the batch).
+    /// Send within this many milliseconds (0: after the messages that already arrived are
+    /// handled, so they join the batch). A timer due sooner stands.
     After(u64),
-    /// Nothing to do: nothing is queued, or a timer is already running.
+    /// Nothing waits.
     Wait,
 }
 
@@ -47,30 +60,24 @@ impl Schedule {
         }
     }
 
-    /// Whether frames leave now. Control frames (acks, errors, welcomes) go at once. Events go at
-    /// once too when nothing was sent within the batch delay (an idle room adds no latency);
-    /// while sends follow each other closely, events wait for the rest of the delay to coalesce
-    /// into one frame, unless a full batch is already queued. `since_last_send_ms` is the time
-    /// since frames last left.
-    pub fn send(
-        &self,
-        has_outgoing: bool,
-        queued_events: usize,
-        timer_pending: bool,
-        since_last_send_ms: u64,
-    ) -> SendDecision {
-        if !has_outgoing {
-            return SendDecision::Wait;
-        }
-        if queued_events == 0 || self.batch_delay_ms == 0 || queued_events >= self.batch_max_events {
+    /// When what waits leaves. Control frames (acks, errors, welcomes) go at once, and so does a
+    /// full batch. Events never leave in the turn that queued them: messages that already arrived
+    /// are handled first and join their batch, so a saturated room sends one frame per batch and
+    /// not one per event, while an idle room adds only that turn. Right after a send they wait
+    /// for the rest of the batch delay (`since_last_send_ms` is the time since frames last
+    /// left). Merged presence changes leave when their interval has passed, with the next send.
+    pub fn send(&self, waiting: Waiting, since_last_send_ms: u64) -> SendDecision {
+        if waiting.frames
+            && (waiting.events == 0 || self.batch_delay_ms == 0 || waiting.events >= self.batch_max_events)
+        {
             return SendDecision::Now;
         }
-        if timer_pending {
-            SendDecision::Wait
-        } else if since_last_send_ms >= self.batch_delay_ms {
-            SendDecision::Now
-        } else {
-            SendDecision::After(self.batch_delay_ms - since_last_send_ms)
+        let events_wait =
+            (waiting.events > 0).then(|| self.batch_delay_ms.saturating_sub(since_last_send_ms));
+        match (events_wait, waiting.presence_wait_ms) {
+            (Some(a), Some(b)) => SendDecision::After(a.min(b)),
+            (Some(wait), None) | (None, Some(wait)) => SendDecision::After(wait),
+            (None, None) => SendDecision::Wait,
         }
     }
 
@@ -195,18 +202,38 @@ mod tests {
         })
     }
 
+    fn waiting(events: usize, presence_wait_ms: Option<u64>) -> Waiting {
+        Waiting { frames: events > 0, events, presence_wait_ms }
+    }
+
     #[test]
-    fn control_frames_and_idle_rooms_send_now_and_busy_ones_coalesce() {
+    fn control_frames_go_now_and_events_coalesce_with_what_already_arrived() {
         let s = schedule();
-        assert_eq!(s.send(false, 0, false, 0), SendDecision::Wait);
-        assert_eq!(s.send(true, 0, false, 0), SendDecision::Now);
-        assert_eq!(s.send(true, 1, false, 1_000), SendDecision::Now, "idle: no added latency");
-        assert_eq!(s.send(true, 3, false, 0), SendDecision::After(2), "just sent: coalesce");
-        assert_eq!(s.send(true, 3, false, 1), SendDecision::After(1));
-        assert_eq!(s.send(true, 3, true, 0), SendDecision::Wait);
-        assert_eq!(s.send(true, 10, true, 0), SendDecision::Now, "a full batch does not wait");
+        assert_eq!(s.send(Waiting::default(), 0), SendDecision::Wait);
+        assert_eq!(s.send(Waiting { frames: true, ..Waiting::default() }, 0), SendDecision::Now, "an ack");
+        assert_eq!(s.send(waiting(1, None), 1_000), SendDecision::After(0), "idle: only the current turn");
+        assert_eq!(s.send(waiting(3, None), 0), SendDecision::After(2), "just sent: the rest of the delay");
+        assert_eq!(s.send(waiting(3, None), 1), SendDecision::After(1));
+        assert_eq!(s.send(waiting(10, None), 0), SendDecision::Now, "a full batch does not wait");
         let no_delay = Schedule::new(&Limits { batch_delay_ms: 0, ..Limits::default() });
-        assert_eq!(no_delay.send(true, 3, false, 0), SendDecision::Now);
+        assert_eq!(no_delay.send(waiting(3, None), 0), SendDecision::Now);
+    }
+
+    #[test]
+    fn presence_changes_wait_for_their_interval_or_ride_with_events() {
+        let s = schedule();
+        assert_eq!(s.send(waiting(0, Some(30)), 0), SendDecision::After(30));
+        assert_eq!(s.send(waiting(0, Some(0)), 0), SendDecision::After(0));
+        assert_eq!(
+            s.send(waiting(2, Some(30)), 0),
+            SendDecision::After(2),
+            "events do not wait for presence"
+        );
+        assert_eq!(s.send(waiting(2, Some(1)), 0), SendDecision::After(1));
+        assert_eq!(
+            s.send(Waiting { frames: true, events: 0, presence_wait_ms: Some(30) }, 0),
+            SendDecision::Now
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ use worker::{Env, State, WebSocket};
 use super::flush::{write_flush, Faults};
 use super::http::{arm_alarm, auto_response_ms, close, entropy, now_ms, send_frame};
 use super::WorkerSql;
-use crate::{ApiError, Connection, Limits, Outgoing, RestoreGate, Room, Schedule, SendDecision, Timers};
+use crate::{
+    ApiError, Connection, Limits, Outgoing, RestoreGate, Room, Schedule, SendDecision, Timers, Waiting,
+};
 
 /// The room object's run-time state, shared with the tasks it spawns (send timers, alarms).
 pub struct RoomHost {
@@ -25,10 +27,9 @@ pub struct RoomHost {
     room: RefCell<Option<Room<WorkerSql>>>,
     /// The accepted sockets by connection id.
     sockets: RefCell<HashMap<u64, WebSocket>>,
-    /// A timer will send the queued frames (events wait a little to coalesce).
-    send_timer_pending: Cell<bool>,
-    /// A timer will send the merged presence changes (at most one frame per presence interval).
-    presence_timer_pending: Cell<bool>,
+    /// When the send timer is due, if one runs: it sends the queued events (they wait a little
+    /// to coalesce) and the merged presence changes (at most one frame per presence interval).
+    send_due_ms: Cell<Option<u64>>,
     /// When frames last left, to send at once in a room that was quiet.
     last_send_ms: Cell<u64>,
     pub timers: Cell<Timers>,
@@ -50,8 +51,7 @@ impl RoomHost {
             schedule,
             room: RefCell::new(None),
             sockets: RefCell::new(HashMap::new()),
-            send_timer_pending: Cell::new(false),
-            presence_timer_pending: Cell::new(false),
+            send_due_ms: Cell::new(None),
             last_send_ms: Cell::new(0),
             timers: Cell::new(Timers::default()),
             gate: RefCell::new(RestoreGate::default()),
@@ -126,25 +126,7 @@ impl RoomHost {
     /// Carries out what an event asks: send the queued frames now or after the batch delay,
     /// and make sure a changed room gets flushed.
     pub fn after_event(self: &Rc<Self>) {
-        let queued = self.with_room(|room| Ok((room.has_outgoing(), room.pending_events())));
-        if let Ok((has_outgoing, events)) = queued {
-            let since_last_send = now_ms().saturating_sub(self.last_send_ms.get());
-            match self.schedule.send(has_outgoing, events, self.send_timer_pending.get(), since_last_send) {
-                SendDecision::Now => self.send_queued(),
-                SendDecision::After(delay) => {
-                    self.send_timer_pending.set(true);
-                    let host = Rc::clone(self);
-                    worker::wasm_bindgen_futures::spawn_local(async move {
-                        worker::Delay::from(Duration::from_millis(delay)).await;
-                        host.send_timer_pending.set(false);
-                        host.send_queued();
-                        host.schedule_presence();
-                    });
-                }
-                SendDecision::Wait => {}
-            }
-        }
-        self.schedule_presence();
+        self.plan_send();
         // A KV copy to keep current, or many events waiting for a snapshot, may want the check
         // sooner than it is armed (memory only once the room is open).
         if let Ok(Some(by)) = self.with_room(|room| Ok(room.note_change(now_ms())?)) {
@@ -240,19 +222,44 @@ impl RoomHost {
         ok
     }
 
-    /// Makes sure merged presence changes are sent when their interval has passed.
-    fn schedule_presence(self: &Rc<Self>) {
-        if self.presence_timer_pending.get() {
+    /// Sends what waits now, or makes sure the send timer comes when the [`Schedule`] says.
+    fn plan_send(self: &Rc<Self>) {
+        let waiting = |room: &mut Room<WorkerSql>| {
+            Ok(Waiting {
+                frames: room.has_outgoing(),
+                events: room.pending_events(),
+                presence_wait_ms: room.presence_wait_ms(now_ms()),
+            })
+        };
+        let Ok(now_waiting) = self.with_room(waiting) else { return };
+        let since_last_send = now_ms().saturating_sub(self.last_send_ms.get());
+        let mut decision = self.schedule.send(now_waiting, since_last_send);
+        if decision == SendDecision::Now {
+            self.send_queued();
+            // Presence changes may still wait for their interval.
+            let Ok(left) = self.with_room(waiting) else { return };
+            decision = self.schedule.send(left, 0);
+        }
+        if let SendDecision::After(delay) = decision {
+            self.send_within(delay);
+        }
+    }
+
+    /// Makes sure the send timer fires within `delay_ms` (one running sooner stands).
+    fn send_within(self: &Rc<Self>, delay_ms: u64) {
+        let due = now_ms().saturating_add(delay_ms);
+        if self.send_due_ms.get().is_some_and(|running| running <= due) {
             return;
         }
-        let Ok(Some(wait)) = self.with_room(|room| Ok(room.presence_wait_ms(now_ms()))) else { return };
-        self.presence_timer_pending.set(true);
+        self.send_due_ms.set(Some(due));
         let host = Rc::clone(self);
         worker::wasm_bindgen_futures::spawn_local(async move {
-            worker::Delay::from(Duration::from_millis(wait)).await;
-            host.presence_timer_pending.set(false);
+            worker::Delay::from(Duration::from_millis(delay_ms)).await;
+            if host.send_due_ms.get() == Some(due) {
+                host.send_due_ms.set(None);
+            }
             host.send_queued();
-            host.schedule_presence();
+            host.plan_send();
         });
     }
 
