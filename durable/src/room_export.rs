@@ -10,10 +10,13 @@ use crate::{Connection, Room, Sql, StoreError};
 const EXPORTED_SEQ_META: &str = "exported_seq";
 /// The persistent sequence that numbers presence and occupancy exports.
 const EXPORT_IDS: &str = "export";
-/// Most events one export batch carries (Queues take messages up to 128 KB; bodies count).
-const BATCH_EVENTS: u64 = 50;
-/// Most bytes of bodies one export batch carries.
-const BATCH_BYTES: usize = 96 * 1024;
+/// Most events one export batch carries. Fewer, fuller batches cost fewer queue operations and
+/// POSTs; with `BATCH_BYTES` a batch of small events stays under 64 KB, one billed operation per
+/// write (an event's envelope is about 250 bytes of JSON).
+const BATCH_EVENTS: u64 = 100;
+/// Bytes of bodies after which an export batch takes no more events (Queues take messages up to
+/// 128 KB; one body over this goes alone).
+const BATCH_BYTES: usize = 32 * 1024;
 
 /// One batch to hand to the export queue, and where the cursors move once it is taken.
 #[derive(Debug, Clone)]
