@@ -117,9 +117,9 @@ describe("against wrangler dev", () => {
     await writer.whenConnected();
     await writer.setState("topic", "Old");
     const since = writer.seq;
-    const acks = [];
-    for (let i = 0; i < 80; i++) acks.push(writer.publish(i));
-    await Promise.all(acks);
+    // One at a time: events sent together share a storage row and are trimmed together, so a
+    // burst could stay whole in the kept history.
+    for (let i = 0; i < 80; i++) await writer.publish(i);
     await writer.setState("topic", "New");
     const late = room(server, "retention", { since, epoch: writer.epoch });
     const seen = record(late);
