@@ -89,8 +89,9 @@ const wanted = (id) => !opts.only || opts.only.some((o) => id === o || id.starts
 // ------------------------------------------------------------------------------------------------
 // Build
 
-function run(cmd, args, o = {}) {
-  const result = spawnSync(cmd, args, { cwd: root, stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, ...(o.env ?? {}) }, ...o });
+function run(cmd, args, { env = {}, ...o } = {}) {
+  // The given variables add to this process's environment (PATH, HOME), never replace it.
+  const result = spawnSync(cmd, args, { cwd: root, stdio: ["ignore", "inherit", "inherit"], ...o, env: { ...process.env, ...env } });
   if (result.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${result.status})`);
 }
 function output(cmd, args, o = {}) {
