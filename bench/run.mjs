@@ -290,7 +290,7 @@ try {
         configArgs: [],
         parent,
         migrate: true,
-        vars: { AUTH_MODE: "dev", ADMIN_KEY, RATE_LIMIT_PER_SEC: "1000000", RATE_LIMIT_BURST: "1000000" },
+        vars: { AUTH_MODE: "dev", ADMIN_KEY, RATE_LIMIT_PER_SEC: "1000000", RATE_LIMIT_BURST: "1000000", ...JSON.parse(process.env.EDGEROOM_BENCH_VARS ?? "{}") },
       },
       partyserver: { name: "peer", root, cwd: peerDir, configArgs: ["-c", "wrangler.jsonc"], parent, vars: {} },
     };

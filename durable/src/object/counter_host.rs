@@ -11,7 +11,7 @@ use worker::{Env, Request, Response, Result, State, WebSocket, WebSocketPair};
 use super::flush::write_counter;
 use super::http::{
     arm_alarm, auto_response_ms, close, error_response, internal, now_ms, request_url, require_upgrade,
-    send_frame,
+    send_frame, send_shared, SharedFrame,
 };
 use super::shards::RemoteShards;
 use super::WorkerSql;
@@ -279,9 +279,13 @@ impl CounterHost {
         let message: ServerMessage =
             CounterValue { name: address.name().to_owned(), value: sum.value, version: sum.version }.into();
         for format in [Format::Json, Format::Binary] {
-            let frame = message.encode(format);
-            for socket in self.state.get_websockets_with_tag(format.as_str()) {
-                send_frame(&socket, &frame);
+            let sockets = self.state.get_websockets_with_tag(format.as_str());
+            if sockets.is_empty() {
+                continue;
+            }
+            let frame = SharedFrame::new(&message.encode(format));
+            for socket in sockets {
+                send_shared(&socket, &frame);
             }
         }
         Ok(())

@@ -135,11 +135,48 @@ pub async fn call_json<T: serde::de::DeserializeOwned>(
 
 /// Sends one frame; a socket that is already closing just misses it (its client resumes).
 pub fn send_frame(ws: &WebSocket, frame: &WireFrame) -> bool {
-    match frame {
-        WireFrame::Text(text) => ws.send_with_str(text),
-        WireFrame::Binary(bytes) => ws.send_with_bytes(bytes),
+    send_shared(ws, &SharedFrame::new(frame))
+}
+
+#[worker::wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// A WebSocket, seen only for `send` with a value already in JavaScript.
+    type JsSocket;
+
+    #[wasm_bindgen(method, catch, js_name = send)]
+    fn send_value(
+        this: &JsSocket,
+        data: &worker::wasm_bindgen::JsValue,
+    ) -> Result<(), worker::wasm_bindgen::JsValue>;
+}
+
+/// A frame turned into a JavaScript value once, for many sockets: passing Rust text to
+/// `WebSocket.send` would decode it from wasm memory again for every socket.
+pub struct SharedFrame {
+    value: worker::wasm_bindgen::JsValue,
+    len: usize,
+}
+
+impl SharedFrame {
+    /// The frame as a JavaScript string (text) or `Uint8Array` (binary).
+    pub fn new(frame: &WireFrame) -> Self {
+        let value = match frame {
+            WireFrame::Text(text) => worker::wasm_bindgen::JsValue::from_str(text),
+            WireFrame::Binary(bytes) => js_sys::Uint8Array::from(bytes.as_slice()).into(),
+        };
+        Self { value, len: frame.len() }
     }
-    .is_ok()
+
+    /// The frame's size in bytes.
+    pub fn bytes(&self) -> usize {
+        self.len
+    }
+}
+
+/// Sends a shared frame; a socket that is already closing just misses it (its client resumes).
+pub fn send_shared(ws: &WebSocket, frame: &SharedFrame) -> bool {
+    let socket: &worker::web_sys::WebSocket = ws.as_ref();
+    socket.unchecked_ref::<JsSocket>().send_value(&frame.value).is_ok()
 }
 
 /// Closes a socket with a code and reason (already closed sockets are left alone).

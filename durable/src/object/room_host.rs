@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use edgeroom_protocol::{close_code, Format, RoomAddress, ServerMessage, WireFrame};
+use edgeroom_protocol::{close_code, Format, RoomAddress, ServerMessage};
 use worker::{Env, State, WebSocket};
 
 use super::flush::{write_flush, Faults};
-use super::http::{arm_alarm, auto_response_ms, close, entropy, now_ms, send_frame};
+use super::http::{arm_alarm, auto_response_ms, close, entropy, now_ms, send_shared, SharedFrame};
 use super::WorkerSql;
 use crate::{
     ApiError, Connection, Limits, Outgoing, RestoreGate, Room, Schedule, SendDecision, Timers, Waiting,
@@ -289,7 +289,7 @@ impl RoomHost {
     }
 
     fn deliver(&self, message: &ServerMessage, recipients: &[u64]) {
-        let mut encoded: [Option<WireFrame>; 2] = [None, None];
+        let mut encoded: [Option<SharedFrame>; 2] = [None, None];
         let (mut failed, mut sent, mut bytes) = (Vec::new(), 0, 0);
         {
             let Ok(room) = self.room.try_borrow() else { return };
@@ -301,10 +301,10 @@ impl RoomHost {
                     Format::Json => &mut encoded[0],
                     Format::Binary => &mut encoded[1],
                 };
-                let frame = slot.get_or_insert_with(|| message.encode(format));
-                if send_frame(socket, frame) {
+                let frame = slot.get_or_insert_with(|| SharedFrame::new(&message.encode(format)));
+                if send_shared(socket, frame) {
                     sent += 1;
-                    bytes += frame.len();
+                    bytes += frame.bytes();
                 } else {
                     failed.push(*id);
                 }
