@@ -90,6 +90,9 @@ limits! {
     batch_delay_ms: u64 = 2, "BATCH_DELAY_MS";
     /// Least time between two flushes of a changed room (read model, snapshots), in milliseconds.
     flush_interval_ms: u64 = 5_000, "FLUSH_INTERVAL_MS";
+    /// Floor under every flush interval, in milliseconds: KV takes one write per key per second.
+    /// Only a compressed-time benchmark against local `wrangler dev` (`bench/cost.mjs`) lowers it.
+    min_flush_interval_ms: u64 = 1_000, "MIN_FLUSH_INTERVAL_MS";
     /// Most recent events a snapshot carries (the state is always whole).
     snapshot_max_events: u64 = 1_000, "SNAPSHOT_MAX_EVENTS";
     /// A connection silent (no frame, no `ping` text) for this long is dropped, in milliseconds.

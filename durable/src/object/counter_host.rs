@@ -12,8 +12,8 @@ use super::http::{arm_alarm, auto_response_ms, close, error_response, now_ms, re
 use super::shards::RemoteShards;
 use super::WorkerSql;
 use crate::{
-    ApiError, Counter, CounterState, Limits, Schedule, ShardClient, ShardOp, ShardReport, ShardViews,
-    ShardWrite, Subscriber, Subscribers, Timers, Watch,
+    ApiError, Counter, CounterState, Limits, Metrics, Schedule, ShardClient, ShardOp, ShardReport,
+    ShardViews, ShardWrite, Subscriber, Subscribers, Timers, Watch,
 };
 
 /// The counter object's run-time state.
@@ -30,6 +30,9 @@ pub struct CounterHost {
     pub timers: Cell<Timers>,
     /// This instance has not run an alarm yet (after an eviction its timers are unknown).
     pub woke_up: Cell<bool>,
+    /// Home only: what the other shards reported they counted since the home's last flush (it
+    /// goes into the next row of the counter's metrics series; memory only).
+    pub reported: RefCell<Metrics>,
 }
 
 impl CounterHost {
@@ -46,7 +49,16 @@ impl CounterHost {
             subscribers: RefCell::new(Subscribers::default()),
             timers: Cell::new(Timers::default()),
             woke_up: Cell::new(true),
+            reported: RefCell::new(Metrics::default()),
         }
+    }
+
+    /// Counts something into the shard's metrics; counting never fails a request.
+    pub fn count(&self, f: impl FnOnce(&mut Metrics)) {
+        let _ = self.with(|c| {
+            f(c.metrics_mut());
+            Ok(())
+        });
     }
 
     pub fn with<T>(
@@ -146,7 +158,9 @@ impl CounterHost {
         self.state.accept_websocket_with_tags(&pair.server, &[format.as_str()]);
         pair.server.serialize_attachment(Subscriber { id, format, can_write })?;
         let value = CounterValue { name: view.name, value: view.value, version: view.version };
-        send_message(&pair.server, format, &value.into())?;
+        send_counted(self, &pair.server, format, &value.into())?;
+        let connections = self.state.get_websockets().len();
+        self.count(|m| m.connections(connections));
         self.changed().await;
         Response::from_websocket(pair.client)
     }
@@ -178,12 +192,19 @@ impl CounterHost {
         let Some(sum) = self.views.borrow().sum(home, shards) else { return Ok(()) };
         let message: ServerMessage =
             CounterValue { name: address.name().to_owned(), value: sum.value, version: sum.version }.into();
+        let (mut frames, mut bytes) = (0, 0);
         for format in [Format::Json, Format::Binary] {
             let frame = message.encode(format);
             for socket in self.state.get_websockets_with_tag(format.as_str()) {
                 send_frame(&socket, &frame);
+                frames += 1;
+                bytes += frame.len();
             }
         }
+        self.count(|m| {
+            m.frames_out(frames, bytes);
+            m.deliveries += frames as u64;
+        });
         Ok(())
     }
 
@@ -260,8 +281,16 @@ impl ShardClient for HomeShards<'_> {
     }
 }
 
-pub fn send_message(ws: &WebSocket, format: Format, message: &ServerMessage) -> Result<()> {
-    send_frame(ws, &message.encode(format));
+/// Sends one message to one socket and counts the frame.
+pub fn send_counted(
+    host: &CounterHost,
+    ws: &WebSocket,
+    format: Format,
+    message: &ServerMessage,
+) -> Result<()> {
+    let frame = message.encode(format);
+    send_frame(ws, &frame);
+    host.count(|m| m.frames_out(1, frame.len()));
     Ok(())
 }
 

@@ -133,11 +133,28 @@ pub async fn load_snapshot(env: &Env, address: &RoomAddress, seq: u64) -> Result
     }
 }
 
-/// Writes a counter's sum to D1 (exact, as text) and its read model to KV.
-pub async fn write_counter(env: &Env, address: &CounterAddress, view: &CounterView) -> Result<()> {
-    prepare(&database(env)?, &index::record_counter(address, view))?.run().await?;
+/// Writes a counter's sum to D1 (exact, as text) with a row of its metrics series (`since`), and
+/// its read model to KV. What was written (also before a failure) is counted into `metrics`.
+pub async fn write_counter(
+    env: &Env,
+    address: &CounterAddress,
+    view: &CounterView,
+    since: &Metrics,
+    metrics: &mut Metrics,
+) -> Result<()> {
+    let db = database(env)?;
+    let statements = index::record_counter_flush(address, view, since);
+    let batch = statements.iter().map(|statement| prepare(&db, statement)).collect::<Result<Vec<_>>>()?;
+    for result in db.batch(batch).await? {
+        if let Some(error) = result.error() {
+            return Err(Error::RustError(format!("D1: {error}")));
+        }
+    }
+    metrics.d1_rows_written += statements.len() as u64;
     let json = serde_json::to_string(view).map_err(rust_error)?;
-    env.kv(READ_MODEL_BINDING)?.put(&address.read_model_key(), json)?.execute().await.map_err(rust_error)
+    env.kv(READ_MODEL_BINDING)?.put(&address.read_model_key(), json)?.execute().await.map_err(rust_error)?;
+    metrics.kv_writes += 1;
+    Ok(())
 }
 
 /// Most snapshots an empty room tries, newest first, before it reports itself unavailable.
