@@ -481,7 +481,7 @@ async function main() {
   const args = parseArgs(process.argv);
   if (args.render) return writeDoc(JSON.parse(readFileSync(RESULTS, "utf8")));
   const previous = existsSync(RESULTS) ? JSON.parse(readFileSync(RESULTS, "utf8")) : { runs: [] };
-  const wanted = args.workload === "all" ? ["chat", "counter", "busy"] : [args.workload];
+  const wanted = args.workload === "all" ? ["chat", "counter", "busy"] : args.workload.split(",");
   const runs = [];
   for (const workload of wanted) {
     const run = workload === "chat" ? await chat(args.minutes) : workload === "counter" ? await counter(args.minutes) : await busy(args.busyMinutes);
