@@ -4,7 +4,7 @@
 //!
 //! Sources (checked 2026-11-28): developers.cloudflare.com/durable-objects/platform/pricing,
 //! /workers/platform/pricing, /kv/platform/pricing, /d1/platform/pricing, /r2/pricing.
-//! Checked again 2026-11-29 for the lines added then:
+//! Checked again 2026-11-28 for the lines added then:
 //! - Workers requests: developers.cloudflare.com/workers/platform/pricing ("Free: 100,000 per
 //!   day"; "Standard: 10 million included per month +$0.30 per additional million"; inbound
 //!   requests only, subrequests and static assets are free).
