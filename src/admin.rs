@@ -55,6 +55,7 @@ pub async fn handle(route: Route, mut req: Request, env: &Env) -> Result<Respons
         Route::AdminTail(address) => operations::tail(env, &address, &req).await,
         Route::AdminCounters(tenant) => operations::counters(env, &tenant).await,
         Route::AdminCounterReset(address) => operations::reset_counter(env, &address).await,
+        Route::AdminCounterMetrics(address) => operations::counter_metrics(env, &address, &req).await,
         Route::AdminWebhooks(tenant) => webhooks::list(env, &tenant).await,
         Route::AdminWebhookCreate(tenant) => webhooks::create(env, &tenant, req).await,
         Route::AdminWebhookDelete(tenant, id) => webhooks::delete(env, &tenant, &id).await,

@@ -90,7 +90,17 @@ async fn series(env: &Env, statement: &index::Statement) -> Result<Vec<Point>, A
         .collect())
 }
 
-/// `GET /v1/admin/t/{tenant}`: rooms, the last day's activity summed over rooms, and its cost.
+/// The activity of a metrics series, summed.
+fn sum(points: &[Point]) -> Metrics {
+    let mut activity = Metrics::default();
+    for point in points {
+        activity.add(&point.metrics);
+    }
+    activity
+}
+
+/// `GET /v1/admin/t/{tenant}`: rooms, the last day's activity summed over rooms and counters,
+/// and its cost.
 pub async fn tenant(env: &Env, tenant: &str) -> Result<Response, ApiError> {
     #[derive(Deserialize)]
     struct Count {
@@ -99,16 +109,16 @@ pub async fn tenant(env: &Env, tenant: &str) -> Result<Response, ApiError> {
     let db = database(env).map_err(internal)?;
     let count: Option<Count> =
         prepare(&db, &index::room_count(tenant)).map_err(internal)?.first(None).await.map_err(internal)?;
-    let points = series(env, &index::tenant_series(tenant, now_ms().saturating_sub(DAY_MS))).await?;
-    let mut activity = Metrics::default();
-    for point in &points {
-        activity.add(&point.metrics);
-    }
+    let from = now_ms().saturating_sub(DAY_MS);
+    let mut activity = sum(&series(env, &index::tenant_series(tenant, from)).await?);
+    let counter_activity = sum(&series(env, &index::tenant_counter_series(tenant, from)).await?);
+    activity.add(&counter_activity);
     #[derive(Serialize)]
     struct Overview {
         tenant: String,
         rooms: u64,
         activity: Metrics,
+        counter_activity: Metrics,
         cost: Cost,
     }
     json(&Overview {
@@ -116,6 +126,7 @@ pub async fn tenant(env: &Env, tenant: &str) -> Result<Response, ApiError> {
         rooms: count.map_or(0, |c| c.count as u64),
         cost: Cost::of(&activity, DAY_MS),
         activity,
+        counter_activity,
     })
 }
 
@@ -176,10 +187,7 @@ pub async fn room_metrics(env: &Env, address: &RoomAddress, req: &Request) -> Re
     let window_ms = number_param(req, "window_ms", 60 * 60 * 1000, DAY_MS)?.max(1000);
     let live: RoomLive = call_json(env, &admin(address, RoomOp::Metrics), None).await?;
     let history = series(env, &index::metrics_series(address, now_ms().saturating_sub(window_ms))).await?;
-    let mut activity = Metrics::default();
-    for point in &history {
-        activity.add(&point.metrics);
-    }
+    let activity = sum(&history);
     #[derive(Serialize)]
     struct RoomMetrics {
         live: RoomLive,
@@ -247,6 +255,50 @@ pub async fn counters(env: &Env, tenant: &str) -> Result<Response, ApiError> {
         row.subscribers = RemoteShards { env, address: &address }.state(0).await.ok().map(|s| s.subscribers);
     }
     json(&rows)
+}
+
+/// `GET /v1/admin/t/{tenant}/counters/{name}/metrics?window_ms=`: what the counter's shards
+/// counted (asked live, summed), its metrics history from D1 and the cost of that window.
+pub async fn counter_metrics(
+    env: &Env,
+    address: &CounterAddress,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let window_ms = number_param(req, "window_ms", 60 * 60 * 1000, DAY_MS)?.max(1000);
+    let remote = RemoteShards { env, address };
+    let home = remote.state(0).await?;
+    let shards = home.history.current();
+    let mut metrics = Metrics::default();
+    for shard in 0..shards {
+        metrics.add(&remote.call::<Metrics>(shard, ShardOp::Metrics, None::<&()>).await?);
+    }
+    let history =
+        series(env, &index::counter_metrics_series(address, now_ms().saturating_sub(window_ms))).await?;
+    let activity = sum(&history);
+    #[derive(Serialize)]
+    struct CounterLive {
+        name: String,
+        shards: u32,
+        subscribers: u32,
+        metrics: Metrics,
+        units: Units,
+        generated_ms: u64,
+    }
+    #[derive(Serialize)]
+    struct CounterMetrics {
+        live: CounterLive,
+        history: Vec<Point>,
+        cost: Cost,
+    }
+    let live = CounterLive {
+        name: address.name().to_owned(),
+        shards,
+        subscribers: home.subscribers,
+        units: Units::of(&metrics),
+        metrics,
+        generated_ms: now_ms(),
+    };
+    json(&CounterMetrics { live, history, cost: Cost::of(&activity, window_ms) })
 }
 
 /// `POST /v1/admin/t/{tenant}/counters/{name}/reset`: resets every shard.

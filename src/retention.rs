@@ -51,7 +51,9 @@ pub async fn run(env: &Env, now_ms: u64) -> Result<usize> {
     }
     let keep_metrics_days = number_var(env, "METRICS_KEEP_DAYS", 7);
     let cutoff = now_ms.saturating_sub(keep_metrics_days * 24 * 60 * 60 * 1000);
-    prepare(&db, &index::forget_metrics(cutoff))?.run().await?;
+    for statement in index::forget_metrics(cutoff) {
+        prepare(&db, &statement)?.run().await?;
+    }
     Ok(deleted + delete_orphans(env, now_ms).await?)
 }
 

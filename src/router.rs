@@ -105,6 +105,7 @@ async fn dispatch(route: Route, who: Principal, req: Request, env: &Env) -> Resu
         | Route::AdminTail(_)
         | Route::AdminCounters(_)
         | Route::AdminCounterReset(_)
+        | Route::AdminCounterMetrics(_)
         | Route::AdminWebhooks(_)
         | Route::AdminWebhookCreate(_)
         | Route::AdminWebhookDelete(..)

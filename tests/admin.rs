@@ -172,3 +172,84 @@ async fn rooms_are_sorted_searched_and_paged_and_counters_listed_and_reset() {
         post(&server, "/v1/admin/t/acme/counters/likes/reset", json!({})).await.json().await.unwrap();
     assert_eq!(reset["value"], 0);
 }
+
+#[tokio::test]
+async fn counters_count_their_requests_frames_rows_and_flushes_and_the_overview_includes_them() {
+    let server = start().await;
+    let http = reqwest::Client::new();
+    for delta in [1, 2] {
+        let add = http
+            .post(server.http_url("/v1/t/acme/counters/meter/add"))
+            .json(&json!({"delta": delta, "op_id": Uuid::new_v4()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(add.status(), 200);
+    }
+    let mut watcher = Client::connect(&server.ws_url("/v1/t/acme/counters/meter/ws")).await;
+    watcher.next_message().await;
+    watcher.send_json(json!({"type": "counter_add", "op_id": Uuid::new_v4(), "delta": 3})).await;
+    // The ack and the new value, in either order.
+    watcher.next_message().await;
+    watcher.next_message().await;
+    // REST readers make the counter keep its read model in KV (READ_MODEL_MIN_READS, 10).
+    for _ in 0..12 {
+        let read = http.get(server.http_url("/v1/t/acme/counters/meter")).send().await.unwrap();
+        assert_eq!(read.status(), 200);
+    }
+    // Wait for the flushes (1 s apart here) to write D1, KV and the metrics series of all three.
+    let flushed_events = |metrics: &Value| -> u64 {
+        metrics["history"]
+            .as_array()
+            .map_or(0, |h| h.iter().map(|p| p["metrics"]["events"].as_u64().unwrap_or(0)).sum())
+    };
+    let mut metrics = Value::Null;
+    for _ in 0..40 {
+        metrics = get(&server, "/v1/admin/t/acme/counters/meter/metrics").await;
+        if flushed_events(&metrics) >= 3 && metrics["live"]["metrics"]["kv_writes"].as_u64() >= Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(flushed_events(&metrics), 3, "{}", metrics["history"]);
+    let live = &metrics["live"];
+    let counted = |name: &str| live["metrics"][name].as_u64().unwrap_or(0);
+    assert_eq!(live["shards"], 1);
+    assert_eq!(live["subscribers"], 1);
+    assert_eq!(counted("events"), 3, "three applied writes: {live}");
+    assert_eq!(counted("frames_in"), 1, "one socket write");
+    assert_eq!(counted("acks"), 1);
+    assert!(counted("frames_out") >= 2, "the first value, the ack and the change: {live}");
+    assert!(counted("requests") >= 3, "two REST writes and the socket upgrade, at the least: {live}");
+    assert!(counted("worker_requests") >= 3, "{live}");
+    assert!(counted("rows_written") >= 6, "value and op row per write: {live}");
+    assert!(counted("alarms") >= 1, "{live}");
+    assert!(counted("kv_writes") >= 1, "the read model, for the REST readers: {live}");
+    assert!(counted("d1_rows_written") >= 2, "the counter's row and its metrics row: {live}");
+    assert!(live["units"]["object_requests"].as_f64().unwrap() > 3.0, "{live}");
+    let line = |cost: &Value, unit: &str| {
+        cost["estimate"]["lines"].as_array().unwrap().iter().find(|l| l["unit"] == unit).cloned().unwrap()
+    };
+    let queue = line(&metrics["cost"], "queue_ops");
+    assert_eq!(queue["price"]["free_per_day"], 10_000.0);
+    assert_eq!(line(&metrics["cost"], "worker_requests")["price"]["paid_usd_per_million"], 0.3);
+    let history_requests: u64 = metrics["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["metrics"]["requests"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(history_requests >= 3, "the flushed series carries the activity: {}", metrics["history"]);
+    let overview = get(&server, "/v1/admin/t/acme").await;
+    assert!(overview["counter_activity"]["events"].as_u64().unwrap() >= 1, "{overview}");
+    assert!(overview["activity"]["events"].as_u64() >= overview["counter_activity"]["events"].as_u64());
+    assert!(line(&overview["cost"], "kv_writes")["per_day"].as_f64().unwrap() >= 1.0);
+
+    // The totals survive the runtime losing the object's memory (a restart of wrangler dev).
+    let before = counted("events");
+    drop(watcher);
+    let mut server = server;
+    server.kill_and_restart().await;
+    let after = get(&server, "/v1/admin/t/acme/counters/meter/metrics").await;
+    assert!(after["live"]["metrics"]["events"].as_u64().unwrap() >= before, "{after}");
+}

@@ -71,13 +71,16 @@ function snapshotSeq(key) {
   return match ? Number(match[1]) : null;
 }
 const UNITS = {
-  object_requests: ["Object requests", "incl. WebSocket messages at 20:1"],
+  worker_requests: ["Workers requests", "those that reached a room or counter; reads answered from KV are not seen"],
+  object_requests: ["Object requests", "incl. WebSocket messages at 20:1 and alarms"],
   duration_gb_s: ["Duration", "GB-s, estimated"],
   rows_read: ["SQLite rows read", ""],
   rows_written: ["SQLite rows written", ""],
-  kv_writes: ["KV writes", ""],
+  kv_writes: ["KV writes", "read models"],
+  kv_reads: ["KV reads", "REST reads at the router: not counted here (bench/cost.mjs counts them)"],
   d1_rows_written: ["D1 rows written", ""],
   r2_class_a: ["R2 class A ops", "snapshot writes"],
+  queue_ops: ["Queue operations", "event export: 3 per message per 64 KB"],
 };
 
 function toast(text, kind = "ok") {
@@ -262,6 +265,7 @@ function costBody(cost, note) {
       { dataset: { unit: line.unit } },
       h("td", { "data-label": "Unit" }, h("div.unit", {}, label), hint ? h("div.hint", {}, hint) : null),
       h("td.num", { "data-label": "Per day" }, num(line.per_day)),
+      h("td.num.allowance", { "data-label": "Free per day" }, line.price ? num(Math.round(line.price.free_per_day)) : "–"),
       h("td.share", { "data-label": "Free plan share" }, h("div.meter", { title: `${(share * 100).toFixed(2)}% of the free plan's daily allowance` }, h("span", { style: `width:${Math.min(100, share * 100)}%`, dataset: { over: share > 1 ? "yes" : "no" } })), h("span.pct", {}, share >= 0.001 || share === 0 ? `${(share * 100).toFixed(share < 0.1 ? 1 : 0)}%` : "< 0.1%")),
       h("td.num", { "data-label": "Paid $/month" }, usd(line.paid_usd_per_month)),
       h("td.num", { "data-label": "Per 1,000 deliveries" }, per1000 ? num(per1000[line.unit]) : "–"),
@@ -284,7 +288,7 @@ function costBody(cost, note) {
       h(
         "table.table.cost",
         {},
-        h("thead", {}, h("tr", {}, h("th", {}, "Billable unit"), h("th.num", {}, "Per day"), h("th", {}, "Free plan share"), h("th.num", {}, "Paid $/month"), h("th.num", {}, "Per 1,000 deliveries"))),
+        h("thead", {}, h("tr", {}, h("th", {}, "Billable unit"), h("th.num", {}, "Per day"), h("th.num", {}, "Free per day"), h("th", {}, "Free plan share"), h("th.num", {}, "Paid $/month"), h("th.num", {}, "Per 1,000 deliveries"))),
         h("tbody", {}, rows),
       ),
     ),
@@ -315,12 +319,13 @@ async function overviewView(tenant) {
         stat("deliveries", "Deliveries", num(a.deliveries ?? 0), "events × recipients"),
         stat("frames", "Frames in / out", `${num(a.frames_in ?? 0)} / ${num(a.frames_out ?? 0)}`, `${bytes(a.bytes_in ?? 0)} in · ${bytes(a.bytes_out ?? 0)} out`),
         stat("flushes", "Flushes", num(a.flushes_ok ?? 0), a.flushes_failed ? `${a.flushes_failed} failed` : "none failed"),
+        stat("counter-writes", "Counter writes", num(overview.counter_activity?.events ?? 0), `${num(overview.counter_activity?.frames_out ?? 0)} counter frames out`),
         stat("refusals", "Refusals", num(refusals), refusals ? Object.entries(a.refusals).map(([k, v]) => `${k} ${v}`).join(", ") : "no refused frames"),
       ),
       h(
         "div.grid-overview",
         {},
-        panel("Cost", null, costBody(overview.cost, "The last day's billable units over all rooms, projected to a 30-day month on Cloudflare's free and paid plans (prices: durable/src/pricing.rs).")),
+        panel("Cost", null, costBody(overview.cost, "The last day's billable units over all rooms and counters, projected to a 30-day month on Cloudflare's free and paid plans (prices: durable/src/pricing.rs; a measured model of whole days: docs/cost.md).")),
         panel(
           "Most active rooms",
           h("a.link", { href: `#/t/${tenant}/rooms` }, "All rooms →"),
@@ -788,6 +793,20 @@ function hue(name) {
 
 async function countersView(tenant) {
   const tbody = h("tbody#counters-body");
+  const costPanel = h("div#counter-cost", {}, h("p.muted.small", {}, "Pick a counter's Cost to see what it spent over the last day."));
+  async function showCost(name) {
+    costPanel.replaceChildren(h("div.loading", {}, "Loading…"));
+    try {
+      const data = await api(`${t(tenant)}/counters/${encodeURIComponent(name)}/metrics?window_ms=86400000`);
+      const live = data.live;
+      costPanel.replaceChildren(
+        h("p.small", {}, h("strong", {}, name), ` · ${live.shards} shard${live.shards === 1 ? "" : "s"} · ${num(live.subscribers)} live subscribers · ${num(live.metrics.events ?? 0)} writes and ${num(live.metrics.frames_out ?? 0)} frames out counted so far`),
+        costBody(data.cost, "This counter's flushed activity over the last day (all shards), projected to a 30-day month."),
+      );
+    } catch (error) {
+      costPanel.replaceChildren(errorBox(error));
+    }
+  }
   app.replaceChildren(
     shell(
       "counters",
@@ -798,6 +817,7 @@ async function countersView(tenant) {
         h("div.toolbar", {}, h("span.muted.small", {}, "Exact signed 64-bit values; a reset applies to every shard."), h("button.btn#counters-refresh", { type: "button", onclick: () => load() }, "Refresh")),
         h("div.table-wrap", {}, h("table.table.counters", {}, h("thead", {}, h("tr", {}, h("th", {}, "Counter"), h("th.num", {}, "Value"), h("th.num", {}, "Version"), h("th", {}, "Updated"), h("th", {}, ""))), tbody)),
       ),
+      h("section.panel", {}, h("div.panel-head", {}, h("h2.panel-title", {}, "Counter cost")), costPanel),
     ),
   );
   async function load() {
@@ -821,6 +841,8 @@ async function countersView(tenant) {
               h(
                 "td.right",
                 {},
+                h("button.btn.small.cost", { type: "button", onclick: () => showCost(counter.name) }, "Cost"),
+                " ",
                 h(
                   "button.btn.small.danger-outline.reset",
                   {

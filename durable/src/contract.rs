@@ -116,6 +116,8 @@ operations! {
         ShardChanged = "counter.shard-changed",
         /// A shard: did it apply this op id? (body: [`ShardWrite`]; answer `Option<ShardState>`).
         Seen = "counter.seen",
+        /// A shard: what it counted (answer [`crate::Metrics`]).
+        Metrics = "counter.metrics",
     }
 }
 

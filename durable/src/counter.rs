@@ -9,6 +9,10 @@ use edgeroom_protocol::CounterOp;
 use crate::cadence::Copies;
 use crate::counter_home::{ShardCount, ShardHistory};
 use crate::sql::{Sql, SqlValue, StoreError};
+use crate::Metrics;
+
+/// Meta key of the shard's saved metrics.
+const METRICS_META: &str = "metrics";
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS counter_state (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL, version INTEGER NOT NULL)",
@@ -48,6 +52,10 @@ pub enum CounterError {
 pub struct Counter<S> {
     sql: S,
     cached: Option<CounterState>,
+    /// What the shard counted, cumulative (storage rows are added from the SQL counts).
+    metrics: Metrics,
+    /// The totals last saved (see [`Counter::saved_metrics`]).
+    saved: Metrics,
 }
 
 impl<S: Sql> Counter<S> {
@@ -56,7 +64,43 @@ impl<S: Sql> Counter<S> {
         for statement in SCHEMA {
             sql.query(statement, &[])?;
         }
-        Ok(Self { sql, cached: None })
+        let mut counter = Self { sql, cached: None, metrics: Metrics::default(), saved: Metrics::default() };
+        if let Some(json) = counter.meta(METRICS_META)? {
+            // Metrics are advisory: unreadable saved ones start afresh rather than fail the counter.
+            counter.metrics = serde_json::from_str(&json).unwrap_or_default();
+            counter.saved = counter.metrics.clone();
+        }
+        Ok(counter)
+    }
+
+    /// Everything the shard counted (storage rows included), cumulative across restarts up to the
+    /// last save.
+    pub fn metrics(&self) -> Metrics {
+        let mut metrics = self.metrics.clone();
+        let counts = self.sql.counts();
+        metrics.rows_read += counts.rows_read;
+        metrics.rows_written += counts.rows_written;
+        metrics
+    }
+
+    /// The counts the shell adds (requests, frames, flush results).
+    pub fn metrics_mut(&mut self) -> &mut Metrics {
+        &mut self.metrics
+    }
+
+    /// The totals to save now and the activity since the last save (a row of the time series).
+    pub fn metrics_to_save(&self) -> (Metrics, Metrics) {
+        let totals = self.metrics();
+        let since = totals.since(&self.saved);
+        (totals, since)
+    }
+
+    /// Stores `totals` (from [`Counter::metrics_to_save`]) so an eviction keeps them.
+    pub fn saved_metrics(&mut self, totals: Metrics) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&totals).map_err(|_| StoreError::BadRow("counter metrics"))?;
+        self.set_meta(METRICS_META, &json)?;
+        self.saved = totals;
+        Ok(())
     }
 
     /// The current value and version.
@@ -114,6 +158,7 @@ impl<S: Sql> Counter<S> {
             )?;
         }
         self.cached = Some(next);
+        self.metrics.events += 1;
         Ok((next, true))
     }
 
@@ -326,6 +371,30 @@ mod tests {
         counter.set_copies(&copies).unwrap();
         assert_eq!(counter.copies().unwrap(), copies);
         assert_eq!(Counter::open(MemorySql::new()).unwrap().copies().unwrap(), Copies::default());
+    }
+
+    #[test]
+    fn metrics_count_writes_and_rows_and_survive_a_reopen() {
+        let sql = std::rc::Rc::new(MemorySql::new());
+        let mut counter = Counter::open(sql.clone()).unwrap();
+        counter.metrics_mut().requests += 2;
+        counter.apply("a", &CounterOp::Add(1), 1).unwrap();
+        counter.apply("a", &CounterOp::Add(1), 1).unwrap();
+        let (totals, since) = counter.metrics_to_save();
+        assert_eq!((totals.requests, totals.events), (2, 1), "a retry is not a second event");
+        assert!(totals.rows_written >= 2, "state and op rows: {totals:?}");
+        assert!(totals.rows_read >= 1);
+        assert_eq!(since, totals, "nothing saved before");
+        counter.saved_metrics(totals.clone()).unwrap();
+        counter.metrics_mut().frame_in(10);
+        let (_, since) = counter.metrics_to_save();
+        assert_eq!(since.frames_in, 1);
+        assert_eq!((since.requests, since.events), (0, 0), "only what came after the save");
+        // An evicted shard starts from the saved totals; its new storage counts add to them.
+        let reopened = Counter::open(sql).unwrap();
+        let after = reopened.metrics();
+        assert_eq!((after.requests, after.events, after.frames_in), (2, 1, 0));
+        assert!(after.rows_written >= totals.rows_written);
     }
 
     #[test]

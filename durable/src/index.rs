@@ -128,9 +128,39 @@ pub fn tenant_series(tenant: &str, from_ms: u64) -> Statement {
     )
 }
 
-/// Deletes time series rows older than `before_ms`.
-pub fn forget_metrics(before_ms: u64) -> Statement {
-    statement("DELETE FROM room_metrics WHERE at_ms < ?1", vec![number(before_ms)])
+/// Deletes time series rows (rooms' and counters') older than `before_ms`.
+pub fn forget_metrics(before_ms: u64) -> [Statement; 2] {
+    [
+        statement("DELETE FROM room_metrics WHERE at_ms < ?1", vec![number(before_ms)]),
+        statement("DELETE FROM counter_metrics WHERE at_ms < ?1", vec![number(before_ms)]),
+    ]
+}
+
+/// The rows one counter flush records: the counter's index row and one row of its metrics time
+/// series (the activity of all its shards since the previous flush).
+pub fn record_counter_flush(address: &CounterAddress, view: &CounterView, since: &Metrics) -> [Statement; 2] {
+    let json = serde_json::to_string(since).unwrap_or_else(|_| "{}".to_owned());
+    let series_row = statement(
+        "INSERT INTO counter_metrics (tenant, name, at_ms, metrics) VALUES (?1, ?2, ?3, ?4)",
+        vec![address.tenant().into(), address.name().into(), number(view.generated_ms), json.into()],
+    );
+    [record_counter(address, view), series_row]
+}
+
+/// The counter's metrics time series since `from_ms`, oldest first: `at_ms, metrics`.
+pub fn counter_metrics_series(address: &CounterAddress, from_ms: u64) -> Statement {
+    statement(
+        "SELECT at_ms, metrics FROM counter_metrics WHERE tenant = ?1 AND name = ?2 AND at_ms >= ?3 ORDER BY at_ms",
+        vec![address.tenant().into(), address.name().into(), number(from_ms)],
+    )
+}
+
+/// The tenant's counters' metrics time series since `from_ms`: `name, at_ms, metrics`.
+pub fn tenant_counter_series(tenant: &str, from_ms: u64) -> Statement {
+    statement(
+        "SELECT name, at_ms, metrics FROM counter_metrics WHERE tenant = ?1 AND at_ms >= ?2 ORDER BY at_ms",
+        vec![tenant.into(), number(from_ms)],
+    )
 }
 
 /// The tenant's counters: `name, value, version, updated_ms`.
@@ -392,7 +422,9 @@ mod tests {
         assert_eq!(run(&sql, &metrics_series(&address, 0)).len(), 4);
         assert_eq!(run(&sql, &metrics_series(&address, 401)).len(), 1);
         assert_eq!(run(&sql, &tenant_series("acme", 0)).len(), 4);
-        run(&sql, &forget_metrics(401));
+        for statement in forget_metrics(401) {
+            run(&sql, &statement);
+        }
         assert_eq!(run(&sql, &metrics_series(&address, 0)).len(), 1);
         assert_eq!(run(&sql, &room_known(&address)).len(), 1);
         let listed = run(&sql, &snapshots_of(&address, 10));
@@ -471,5 +503,39 @@ mod tests {
             rows,
             vec![vec![SqlValue::Text(i64::MIN.to_string()), SqlValue::Text(u64::MAX.to_string())]]
         );
+    }
+
+    #[test]
+    fn counter_flushes_record_a_metrics_series_that_retention_trims() {
+        let sql = index();
+        let address = CounterAddress::new("acme", "likes").unwrap();
+        let view = |at: u64| CounterView {
+            tenant: "acme".into(),
+            name: "likes".into(),
+            value: 1,
+            version: 1,
+            shards: 1,
+            generated_ms: at,
+        };
+        let since = Metrics { requests: 3, kv_writes: 1, ..Metrics::default() };
+        for statement in record_counter_flush(&address, &view(1_000), &since) {
+            run(&sql, &statement);
+        }
+        for statement in record_counter_flush(&address, &view(5_000), &Metrics::default()) {
+            run(&sql, &statement);
+        }
+        let series = run(&sql, &counter_metrics_series(&address, 0));
+        assert_eq!(series.len(), 2);
+        let first: Metrics = match &series[0][1] {
+            SqlValue::Text(json) => serde_json::from_str(json).unwrap(),
+            other => panic!("metrics are JSON text, not {other:?}"),
+        };
+        assert_eq!(first, since);
+        assert_eq!(run(&sql, &tenant_counter_series("acme", 2_000)).len(), 1);
+        assert!(run(&sql, &tenant_counter_series("other", 0)).is_empty());
+        for statement in forget_metrics(2_000) {
+            run(&sql, &statement);
+        }
+        assert_eq!(run(&sql, &counter_metrics_series(&address, 0)).len(), 1);
     }
 }

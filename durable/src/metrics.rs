@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::Outgoing;
 
+/// Queues bill one operation per 64 KB (of 1,000 bytes) written, read or deleted.
+const QUEUE_CHUNK_BYTES: u64 = 64_000;
+/// Internal metadata the queue adds to each message.
+const QUEUE_METADATA_BYTES: u64 = 100;
+
 /// A room's live state for operators: who is connected and what it counted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoomLive {
@@ -70,6 +75,13 @@ pub struct Metrics {
     pub r2_writes: u64,
     /// Most connections at once.
     pub connections_peak: u64,
+    /// Alarm invocations (billed as requests: flushes, heartbeat sweeps, export retries).
+    pub alarms: u64,
+    /// Queue operations of the export: each message written, read and deleted, per 64 KB.
+    pub queue_ops: u64,
+    /// Requests that reached the object from a client through the router Worker (each one is a
+    /// Workers request; reads the router served from KV alone are not seen here).
+    pub worker_requests: u64,
 }
 
 impl Metrics {
@@ -108,6 +120,13 @@ impl Metrics {
         }
     }
 
+    /// Counts one message of `bytes` handed to a queue: written, read and deleted, each billed per
+    /// 64 KB (1 KB = 1,000 bytes; about 100 bytes of metadata ride along). Retries add reads.
+    pub fn queued(&mut self, bytes: usize) {
+        let chunks = (bytes as u64 + QUEUE_METADATA_BYTES).div_ceil(QUEUE_CHUNK_BYTES).max(1);
+        self.queue_ops += 3 * chunks;
+    }
+
     /// Notes the number of connections now.
     pub fn connections(&mut self, now: usize) {
         self.connections_peak = self.connections_peak.max(now as u64);
@@ -137,6 +156,9 @@ impl Metrics {
             (&mut self.kv_writes, more.kv_writes),
             (&mut self.d1_rows_written, more.d1_rows_written),
             (&mut self.r2_writes, more.r2_writes),
+            (&mut self.alarms, more.alarms),
+            (&mut self.queue_ops, more.queue_ops),
+            (&mut self.worker_requests, more.worker_requests),
         ] {
             *total += add;
         }
@@ -172,6 +194,9 @@ impl Metrics {
             d1_rows_written: self.d1_rows_written.saturating_sub(earlier.d1_rows_written),
             r2_writes: self.r2_writes.saturating_sub(earlier.r2_writes),
             connections_peak: self.connections_peak,
+            alarms: self.alarms.saturating_sub(earlier.alarms),
+            queue_ops: self.queue_ops.saturating_sub(earlier.queue_ops),
+            worker_requests: self.worker_requests.saturating_sub(earlier.worker_requests),
         }
     }
 }
@@ -202,6 +227,17 @@ mod tests {
     }
 
     #[test]
+    fn queue_messages_cost_three_operations_per_64_kb() {
+        let mut metrics = Metrics::default();
+        metrics.queued(10);
+        assert_eq!(metrics.queue_ops, 3);
+        metrics.queued(63_900);
+        assert_eq!(metrics.queue_ops, 6, "100 bytes of metadata still fit one chunk");
+        metrics.queued(63_901);
+        assert_eq!(metrics.queue_ops, 12, "one byte over is two chunks, each written, read, deleted");
+    }
+
+    #[test]
     fn readings_subtract_into_activity() {
         let mut earlier = Metrics::default();
         earlier.frame_in(10);
@@ -212,11 +248,18 @@ mod tests {
         now.refused(ErrorCode::RateLimited);
         now.refused(ErrorCode::TooLarge);
         now.connections(4);
+        now.alarms += 2;
+        now.queued(1);
+        now.worker_requests += 1;
         let delta = now.since(&earlier);
         assert_eq!((delta.frames_in, delta.bytes_in, delta.frames_out, delta.bytes_out), (1, 5, 3, 300));
         assert_eq!(delta.refusals.get("rate_limited"), Some(&1));
         assert_eq!(delta.refusals.get("too_large"), Some(&1));
         assert_eq!(delta.connections_peak, 4);
+        assert_eq!((delta.alarms, delta.queue_ops, delta.worker_requests), (2, 3, 1));
+        let mut sum = earlier.clone();
+        sum.add(&delta);
+        assert_eq!(sum, now, "adding the activity to the earlier reading gives the later one");
         assert_eq!(serde_json::from_str::<Metrics>(&serde_json::to_string(&now).unwrap()).unwrap(), now);
         assert_eq!(
             serde_json::from_str::<Metrics>("{}").unwrap(),

@@ -4,6 +4,19 @@
 //!
 //! Sources (checked 2026-11-28): developers.cloudflare.com/durable-objects/platform/pricing,
 //! /workers/platform/pricing, /kv/platform/pricing, /d1/platform/pricing, /r2/pricing.
+//! Checked again 2026-11-28 for the lines added then:
+//! - Workers requests: developers.cloudflare.com/workers/platform/pricing ("Free: 100,000 per
+//!   day"; "Standard: 10 million included per month +$0.30 per additional million"; inbound
+//!   requests only, subrequests and static assets are free).
+//! - Queue operations: developers.cloudflare.com/queues/platform/pricing ("An operation is
+//!   counted for each 64 KB of data that is written, read, or deleted", KB = 1,000 bytes, about
+//!   100 bytes of metadata per message; "it takes 3 operations to deliver a message"; paid:
+//!   1,000,000 operations a month included, $0.40 per million beyond; the Workers Free plan:
+//!   10,000 operations a day).
+//! - KV reads: developers.cloudflare.com/kv/platform/pricing (free 100,000 a day; paid 10M a
+//!   month included, $0.50 per million). The router reads KV for REST reads; no object sees
+//!   them, so the service's own figures leave them at 0 and `bench/cost.mjs` counts them.
+//! - Durable Object requests include alarm invocations and incoming WebSocket messages (20:1).
 
 use serde::{Deserialize, Serialize};
 
@@ -36,13 +49,25 @@ pub struct Units {
     pub d1_rows_written: f64,
     /// R2 class A operations (writes).
     pub r2_class_a: f64,
+    /// Workers requests (router invocations) that reached an object; the cost runner adds the
+    /// ones it sends that the router answers alone (KV reads).
+    #[serde(default)]
+    pub worker_requests: f64,
+    /// Queue operations (export).
+    #[serde(default)]
+    pub queue_ops: f64,
+    /// KV reads (REST reads the router answers from the read model; not seen by objects).
+    #[serde(default)]
+    pub kv_reads: f64,
 }
 
 impl Units {
     /// The units `metrics` amount to.
     pub fn of(metrics: &Metrics) -> Self {
         let messages = metrics.frames_in as f64 / WEBSOCKET_MESSAGES_PER_REQUEST as f64;
-        let requests = metrics.requests as f64 + metrics.flushes_ok as f64 + metrics.flushes_failed as f64;
+        // Alarms are billed as requests; metrics saved before alarms were counted had one per flush.
+        let alarms = metrics.alarms.max(metrics.flushes_ok + metrics.flushes_failed);
+        let requests = (metrics.requests + alarms) as f64;
         let active_s = (requests + metrics.frames_in as f64) * ESTIMATED_ACTIVE_MS_PER_REQUEST / 1000.0;
         Self {
             object_requests: requests + messages,
@@ -52,31 +77,48 @@ impl Units {
             kv_writes: metrics.kv_writes as f64,
             d1_rows_written: metrics.d1_rows_written as f64,
             r2_class_a: metrics.r2_writes as f64,
+            worker_requests: metrics.worker_requests as f64,
+            queue_ops: metrics.queue_ops as f64,
+            kv_reads: 0.0,
         }
+    }
+
+    /// The sum of two amounts of units.
+    pub fn plus(&self, other: &Units) -> Self {
+        let mut sum = *self;
+        for unit in Unit::ALL {
+            *sum.get_mut(*unit) += other.get(*unit);
+        }
+        sum
     }
 
     /// These units scaled by `factor` (per 1,000 deliveries, per day, …).
     pub fn scaled(&self, factor: f64) -> Self {
-        Self {
-            object_requests: self.object_requests * factor,
-            duration_gb_s: self.duration_gb_s * factor,
-            rows_read: self.rows_read * factor,
-            rows_written: self.rows_written * factor,
-            kv_writes: self.kv_writes * factor,
-            d1_rows_written: self.d1_rows_written * factor,
-            r2_class_a: self.r2_class_a * factor,
+        let mut scaled = *self;
+        for unit in Unit::ALL {
+            *scaled.get_mut(*unit) *= factor;
         }
+        scaled
     }
 
-    fn get(&self, unit: Unit) -> f64 {
+    /// The amount of one unit.
+    pub fn get(&self, unit: Unit) -> f64 {
+        let mut copy = *self;
+        *copy.get_mut(unit)
+    }
+
+    fn get_mut(&mut self, unit: Unit) -> &mut f64 {
         match unit {
-            Unit::ObjectRequests => self.object_requests,
-            Unit::DurationGbS => self.duration_gb_s,
-            Unit::RowsRead => self.rows_read,
-            Unit::RowsWritten => self.rows_written,
-            Unit::KvWrites => self.kv_writes,
-            Unit::D1RowsWritten => self.d1_rows_written,
-            Unit::R2ClassA => self.r2_class_a,
+            Unit::WorkerRequests => &mut self.worker_requests,
+            Unit::ObjectRequests => &mut self.object_requests,
+            Unit::DurationGbS => &mut self.duration_gb_s,
+            Unit::RowsRead => &mut self.rows_read,
+            Unit::RowsWritten => &mut self.rows_written,
+            Unit::KvWrites => &mut self.kv_writes,
+            Unit::D1RowsWritten => &mut self.d1_rows_written,
+            Unit::R2ClassA => &mut self.r2_class_a,
+            Unit::QueueOps => &mut self.queue_ops,
+            Unit::KvReads => &mut self.kv_reads,
         }
     }
 }
@@ -85,6 +127,8 @@ impl Units {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
+    /// Workers requests (router invocations).
+    WorkerRequests,
     /// Durable Object requests (incl. WebSocket messages at 20:1).
     ObjectRequests,
     /// Durable Object duration.
@@ -95,10 +139,30 @@ pub enum Unit {
     RowsWritten,
     /// KV writes.
     KvWrites,
+    /// KV reads.
+    KvReads,
     /// D1 rows written.
     D1RowsWritten,
     /// R2 class A operations.
     R2ClassA,
+    /// Queue operations.
+    QueueOps,
+}
+
+impl Unit {
+    /// Every unit, in the order of [`PRICES`].
+    pub const ALL: &'static [Unit] = &[
+        Unit::WorkerRequests,
+        Unit::ObjectRequests,
+        Unit::DurationGbS,
+        Unit::RowsRead,
+        Unit::RowsWritten,
+        Unit::KvWrites,
+        Unit::KvReads,
+        Unit::D1RowsWritten,
+        Unit::R2ClassA,
+        Unit::QueueOps,
+    ];
 }
 
 /// The price of one unit on both plans.
@@ -116,6 +180,12 @@ pub struct Price {
 
 /// The price table. R2's free allowance is monthly (1M class A); it is shown per day here.
 pub const PRICES: &[Price] = &[
+    Price {
+        unit: Unit::WorkerRequests,
+        free_per_day: 100_000.0,
+        paid_included_per_month: 10_000_000.0,
+        paid_usd_per_million: 0.30,
+    },
     Price {
         unit: Unit::ObjectRequests,
         free_per_day: 100_000.0,
@@ -147,6 +217,12 @@ pub const PRICES: &[Price] = &[
         paid_usd_per_million: 5.00,
     },
     Price {
+        unit: Unit::KvReads,
+        free_per_day: 100_000.0,
+        paid_included_per_month: 10_000_000.0,
+        paid_usd_per_million: 0.50,
+    },
+    Price {
         unit: Unit::D1RowsWritten,
         free_per_day: 100_000.0,
         paid_included_per_month: 50_000_000.0,
@@ -158,6 +234,12 @@ pub const PRICES: &[Price] = &[
         paid_included_per_month: 1_000_000.0,
         paid_usd_per_million: 4.50,
     },
+    Price {
+        unit: Unit::QueueOps,
+        free_per_day: 10_000.0,
+        paid_included_per_month: 1_000_000.0,
+        paid_usd_per_million: 0.40,
+    },
 ];
 
 /// One unit of a monthly estimate.
@@ -165,6 +247,9 @@ pub const PRICES: &[Price] = &[
 pub struct Line {
     /// The unit.
     pub unit: Unit,
+    /// Its price (from [`PRICES`]), so readers compare with the allowance without a copy of
+    /// the table.
+    pub price: Price,
     /// Units per day at the measured rate.
     pub per_day: f64,
     /// Share of the free plan's daily allowance (1.0 = all of it).
@@ -199,6 +284,7 @@ impl Estimate {
                 let billable = (monthly - price.paid_included_per_month).max(0.0);
                 Line {
                     unit: price.unit,
+                    price: *price,
                     per_day,
                     free_share: per_day / price.free_per_day,
                     paid_usd_per_month: billable / 1_000_000.0 * price.paid_usd_per_million,
@@ -226,6 +312,36 @@ mod tests {
         assert_eq!((units.rows_written, units.kv_writes), (7.0, 1.0));
         assert!((units.duration_gb_s - 203.0 * 0.005 * 0.128).abs() < 1e-9);
         assert_eq!(units.scaled(2.0).object_requests, 26.0);
+        // Alarms are requests; older metrics without them count one per flush.
+        let alarmed = Metrics { alarms: 5, flushes_ok: 2, ..Metrics::default() };
+        assert_eq!(Units::of(&alarmed).object_requests, 5.0);
+        let old = Metrics { flushes_ok: 2, flushes_failed: 1, ..Metrics::default() };
+        assert_eq!(Units::of(&old).object_requests, 3.0);
+    }
+
+    #[test]
+    fn every_unit_has_one_price_in_order() {
+        let listed: Vec<Unit> = PRICES.iter().map(|price| price.unit).collect();
+        assert_eq!(listed, Unit::ALL);
+    }
+
+    #[test]
+    fn router_requests_and_queue_operations_are_priced() {
+        let metrics = Metrics { worker_requests: 4, ..Metrics::default() };
+        let mut queued = Metrics::default();
+        queued.queued(200);
+        let units = Units::of(&metrics).plus(&Units::of(&queued));
+        assert_eq!((units.worker_requests, units.queue_ops), (4.0, 3.0));
+        // 20,000 messages a day: 60,000 operations, six times the free 10,000; a 30-day month is
+        // 1.8M, 0.8M beyond the included million at $0.40 per million.
+        let day = Units { queue_ops: 60_000.0, worker_requests: 500_000.0, ..Units::default() };
+        let estimate = Estimate::project(&day, 86_400_000);
+        let line = |unit| estimate.lines.iter().find(|l: &&Line| l.unit == unit).unwrap();
+        assert!((line(Unit::QueueOps).free_share - 6.0).abs() < 1e-9);
+        assert!((line(Unit::QueueOps).paid_usd_per_month - 0.32).abs() < 1e-9);
+        // 15M Workers requests a month: 5M beyond the included 10M at $0.30 per million.
+        assert!((line(Unit::WorkerRequests).free_share - 5.0).abs() < 1e-9);
+        assert!((line(Unit::WorkerRequests).paid_usd_per_month - 1.5).abs() < 1e-9);
     }
 
     #[test]

@@ -10,8 +10,6 @@
 
 use crate::Limits;
 
-/// Flushes never come closer than this: KV takes one write per key per second.
-const MIN_FLUSH_INTERVAL_MS: u64 = 1_000;
 /// Longest wait between two flush attempts after failures.
 const MAX_FLUSH_BACKOFF_MS: u64 = 300_000;
 /// The sweep for silent sockets runs at least this far apart.
@@ -55,7 +53,8 @@ impl Schedule {
         Self {
             batch_delay_ms: limits.batch_delay_ms,
             batch_max_events: limits.batch_max_events,
-            flush_interval_ms: limits.flush_interval_ms.max(MIN_FLUSH_INTERVAL_MS),
+            // Flushes never come closer than the floor (KV takes one write per key per second).
+            flush_interval_ms: limits.flush_interval_ms.max(limits.min_flush_interval_ms),
             heartbeat_timeout_ms: limits.heartbeat_timeout_ms,
         }
     }

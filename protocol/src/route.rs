@@ -75,6 +75,9 @@ pub enum Route {
     AdminCounters(String),
     /// `POST /v1/admin/t/{tenant}/counters/{name}/reset`: reset a counter.
     AdminCounterReset(CounterAddress),
+    /// `GET /v1/admin/t/{tenant}/counters/{name}/metrics`: live metrics (summed over the
+    /// shards), history and cost.
+    AdminCounterMetrics(CounterAddress),
     /// `GET /v1/admin/t/{tenant}/webhooks`: the tenant's webhook endpoints.
     AdminWebhooks(String),
     /// `POST /v1/admin/t/{tenant}/webhooks/create`: add an endpoint.
@@ -150,6 +153,9 @@ impl Route {
             ["v1", "admin", "t", tenant, "counters", name, "reset"] => {
                 Self::AdminCounterReset(counter(tenant, name)?)
             }
+            ["v1", "admin", "t", tenant, "counters", name, "metrics"] => {
+                Self::AdminCounterMetrics(counter(tenant, name)?)
+            }
             ["v1", "admin", "t", tenant, "webhooks"] => Self::AdminWebhooks(tenant_name(tenant)?),
             ["v1", "admin", "t", tenant, "webhooks", "create"] => {
                 Self::AdminWebhookCreate(tenant_name(tenant)?)
@@ -194,6 +200,7 @@ impl Route {
             | Self::AdminTail(_)
             | Self::AdminCounters(_)
             | Self::AdminCounterReset(_)
+            | Self::AdminCounterMetrics(_)
             | Self::AdminWebhooks(_)
             | Self::AdminWebhookCreate(_)
             | Self::AdminWebhookDelete(..)
@@ -246,7 +253,7 @@ impl Route {
             | Self::AdminDeadLetters(_)
             | Self::AdminDeadLetterReplay(_) => &[],
             Self::AdminRooms(_) => &["sort", "q", "limit", "offset"],
-            Self::AdminRoomMetrics(_) => &["window_ms"],
+            Self::AdminRoomMetrics(_) | Self::AdminCounterMetrics(_) => &["window_ms"],
             // Browsers cannot set headers on a WebSocket: the tail also takes the key here.
             Self::AdminTail(_) => &["format", "resume_from", "epoch", "admin_key"],
             Self::RoomSocket(_) => &["format", "resume_from", "epoch", "handshake", "token"],
@@ -293,6 +300,9 @@ impl Route {
             Self::AdminTail(a) => format!("/v1/admin/t/{}/rooms/{}/tail", a.tenant(), a.room()),
             Self::AdminCounters(tenant) => format!("/v1/admin/t/{tenant}/counters"),
             Self::AdminCounterReset(a) => format!("/v1/admin/t/{}/counters/{}/reset", a.tenant(), a.name()),
+            Self::AdminCounterMetrics(a) => {
+                format!("/v1/admin/t/{}/counters/{}/metrics", a.tenant(), a.name())
+            }
             Self::AdminWebhooks(tenant) => format!("/v1/admin/t/{tenant}/webhooks"),
             Self::AdminWebhookCreate(tenant) => format!("/v1/admin/t/{tenant}/webhooks/create"),
             Self::AdminWebhookDelete(tenant, id) => format!("/v1/admin/t/{tenant}/webhooks/{id}/delete"),
@@ -336,6 +346,7 @@ mod tests {
             Route::AdminTail(lobby),
             Route::AdminCounters("acme".into()),
             Route::AdminCounterReset(likes.clone()),
+            Route::AdminCounterMetrics(likes.clone()),
             Route::AdminWebhooks("acme".into()),
             Route::AdminWebhookCreate("acme".into()),
             Route::AdminWebhookDelete("acme".into(), "wh_1".into()),

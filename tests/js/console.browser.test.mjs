@@ -126,7 +126,8 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
     return (await page.locator('[data-stat="rooms"] .stat-value').textContent()) === "1";
   }, "the overview to count the room", 20_000);
   await page.locator(".cost tbody tr").first().waitFor();
-  assert.equal(await page.locator(".cost tbody tr").count(), 7, "one cost line per billable unit");
+  assert.equal(await page.locator(".cost tbody tr").count(), 10, "one cost line per billable unit");
+  assert.equal(await page.locator(".cost tbody tr[data-unit=\"worker_requests\"] .allowance").textContent(), "100k");
   await page.screenshot({ animations: "disabled", path: join(artifacts, "overview-laptop.png"), fullPage: true });
 
   // The rooms table lists the client's room.
@@ -235,6 +236,13 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
     return false;
   }, "the likes counter to be listed");
   assert.equal(await page.locator('tr[data-counter="likes"] .value').textContent(), "7");
+  // The counter's cost: the same units as the overview, from the counter's own metrics.
+  await page.click('tr[data-counter="likes"] .cost');
+  await page.locator('#counter-cost tr[data-unit="worker_requests"]').waitFor();
+  for (const unit of ["object_requests", "rows_written", "kv_writes", "d1_rows_written", "queue_ops"]) {
+    assert.equal(await page.locator(`#counter-cost tr[data-unit="${unit}"]`).count(), 1, unit);
+  }
+  assert.equal(await page.locator('#counter-cost tr[data-unit="queue_ops"] .allowance').textContent(), "10.0k");
   await page.screenshot({ animations: "disabled", path: join(artifacts, "counters-laptop.png"), fullPage: true });
   await page.click('tr[data-counter="likes"] .reset');
   await confirmDialog(page, "Reset");

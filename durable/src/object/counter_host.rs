@@ -16,7 +16,7 @@ use super::http::{
 use super::shards::RemoteShards;
 use super::WorkerSql;
 use crate::{
-    fingerprint, ApiError, Cadence, Counter, CounterState, Limits, Observed, ReadDemand, Schedule,
+    fingerprint, ApiError, Cadence, Counter, CounterState, Limits, Metrics, Observed, ReadDemand, Schedule,
     ShardClient, ShardOp, ShardReport, ShardViews, ShardWrite, Subscriber, Subscribers, Timers, Watch,
 };
 
@@ -40,6 +40,9 @@ pub struct CounterHost {
     demand: RefCell<ReadDemand>,
     /// Home only: when this instance last saw a change, and the first one D1 does not hold.
     activity: Cell<Activity>,
+    /// Home only: what the other shards reported they counted since the home's last flush (it
+    /// goes into the next row of the counter's metrics series; memory only).
+    pub reported: RefCell<Metrics>,
 }
 
 /// When a counter's home last saw a change (memory only).
@@ -67,7 +70,16 @@ impl CounterHost {
             cadence,
             demand: RefCell::new(ReadDemand::default()),
             activity: Cell::new(Activity::default()),
+            reported: RefCell::new(Metrics::default()),
         }
+    }
+
+    /// Counts something into the shard's metrics; counting never fails a request.
+    pub fn count(&self, f: impl FnOnce(&mut Metrics)) {
+        let _ = self.with(|c| {
+            f(c.metrics_mut());
+            Ok(())
+        });
     }
 
     pub fn with<T>(
@@ -190,12 +202,33 @@ impl CounterHost {
             self.cadence.decide(&copies, &self.demand.borrow(), &observed, || Ok::<_, ApiError>(0))?;
         let mut activity_after = activity;
         if decision.snapshot || decision.read_model.is_some() {
-            let (written, result) =
-                write_counter(&self.env, address, &view, decision.snapshot, decision.read_model).await;
+            // The metrics series gets a row with each D1 write: what this shard and the others
+            // counted since the last one.
+            let (totals, mut since) = self.with(|c| Ok(c.metrics_to_save()))?;
+            since.add(&self.reported.borrow());
+            let mut counted = Metrics::default();
+            let (written, result) = write_counter(
+                &self.env,
+                address,
+                &view,
+                decision.snapshot,
+                decision.read_model,
+                &since,
+                &mut counted,
+            )
+            .await;
+            counted.flushes_ok = u64::from(result.is_ok());
+            counted.flushes_failed = u64::from(result.is_err());
+            counted.flush_ms = now_ms().saturating_sub(now);
+            self.count(|m| m.add(&counted));
             let mut recorded = copies.clone();
             if written.snapshot {
                 recorded.snapshotted(view.version, now, copies.index_fingerprint);
                 activity_after.pending_since_ms = None;
+                *self.reported.borrow_mut() = Metrics::default();
+                if let Err(error) = self.with(|c| Ok(c.saved_metrics(totals)?)) {
+                    tracing::warn!(counter = %address, %error, "saving the counter's metrics failed");
+                }
             }
             if let (true, Some(write)) = (written.read_model, decision.read_model) {
                 recorded.read_model_written(write, now, view_fingerprint);
@@ -246,7 +279,9 @@ impl CounterHost {
         self.state.accept_websocket_with_tags(&pair.server, &[format.as_str()]);
         pair.server.serialize_attachment(Subscriber { id, format, can_write })?;
         let value = CounterValue { name: view.name, value: view.value, version: view.version };
-        send_message(&pair.server, format, &value.into())?;
+        send_counted(self, &pair.server, format, &value.into())?;
+        let connections = self.state.get_websockets().len();
+        self.count(|m| m.connections(connections));
         self.changed().await;
         Response::from_websocket(pair.client)
     }
@@ -278,6 +313,7 @@ impl CounterHost {
         let Some(sum) = self.views.borrow().sum(home, shards) else { return Ok(()) };
         let message: ServerMessage =
             CounterValue { name: address.name().to_owned(), value: sum.value, version: sum.version }.into();
+        let (mut frames, mut bytes) = (0, 0);
         for format in [Format::Json, Format::Binary] {
             let sockets = self.state.get_websockets_with_tag(format.as_str());
             if sockets.is_empty() {
@@ -286,8 +322,14 @@ impl CounterHost {
             let frame = SharedFrame::new(&message.encode(format));
             for socket in sockets {
                 send_shared(&socket, &frame);
+                frames += 1;
+                bytes += frame.bytes();
             }
         }
+        self.count(|m| {
+            m.frames_out(frames, bytes);
+            m.deliveries += frames as u64;
+        });
         Ok(())
     }
 
@@ -364,8 +406,16 @@ impl ShardClient for HomeShards<'_> {
     }
 }
 
-pub fn send_message(ws: &WebSocket, format: Format, message: &ServerMessage) -> Result<()> {
-    send_frame(ws, &message.encode(format));
+/// Sends one message to one socket and counts the frame.
+pub fn send_counted(
+    host: &CounterHost,
+    ws: &WebSocket,
+    format: Format,
+    message: &ServerMessage,
+) -> Result<()> {
+    let frame = message.encode(format);
+    send_frame(ws, &frame);
+    host.count(|m| m.frames_out(1, frame.len()));
     Ok(())
 }
 

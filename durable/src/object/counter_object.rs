@@ -8,14 +8,15 @@ use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
 };
 
-use super::counter_host::{error_frame, send_message, CounterHost, HomeShards};
+use super::counter_host::{error_frame, send_counted, CounterHost, HomeShards};
 use super::http::{
-    arm_alarm, close, echo_close_code, error_response, internal, now_ms, read_json, received, respond,
+    arm_alarm, close, echo_close_code, error_response, internal, now_ms, read_body, read_json, received,
+    respond,
 };
 use super::shards::RemoteShards;
 use super::telemetry::init_tracing;
 use crate::{
-    reset_plan, routed_write, write_answer, ApiError, CounterState, Limits, ShardClient, ShardOp,
+    reset_plan, routed_write, write_answer, ApiError, CounterState, Limits, Metrics, ShardClient, ShardOp,
     ShardReport, ShardState, ShardWrite, SocketStep, Subscriber, Target, Watch,
 };
 
@@ -54,9 +55,10 @@ impl DurableObject for CounterObject {
             WebSocketIncomingMessage::String(text) => WireFrame::Text(text),
             WebSocketIncomingMessage::Binary(bytes) => WireFrame::Binary(bytes),
         };
+        self.host.count(|m| m.frame_in(frame.len()));
         let history = match self.host.with(|c| Ok(c.shard_history()?)) {
             Ok(history) => history,
-            Err(error) => return send_message(&ws, who.format, &error_frame(error)),
+            Err(error) => return send_counted(&self.host, &ws, who.format, &error_frame(error)),
         };
         let sharded = history.current() > 1;
         let steps = self.host.subscribers.borrow_mut().handle_frame(
@@ -68,14 +70,15 @@ impl DurableObject for CounterObject {
         );
         for step in steps {
             match step {
-                SocketStep::Reply(message) => send_message(&ws, who.format, &message)?,
+                SocketStep::Reply(message) => send_counted(&self.host, &ws, who.format, &message)?,
                 SocketStep::Close(code, reason) => close(&ws, code, &reason),
                 SocketStep::Apply { op_id, op } => {
                     let write = ShardWrite { op_id: op_id.to_string(), op };
                     let home = HomeShards { object: &self.host, address: &address };
                     let result = routed_write(&home, &history, &write, now_ms()).await;
                     let state = result.map(|r| CounterState { value: r.value, version: r.version });
-                    send_message(&ws, who.format, &write_answer(op_id, state))?;
+                    send_counted(&self.host, &ws, who.format, &write_answer(op_id, state))?;
+                    self.host.count(|m| m.acks += 1);
                 }
             }
         }
@@ -99,13 +102,20 @@ impl DurableObject for CounterObject {
     async fn alarm(&self) -> Result<Response> {
         let Ok(Some((address, shard))) = self.host.identity() else { return Response::ok("ok") };
         let now = now_ms();
+        self.host.count(|m| m.alarms += 1);
         let mut timers = self.host.timers.get();
         let flush = timers.flush_due(now) || (self.host.woke_up.replace(false) && !timers.is_armed());
         if shard != 0 {
-            // The home flushes the sum; tell it something changed.
+            // The home flushes the sum; tell it something changed and what this shard counted.
             let shards = RemoteShards { env: &self.host.env, address: &address };
-            if let Err(error) = shards.call::<bool>(0, ShardOp::Changed, None::<&()>).await {
-                tracing::warn!(counter = %address, %error, "telling the home shard failed");
+            let (totals, since) = self.host.with(|c| Ok(c.metrics_to_save())).unwrap_or_default();
+            match shards.call::<bool>(0, ShardOp::Changed, Some(&since)).await {
+                Ok(_) => {
+                    if let Err(error) = self.host.with(|c| Ok(c.saved_metrics(totals)?)) {
+                        tracing::warn!(counter = %address, %error, "saving the shard's metrics failed");
+                    }
+                }
+                Err(error) => tracing::warn!(counter = %address, %error, "telling the home shard failed"),
             }
             return Response::ok("ok");
         }
@@ -136,6 +146,15 @@ impl CounterObject {
             return Err(ApiError::not_found("not a counter operation"));
         };
         self.host.remember(&address, shard)?;
+        // Operations only the router sends on a client's behalf are Workers requests too.
+        let routed = matches!(
+            op,
+            ShardOp::Socket | ShardOp::Read | ShardOp::ResetAll | ShardOp::SetShards | ShardOp::Write
+        );
+        self.host.count(|m| {
+            m.requests += 1;
+            m.worker_requests += u64::from(routed);
+        });
         let local = HomeShards { object: &self.host, address: &address };
         let response = match op {
             ShardOp::Get => respond(self.host.with(|c| {
@@ -181,9 +200,15 @@ impl CounterObject {
                 }))
             }
             ShardOp::Changed => {
+                // Shards send what they counted since their last report (older ones nothing).
+                let body = read_body(&mut req).await?;
+                if let Ok(counted) = serde_json::from_slice::<Metrics>(&body) {
+                    self.host.reported.borrow_mut().add(&counted);
+                }
                 self.host.changed().await;
                 respond(Ok(true))
             }
+            ShardOp::Metrics => respond(self.host.with(|c| Ok(c.metrics()))),
             ShardOp::Socket => self.host.subscribe(&req, &address, request.rights.has(Right::Write)).await,
             ShardOp::Watch => {
                 let watch: Watch = read_json(&mut req, "watch").await?;

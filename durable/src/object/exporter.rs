@@ -42,10 +42,12 @@ async fn read_filter(env: &Env, tenant: &str) -> worker::Result<ExportFilter> {
 }
 
 /// Hands one batch to the export queue. Batches travel as JSON text: event bodies are raw JSON,
-/// which the runtime's structured clone would not carry as such.
-pub async fn send_batch(env: &Env, batch: &crate::export::ExportBatch) -> worker::Result<()> {
+/// which the runtime's structured clone would not carry as such. Returns the message's size.
+pub async fn send_batch(env: &Env, batch: &crate::export::ExportBatch) -> worker::Result<usize> {
     let json = serde_json::to_string(batch)?;
-    env.queue(EXPORT_QUEUE_BINDING)?.send(json).await
+    let bytes = json.len();
+    env.queue(EXPORT_QUEUE_BINDING)?.send(json).await?;
+    Ok(bytes)
 }
 
 impl RoomHost {
@@ -88,6 +90,13 @@ impl RoomHost {
                     true => Err(worker::Error::RustError("injected queue failure".into())),
                     false => send_batch(&self.env, &plan.batch).await,
                 };
+                if let Ok(bytes) = sent {
+                    // Written now, read and deleted by the consumer: three operations per 64 KB.
+                    let _ = self.with_room(|room| {
+                        room.metrics_mut().queued(bytes);
+                        Ok(())
+                    });
+                }
                 if let Err(error) = sent {
                     tracing::warn!(room = %plan.batch.room, %error, "export send failed; retrying later");
                     let mut timers = self.timers.get();

@@ -203,21 +203,36 @@ pub async fn load_snapshot(env: &Env, address: &RoomAddress, seq: u64) -> Result
     }
 }
 
-/// Writes what the counter's cadence decided: its sum to D1 (exact, as text) when `d1`, then its
-/// read model to KV. Returns what was written (the D1 row may be written before KV fails).
+/// Writes what the counter's cadence decided: its sum to D1 (exact, as text) with a row of its
+/// metrics series (`since`) when `d1`, then its read model to KV. Returns what was written (the
+/// D1 rows may be written before KV fails); the writes are counted into `metrics`.
 pub async fn write_counter(
     env: &Env,
     address: &CounterAddress,
     view: &CounterView,
     d1: bool,
     read_model: Option<ReadModelWrite>,
+    since: &Metrics,
+    metrics: &mut Metrics,
 ) -> (Written, Result<()>) {
     let mut written = Written::default();
     if d1 {
-        let run = async { prepare(&database(env)?, &index::record_counter(address, view))?.run().await };
+        let statements = index::record_counter_flush(address, view, since);
+        let run = async {
+            let db = database(env)?;
+            let batch =
+                statements.iter().map(|statement| prepare(&db, statement)).collect::<Result<Vec<_>>>()?;
+            for result in db.batch(batch).await? {
+                if let Some(error) = result.error() {
+                    return Err(Error::RustError(format!("D1: {error}")));
+                }
+            }
+            Ok(())
+        };
         if let Err(error) = run.await {
             return (written, Err(error));
         }
+        metrics.d1_rows_written += statements.len() as u64;
         written.snapshot = true;
     }
     if let Some(write) = read_model {
@@ -230,6 +245,7 @@ pub async fn write_counter(
         {
             return (written, Err(error));
         }
+        metrics.kv_writes += 1;
         written.read_model = true;
     }
     (written, Ok(()))

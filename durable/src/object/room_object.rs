@@ -90,6 +90,10 @@ impl DurableObject for RoomObject {
 
     async fn alarm(&self) -> Result<Response> {
         let host = &self.host;
+        let _ = host.with_room(|room| {
+            room.metrics_mut().alarms += 1;
+            Ok(())
+        });
         let timers = host.timers.get();
         // After an eviction the timers are gone but the alarm still fires for a due flush.
         if timers.flush_due(now_ms()) || !timers.is_armed() {
@@ -128,7 +132,9 @@ impl RoomObject {
         let host = &self.host;
         // Counting never fails a request.
         let _ = host.with_room(|room| {
+            // Every request a room serves came through the router: one Workers request each.
             room.metrics_mut().requests += 1;
+            room.metrics_mut().worker_requests += 1;
             Ok(())
         });
         match host.prepare(&address).await {
