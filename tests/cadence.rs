@@ -200,13 +200,6 @@ async fn snapshots_wait_for_many_events_or_an_idle_room_and_the_idle_one_restore
         ("object".to_owned(), seq),
         "restored at the idle snapshot"
     );
-    let page: Value = reqwest::get(server.http_url("/v1/t/acme/rooms/steady/history?limit=1000"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let seqs: Vec<u64> =
-        page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let seqs = server.history_seqs("acme", "steady").await;
     assert_eq!(seqs, (1..=seq).collect::<Vec<_>>(), "every acknowledged event came back");
 }

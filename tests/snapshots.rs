@@ -140,14 +140,7 @@ async fn each_store_failing_in_turn_loses_nothing_and_all_converge() {
         admin.converge("faulty", seq).await;
     }
     // Every event is in history, in order.
-    let page: Value = reqwest::get(server.http_url("/v1/t/acme/rooms/faulty/history?limit=1000"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let seqs: Vec<u64> =
-        page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let seqs = server.history_seqs("acme", "faulty").await;
     assert_eq!(seqs, (1..=seq).collect::<Vec<_>>());
 }
 

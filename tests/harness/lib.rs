@@ -283,6 +283,18 @@ impl Server {
         request.send().await.expect("admin POST")
     }
 
+    /// The seqs of a room's first history page (up to 1,000 events) read over REST in dev auth.
+    pub async fn history_seqs(&self, tenant: &str, room: &str) -> Vec<u64> {
+        let url = self.http_url(&format!("/v1/t/{tenant}/rooms/{room}/history?limit=1000"));
+        let page: Value = reqwest::get(url).await.expect("history GET").json().await.expect("history JSON");
+        page["events"]
+            .as_array()
+            .expect("a history page")
+            .iter()
+            .map(|e| e["seq"].as_u64().expect("an event seq"))
+            .collect()
+    }
+
     /// `GET path` with the admin key as a bearer token.
     pub async fn admin_get(&self, key: &str, path: &str) -> reqwest::Response {
         reqwest::Client::new().get(self.http_url(path)).bearer_auth(key).send().await.expect("admin GET")
