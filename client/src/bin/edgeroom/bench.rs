@@ -31,6 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::failure::Failure;
+use crate::latency::percentiles;
 use crate::{out, Link};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -374,21 +375,6 @@ fn histogram() -> Histogram<u64> {
 
 fn micros(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
-}
-
-fn percentiles(histogram: &Histogram<u64>) -> Value {
-    let ms = |micros: u64| micros as f64 / 1000.0;
-    if histogram.is_empty() {
-        return json!({ "count": 0 });
-    }
-    json!({
-        "count": histogram.len(),
-        "p50": ms(histogram.value_at_quantile(0.50)),
-        "p90": ms(histogram.value_at_quantile(0.90)),
-        "p99": ms(histogram.value_at_quantile(0.99)),
-        "p999": ms(histogram.value_at_quantile(0.999)),
-        "max": ms(histogram.max()),
-    })
 }
 
 // ---------------------------------------------------------------------------------------------

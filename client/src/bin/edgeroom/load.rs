@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::args::LoadArgs;
 use crate::failure::{address, Failure};
+use crate::latency::percentiles;
 use crate::{out, Link};
 
 /// What each message carries: when it was due, in microseconds since the run started.
@@ -170,18 +171,6 @@ pub async fn run(link: &Link, args: LoadArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn percentiles(histogram: &Histogram<u64>) -> serde_json::Value {
-    let ms = |micros: u64| micros as f64 / 1000.0;
-    json!({
-        "count": histogram.len(),
-        "p50": ms(histogram.value_at_quantile(0.50)),
-        "p90": ms(histogram.value_at_quantile(0.90)),
-        "p99": ms(histogram.value_at_quantile(0.99)),
-        "p999": ms(histogram.value_at_quantile(0.999)),
-        "max": ms(histogram.max()),
-    })
-}
-
 fn print_report(report: &serde_json::Value) -> Result<(), Failure> {
     out(format!(
         "{} subscribers, {} publishers, {} loop, {:.1} s",
@@ -210,6 +199,10 @@ fn print_report(report: &serde_json::Value) -> Result<(), Failure> {
     }
     for (label, key) in [("delivery latency", "latency_ms"), ("ack latency", "ack_latency_ms")] {
         let h = &report[key];
+        if h["count"].as_u64().unwrap_or_default() == 0 {
+            out(format!("{label:>16}: no samples"))?;
+            continue;
+        }
         out(format!(
             "{label:>16} ms: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
             h["p50"], h["p90"], h["p99"], h["p999"], h["max"]

@@ -6,6 +6,7 @@ mod args;
 mod bench;
 mod counters;
 mod failure;
+mod latency;
 mod load;
 mod rooms;
 
