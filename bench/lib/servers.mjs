@@ -3,7 +3,7 @@
 // loopback port with its own state folder, in its own process group.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { freePort } from "../../tests/js/server.mjs";
 import { join } from "node:path";
 
 export const env = {
@@ -12,18 +12,6 @@ export const env = {
   CLOUDFLARE_CF_FETCH_ENABLED: "false",
   EDGEROOM_SKIP_BUILD: "1",
 };
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The file system type of the mount a folder is on (`ext4`, `tmpfs`, …), from `findmnt`. */
 export function fsType(dir) {
