@@ -462,7 +462,7 @@ function render(results) {
     const priced = price(run.day.units, run.prices);
     const over = priced.filter((l) => l.free_share > 1);
     lines.push(`### ${run.workload}: ${run.description}`, "");
-    const ran = `${(run.elapsed_ms / 60000).toFixed(1)} min`;
+    const ran = `${((run.elapsed ?? run.elapsed_ms) / 60000).toFixed(1)} min`;
     lines.push(
       run.workload === "busy"
         ? `Measured: the members' connections (once), then ${ran} of the busy hour at its real rate (${fmt(run.in_window.messages)} messages); a day is the connections plus that window ×${fmt(run.scale)}.`
@@ -514,7 +514,11 @@ async function main() {
   const wanted = args.workload === "all" ? ["chat", "counter", "busy"] : args.workload.split(",");
   const { execSync } = await import("node:child_process");
   const commit = execSync("git rev-parse --short HEAD", { cwd: root, encoding: "utf8" }).trim();
-  const dirty = execSync("git status --porcelain --untracked-files=no", { cwd: root, encoding: "utf8" }).trim() ? "+uncommitted changes" : "";
+  const dirty = execSync("git status --porcelain --untracked-files=no", { cwd: root, encoding: "utf8" })
+    .split("\n")
+    .filter((line) => line.trim() && !/bench\/cost-results\.json|docs\/cost\.md/.test(line)).length
+    ? "+uncommitted changes"
+    : "";
   const runs = [];
   for (const workload of wanted) {
     const run = workload === "chat" ? await chat(args.minutes) : workload === "counter" ? await counter(args.minutes) : await busy(args.busyMinutes);
