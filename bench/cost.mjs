@@ -1,9 +1,15 @@
 #!/usr/bin/env node
-// The cost model of a day, measured: runs each workload against a local `wrangler dev` in
-// compressed time (a day of traffic in --minutes, every time-based setting divided by the same
-// factor), reads what the service counted about itself (admin API: room and counter metrics),
-// prices it with the service's own table (durable/src/pricing.rs, through the admin API's cost
-// lines) and writes bench/cost-results.json and the generated section of docs/cost.md.
+// The cost model of a day, measured: runs each workload against a local `wrangler dev` at its
+// real rate with the default settings, for a window of the day, reads what the service counted
+// about itself (admin API: room and counter metrics), prices it with the service's own table
+// (durable/src/pricing.rs, through the admin API's cost lines) and writes bench/cost-results.json
+// and the generated section of docs/cost.md.
+//
+// Each run has two phases. Setup: the members connect (once a day) and the objects settle (their
+// join flushes). Window: `--minutes` of the day's traffic at the day's average rate. A day is the
+// setup once plus the window times (a day / the window). Nothing is compressed: every cadence of
+// the service (flushes, snapshots, read-model leases, heartbeat sweeps) runs at its real pace, so
+// the local runtime carries the real load, not a multiple of it.
 //
 //   node bench/cost.mjs [--minutes 10] [--workload chat|counter|busy|all] [--busy-minutes 6]
 //   node bench/cost.mjs --render        # re-render docs/cost.md from bench/cost-results.json
@@ -19,29 +25,23 @@ const TENANT = "cost";
 const ADMIN_KEY = "cost-bench-admin-key-0123456789";
 const RESULTS = join(root, "bench/cost-results.json");
 const DOC = join(root, "docs/cost.md");
-
-// Time-based settings divided by the compression factor (defaults are read from
-// durable/src/limits.rs, so a new setting is one line here).
-const SCALED = [
-  { name: "FLUSH_INTERVAL_MS" },
-  { name: "MIN_FLUSH_INTERVAL_MS" },
-  { name: "HISTORY_MAX_AGE_MS" },
-  { name: "OP_DEDUP_WINDOW_MS" },
-  { name: "SNAPSHOT_INTERVAL_MS" },
-  { name: "IDLE_SNAPSHOT_MS" },
-  { name: "READ_MODEL_WINDOW_MS" },
-  { name: "READ_MODEL_INTERVAL_MS" },
-  // KV refuses a time to live under 60 s, locally too: this one cannot shrink below it.
-  { name: "READ_MODEL_TTL_S", floor: 60 },
+// The settings that schedule billed work, shown with the results (all at their defaults).
+const CADENCE_SETTINGS = [
+  "FLUSH_INTERVAL_MS",
+  "SNAPSHOT_INTERVAL_MS",
+  "SNAPSHOT_AFTER_EVENTS",
+  "IDLE_SNAPSHOT_MS",
+  "READ_MODEL_MIN_READS",
+  "READ_MODEL_WINDOW_MS",
+  "READ_MODEL_INTERVAL_MS",
+  "READ_MODEL_TTL_S",
+  "BATCH_DELAY_MS",
+  "HISTORY_MAX_EVENTS",
+  "HISTORY_MAX_AGE_MS",
+  "HEARTBEAT_TIMEOUT_MS",
 ];
-// Time-based settings left at their defaults, and why.
-const UNSCALED = {
-  BATCH_DELAY_MS: "a few milliseconds of coalescing: a latency setting, not a cadence of billed work",
-  PRESENCE_INTERVAL_MS: "presence merge window (50 ms): same",
-  ABUSE_WINDOW_MS: "abuse detection window: bills nothing",
-  HEARTBEAT_TIMEOUT_MS:
-    "clients would have to ping as many times faster; the sweep alarms it drives are measured at real time and scaled by the factor instead",
-};
+// How long the setup waits for the objects' join flushes: IDLE_SNAPSHOT_MS (30 s) plus a check.
+const SETTLE_MS = 45_000;
 
 function parseArgs(argv) {
   const args = { minutes: 10, workload: "all", busyMinutes: 6, render: false };
@@ -67,20 +67,10 @@ function limitDefaults() {
   return defaults;
 }
 
-/** The wrangler vars of a run compressed by `factor`, and the table of what was scaled. */
-function scaledVars(factor) {
+/** The defaults of the cadence settings, for the results table. */
+function settingsTable() {
   const defaults = limitDefaults();
-  const vars = {};
-  const table = [];
-  for (const { name, floor = 1 } of SCALED) {
-    if (!(name in defaults)) continue; // not in this version of the service
-    const value = Math.max(floor, Math.round(defaults[name] / factor));
-    if (factor !== 1) vars[name] = String(value);
-    table.push({ name, default: defaults[name], run: factor === 1 ? defaults[name] : value });
-  }
-  const unclassified = Object.keys(defaults).filter((n) => /_(MS|S)$/.test(n) && !SCALED.some((s) => s.name === n) && !(n in UNSCALED));
-  if (unclassified.length) console.warn(`warning: time settings neither scaled nor listed as unscaled: ${unclassified.join(", ")}`);
-  return { vars, table };
+  return CADENCE_SETTINGS.filter((name) => name in defaults).map((name) => ({ name, default: defaults[name] }));
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -89,9 +79,15 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 class Traffic {
   workerRequests = 0;
   kvReads = 0;
-  restReadsFromObject = 0;
   constructor(server) {
     this.server = server;
+  }
+  /** What was counted since the last call. */
+  take() {
+    const counted = { workerRequests: this.workerRequests, kvReads: this.kvReads };
+    this.workerRequests = 0;
+    this.kvReads = 0;
+    return counted;
   }
   async fetch(path, init) {
     this.workerRequests++;
@@ -197,12 +193,7 @@ function publisher() {
   };
 }
 
-/** Waits for the objects' own last flush (no forced flush: it would bill a flush of its own). */
-async function settle(flushMs) {
-  await sleep(Math.max(3_000, 3 * flushMs));
-}
-
-/** Sums the metrics and units of the rooms and counters, minus the metrics reads themselves. */
+/** Sums the metrics and units the rooms and counters counted so far (cumulative). */
 async function measure(server, rooms, counters) {
   const metrics = {};
   const units = {};
@@ -211,19 +202,11 @@ async function measure(server, rooms, counters) {
   };
   for (const room of rooms) {
     const live = (await admin(server, `/v1/admin/t/${TENANT}/rooms/${room}/metrics?window_ms=86400000`)).live;
-    // The read itself: one request through the router (counted in requests and worker_requests).
-    live.metrics.requests -= 1;
-    live.metrics.worker_requests -= 1;
-    live.units.object_requests -= 1;
-    live.units.worker_requests -= 1;
     add(metrics, live.metrics);
     add(units, live.units);
   }
   for (const counter of counters) {
     const live = (await admin(server, `/v1/admin/t/${TENANT}/counters/${counter}/metrics?window_ms=86400000`)).live;
-    // The read itself: the home's state and metrics (two object requests, not routed writes).
-    live.metrics.requests -= 2;
-    live.units.object_requests -= 2;
     add(metrics, live.metrics);
     add(units, live.units);
   }
@@ -232,25 +215,47 @@ async function measure(server, rooms, counters) {
   return { metrics, units, prices };
 }
 
-/**
- * Per-day units: the run's, plus the silent-socket sweeps that compression left out. Sweeps run
- * every HEARTBEAT_TIMEOUT_MS / 2 of real time (not scaled: clients would have to ping faster)
- * in each object with connected sockets, so a day holds `factor` times the run's; the other
- * alarms (the cadence's checks) ran compressed and count as measured. An upper bound: in a real
- * day a sweep and a check can share one alarm.
- */
-function perDay(measured, traffic, factor, connectedObjects, elapsedMs) {
-  const units = { ...measured.units };
-  const sweepMs = Math.max(1000, limitDefaults().HEARTBEAT_TIMEOUT_MS / 2);
-  const sweeps = connectedObjects * Math.floor(elapsedMs / sweepMs);
-  const extraSweeps = sweeps * (factor - 1);
-  units.object_requests += extraSweeps;
-  units.duration_gb_s += (extraSweeps * 5 / 1000) * 0.128;
-  // What no object sees: requests the router answered alone (KV reads) and the KV reads.
-  const objectSeen = units.worker_requests;
-  units.worker_requests = Math.max(traffic.workerRequests, objectSeen);
-  units.kv_reads = traffic.kvReads;
-  return { units, sweeps, extraSweeps, workerRequestsSeenByObjects: objectSeen };
+/** What a metrics read costs the objects it reads: a room's, one request through the router; a
+ *  counter's, two object requests (the home's state and metrics), not routed. */
+function readCost(rooms, counters) {
+  return {
+    metrics: { requests: rooms + 2 * counters, worker_requests: rooms },
+    units: { object_requests: rooms + 2 * counters, worker_requests: rooms },
+  };
+}
+
+/** `later - earlier - minus` per key. */
+function diff(later, earlier, minus = {}) {
+  const out = {};
+  for (const [k, v] of Object.entries(later)) if (typeof v === "number") out[k] = v - (earlier[k] ?? 0) - (minus[k] ?? 0);
+  return out;
+}
+
+/** Measures the setup (cumulative at its end) and the window (what came after), without the
+ *  metrics reads themselves. */
+function phases(atSetup, atEnd, rooms, counters) {
+  const one = readCost(rooms, counters);
+  const setup = { metrics: diff(atSetup.metrics, {}, one.metrics), units: diff(atSetup.units, {}, one.units) };
+  // The window's reading also saw the setup's metrics read (and its own).
+  const window = {
+    metrics: diff(atEnd.metrics, atSetup.metrics, one.metrics),
+    units: diff(atEnd.units, atSetup.units, one.units),
+  };
+  return { setup, window };
+}
+
+/** A day: the setup once, plus the window `scale` times. Units no object sees (Workers requests
+ *  the router answered alone, KV reads) come from the runner's own counts. */
+function perDay(setup, window, traffic, scale) {
+  const units = {};
+  for (const key of new Set([...Object.keys(setup.units), ...Object.keys(window.units)])) {
+    units[key] = (setup.units[key] ?? 0) + (window.units[key] ?? 0) * scale;
+  }
+  const seenByObjects = units.worker_requests ?? 0;
+  const sent = traffic.setup.workerRequests + traffic.window.workerRequests * scale;
+  units.worker_requests = Math.max(sent, seenByObjects);
+  units.kv_reads = traffic.window.kvReads * scale;
+  return { units, workerRequestsSeenByObjects: seenByObjects, workerRequestsSent: sent };
 }
 
 function price(units, prices, scale = 1) {
@@ -261,8 +266,9 @@ function price(units, prices, scale = 1) {
   });
 }
 
-async function withServer(vars, run) {
-  const server = await Server.start({ vars: { ADMIN_KEY, ...vars } });
+async function withServer(run) {
+  // The default settings: only the admin key is set.
+  const server = await Server.start({ vars: { ADMIN_KEY } });
   try {
     return await run(server);
   } finally {
@@ -270,142 +276,158 @@ async function withServer(vars, run) {
   }
 }
 
+/** The common shape of a run: connect (setup), settle, measure, run the window, measure. */
+async function twoPhases(server, { rooms = [], counters = [], connect, window }) {
+  const traffic = new Traffic(server);
+  const sockets = await connect(traffic);
+  const stop = heartbeat(sockets);
+  try {
+    console.log(`  setup done (${sockets.length} sockets); waiting ${SETTLE_MS / 1000} s for the join flushes`);
+    await sleep(SETTLE_MS);
+    const atSetup = await measure(server, rooms, counters);
+    const setupTraffic = traffic.take();
+    const elapsed = await window(traffic, sockets);
+    // No settling here: the window ends as it began, with the objects mid-day; what is pending
+    // now is like what was pending at its start.
+    const atEnd = await measure(server, rooms, counters);
+    const { setup, window: win } = phases(atSetup, atEnd, rooms.length, counters.length);
+    return { elapsed, setup, window: win, prices: atEnd.prices, traffic: { setup: setupTraffic, window: traffic.take() } };
+  } finally {
+    stop();
+    for (const ws of sockets) ws.close();
+  }
+}
+
 // ---- workloads ------------------------------------------------------------------------------
 
 async function chat(minutes) {
-  const factor = DAY_MS / (minutes * 60_000);
-  const { vars, table } = scaledVars(factor);
+  const scale = DAY_MS / (minutes * 60_000);
   const spec = { rooms: 50, members: 20, messages: 200_000, restReads: 10_000 };
-  return withServer(vars, async (server) => {
-    const traffic = new Traffic(server);
-    const rooms = Array.from({ length: spec.rooms }, (_, i) => `chat-${i}`);
+  const inWindow = { messages: Math.round(spec.messages / scale), restReads: Math.round(spec.restReads / scale) };
+  const rooms = Array.from({ length: spec.rooms }, (_, i) => `chat-${i}`);
+  return withServer(async (server) => {
     const pub = publisher();
-    console.log(`chat: ${spec.rooms} rooms x ${spec.members} members connecting`);
-    const sockets = await openAll(spec.rooms * spec.members, 20, async (i) => {
-      const room = rooms[i % spec.rooms];
-      const ws = await traffic.socket(`/v1/t/${TENANT}/rooms/${room}/ws?format=json`, (m) => pub.onMessage(m));
-      ws.send(JSON.stringify({ type: "presence_set", data: { name: `user-${i}` } }));
-      return ws;
-    });
-    const stop = heartbeat(sockets);
-    const durationMs = minutes * 60_000;
-    console.log(`chat: ${spec.messages} messages and ${spec.restReads} REST reads over ${minutes} min (x${factor.toFixed(1)})`);
-    const started = Date.now();
-    const reads = spread(spec.restReads, durationMs, async () => {
-      const room = rooms[Math.floor(Math.random() * rooms.length)];
-      const response = await traffic.fetch(`/v1/t/${TENANT}/rooms/${room}`);
-      await response.arrayBuffer();
-      traffic.kvReads++;
-      if (response.headers.get("x-edgeroom-source") !== "kv") traffic.restReadsFromObject++;
-    });
     let acked = 0;
-    const messages = spread(spec.messages, durationMs, async (n) => {
-      const ws = sockets[Math.floor(Math.random() * sockets.length)];
-      await pub.send(ws, { type: "publish", body: { text: `message ${n}` } });
-      if (++acked % 20_000 === 0) console.log(`  ${acked} acked after ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    let restFromObject = 0;
+    const run = await twoPhases(server, {
+      rooms,
+      async connect(traffic) {
+        console.log(`chat: ${spec.rooms} rooms x ${spec.members} members connecting`);
+        return openAll(spec.rooms * spec.members, 10, async (i) => {
+          const room = rooms[i % spec.rooms];
+          const ws = await traffic.socket(`/v1/t/${TENANT}/rooms/${room}/ws?format=json`, (m) => pub.onMessage(m));
+          ws.send(JSON.stringify({ type: "presence_set", data: { name: `user-${i}` } }));
+          return ws;
+        });
+      },
+      async window(traffic, sockets) {
+        const durationMs = minutes * 60_000;
+        console.log(`chat: ${inWindow.messages} messages and ${inWindow.restReads} REST reads in ${minutes} min at the day's average rate (x${scale.toFixed(1)} for the day)`);
+        const reads = spread(inWindow.restReads, durationMs, async () => {
+          const room = rooms[Math.floor(Math.random() * rooms.length)];
+          const response = await traffic.fetch(`/v1/t/${TENANT}/rooms/${room}`);
+          await response.arrayBuffer();
+          traffic.kvReads++;
+          if (response.headers.get("x-edgeroom-source") !== "kv") restFromObject++;
+        });
+        const messages = spread(inWindow.messages, durationMs, async (n) => {
+          const ws = sockets[Math.floor(Math.random() * sockets.length)];
+          await pub.send(ws, { type: "publish", body: { text: `message ${n}` } });
+          acked++;
+        });
+        const [readsMs, messagesMs] = await Promise.all([reads, messages]);
+        return Math.max(readsMs, messagesMs);
+      },
     });
-    const [readsMs, messagesMs] = await Promise.all([reads, messages]);
-    await settle(Number(vars.FLUSH_INTERVAL_MS ?? 5000));
-    const measured = await measure(server, rooms, []);
-    stop();
-    for (const ws of sockets) ws.close();
     return {
       workload: "chat",
-      description: `${spec.rooms} rooms, ${spec.members} members each connected with presence (${spec.rooms * spec.members} sessions), ${spec.messages.toLocaleString("en")} acknowledged WebSocket publishes and ${spec.restReads.toLocaleString("en")} REST reads of a room, spread over the day`,
+      description: `${spec.rooms} rooms, ${spec.members} members each connected all day with presence (${spec.rooms * spec.members} sessions), ${spec.messages.toLocaleString("en")} acknowledged WebSocket publishes and ${spec.restReads.toLocaleString("en")} REST reads of a room a day`,
       spec,
-      factor,
+      in_window: inWindow,
+      scale,
       minutes,
-      elapsed_ms: Math.max(readsMs, messagesMs),
-      settings: table,
-      traffic: { worker_requests: traffic.workerRequests, kv_reads: traffic.kvReads, rest_reads_from_object: traffic.restReadsFromObject, acked },
-      ...measured,
-      day: perDay(measured, traffic, factor, spec.rooms, Math.max(readsMs, messagesMs)),
+      ...run,
+      traffic: { ...run.traffic, rest_reads_from_object: restFromObject, acked },
+      day: perDay(run.setup, run.window, run.traffic, scale),
     };
   });
 }
 
 async function counter(minutes) {
-  const factor = DAY_MS / (minutes * 60_000);
-  const { vars, table } = scaledVars(factor);
+  const scale = DAY_MS / (minutes * 60_000);
   const spec = { counters: 1, viewers: 500, adds: 5_000 };
-  return withServer(vars, async (server) => {
-    const traffic = new Traffic(server);
-    const name = "page";
+  const inWindow = { adds: Math.round(spec.adds / scale) };
+  const name = "page";
+  return withServer(async (server) => {
     const waiting = new Map();
-    console.log(`counter: ${spec.viewers} viewers subscribing`);
-    const sockets = await openAll(spec.viewers, 20, () =>
-      traffic.socket(`/v1/t/${TENANT}/counters/${name}/ws?format=json`, (m) => {
-        if (m.type === "ack" && waiting.has(m.op_id)) waiting.get(m.op_id)();
-      }),
-    );
-    const stop = heartbeat(sockets);
-    console.log(`counter: ${spec.adds} adds over ${minutes} min (x${factor.toFixed(1)}), each from a viewer's socket`);
-    const elapsed = await spread(spec.adds, minutes * 60_000, () => {
-      const ws = sockets[Math.floor(Math.random() * sockets.length)];
-      const op_id = randomUUID();
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no ack for ${op_id}`)), 60_000);
-        waiting.set(op_id, () => (clearTimeout(timer), waiting.delete(op_id), resolve()));
-        ws.send(JSON.stringify({ type: "counter_add", op_id, delta: 1 }));
-      });
+    const run = await twoPhases(server, {
+      counters: [name],
+      connect(traffic) {
+        console.log(`counter: ${spec.viewers} viewers subscribing`);
+        return openAll(spec.viewers, 10, () =>
+          traffic.socket(`/v1/t/${TENANT}/counters/${name}/ws?format=json`, (m) => {
+            if (m.type === "ack" && waiting.has(m.op_id)) waiting.get(m.op_id)();
+          }),
+        );
+      },
+      window(_traffic, sockets) {
+        console.log(`counter: ${inWindow.adds} adds in ${minutes} min at the day's average rate (x${scale.toFixed(1)} for the day), each from a viewer's socket`);
+        return spread(inWindow.adds, minutes * 60_000, () => {
+          const ws = sockets[Math.floor(Math.random() * sockets.length)];
+          const op_id = randomUUID();
+          return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error(`no ack for ${op_id}`)), 60_000);
+            waiting.set(op_id, () => (clearTimeout(timer), waiting.delete(op_id), resolve()));
+            ws.send(JSON.stringify({ type: "counter_add", op_id, delta: 1 }));
+          });
+        });
+      },
     });
-    await settle(Number(vars.FLUSH_INTERVAL_MS ?? 5000));
-    const measured = await measure(server, [], [name]);
     const value = await (await fetch(`${server.httpUrl}/v1/t/${TENANT}/counters/${name}?consistency=strong`)).json();
-    stop();
-    for (const ws of sockets) ws.close();
     return {
       workload: "counter",
-      description: `1 counter, ${spec.viewers} viewers subscribed by WebSocket, ${spec.adds.toLocaleString("en")} adds (from the viewers' sockets) spread over the day`,
+      description: `1 counter, ${spec.viewers} viewers subscribed by WebSocket all day, ${spec.adds.toLocaleString("en")} adds a day from the viewers' sockets`,
       spec,
-      factor,
+      in_window: inWindow,
+      scale,
       minutes,
-      elapsed_ms: elapsed,
-      settings: table,
-      traffic: { worker_requests: traffic.workerRequests, kv_reads: traffic.kvReads, final_value: value.value },
-      ...measured,
-      day: perDay(measured, traffic, factor, spec.counters, elapsed),
+      ...run,
+      traffic: { ...run.traffic, final_value: value.value },
+      day: perDay(run.setup, run.window, run.traffic, scale),
     };
   });
 }
 
 async function busy(busyMinutes) {
-  // Real rate, real settings, for a part of the hour; the hour is that part times 60/busyMinutes.
-  const { table } = scaledVars(1);
   const spec = { rooms: 1, members: 20, rate_per_s: 100, hour_minutes: 60 };
   const scale = spec.hour_minutes / busyMinutes;
-  return withServer({}, async (server) => {
-    const traffic = new Traffic(server);
+  const total = Math.round(spec.rate_per_s * busyMinutes * 60);
+  const room = "busy";
+  return withServer(async (server) => {
     const pub = publisher();
-    const room = "busy";
-    const sockets = await openAll(spec.members, 10, async (i) => {
-      const ws = await traffic.socket(`/v1/t/${TENANT}/rooms/${room}/ws?format=json`, (m) => pub.onMessage(m));
-      ws.send(JSON.stringify({ type: "presence_set", data: { name: `user-${i}` } }));
-      return ws;
+    const run = await twoPhases(server, {
+      rooms: [room],
+      connect(traffic) {
+        return openAll(spec.members, 10, async (i) => {
+          const ws = await traffic.socket(`/v1/t/${TENANT}/rooms/${room}/ws?format=json`, (m) => pub.onMessage(m));
+          ws.send(JSON.stringify({ type: "presence_set", data: { name: `user-${i}` } }));
+          return ws;
+        });
+      },
+      window(_traffic, sockets) {
+        console.log(`busy: ${total} messages at ${spec.rate_per_s}/s for ${busyMinutes} min to ${spec.members} members`);
+        return spread(total, busyMinutes * 60_000, (n) => pub.send(sockets[n % sockets.length], { type: "publish", body: { text: `busy ${n}` } }));
+      },
     });
-    const stop = heartbeat(sockets);
-    const total = Math.round(spec.rate_per_s * busyMinutes * 60);
-    console.log(`busy: ${total} messages at ${spec.rate_per_s}/s for ${busyMinutes} min to ${spec.members} members`);
-    const elapsed = await spread(total, busyMinutes * 60_000, (n) => pub.send(sockets[n % sockets.length], { type: "publish", body: { text: `busy ${n}` } }));
-    await settle(5000);
-    const measured = await measure(server, [room], []);
-    stop();
-    for (const ws of sockets) ws.close();
-    // The hour: everything scales (the settings were real), so no sweep adjustment: factor 1.
-    const day = perDay(measured, traffic, 1, 1, elapsed);
-    for (const key of Object.keys(day.units)) day.units[key] *= scale;
     return {
       workload: "busy",
-      description: `1 room, ${spec.members} members with presence, ${spec.rate_per_s} messages/s for an hour (run at the real rate for ${busyMinutes} min and multiplied by ${scale}; the rest of the day idle)`,
+      description: `1 room, ${spec.members} members with presence, ${spec.rate_per_s} messages/s for one hour of the day (the other 23 hours idle)`,
       spec,
-      factor: 1,
-      hour_scale: scale,
+      in_window: { messages: total },
+      scale,
       minutes: busyMinutes,
-      elapsed_ms: elapsed,
-      settings: table,
-      traffic: { worker_requests: traffic.workerRequests, kv_reads: 0, sent: total },
-      ...measured,
-      day,
+      ...run,
+      day: perDay(run.setup, run.window, run.traffic, scale),
     };
   });
 }
@@ -433,17 +455,18 @@ function render(results) {
   const lines = [
     "<!-- generated by bench/cost.mjs from bench/cost-results.json: do not edit by hand -->",
     "",
-    `Measured ${results.date} on ${results.machine} (commit ${results.commit}), \`${results.command}\`.`,
+    `Machine: ${results.machine}. Each workload's command, date and commit are under its table.`,
     "",
   ];
   for (const run of results.runs) {
     const priced = price(run.day.units, run.prices);
     const over = priced.filter((l) => l.free_share > 1);
     lines.push(`### ${run.workload}: ${run.description}`, "");
+    const ran = `${((run.elapsed ?? run.elapsed_ms) / 60000).toFixed(1)} min`;
     lines.push(
       run.workload === "busy"
-        ? `Ran ${(run.elapsed_ms / 60000).toFixed(1)} min at the real rate with the default settings; the figures are that run times ${run.hour_scale} (one busy hour in a day).`
-        : `Ran in ${(run.elapsed_ms / 60000).toFixed(1)} min (a day compressed ×${run.factor.toFixed(1)}); silent-socket sweep alarms at their real cadence (HEARTBEAT_TIMEOUT_MS / 2 per object with sockets): ${fmt(run.day.sweeps)} in the run, ${fmt(run.day.sweeps * run.factor)} a day (added to object requests; an upper bound).`,
+        ? `Measured: the members' connections (once), then ${ran} of the busy hour at its real rate (${fmt(run.in_window.messages)} messages); a day is the connections plus that window ×${fmt(run.scale)}.`
+        : `Measured: the connections (once a day), then ${ran} of the day at its average rate (${Object.entries(run.in_window).map(([k, v]) => `${fmt(v)} ${k.replace(/([A-Z])/g, " $1").toLowerCase()}`).join(", ")}); a day is the connections plus that window ×${fmt(run.scale)}.`,
       "",
     );
     lines.push("| unit | per day, measured | free plan per day | share of free | paid plan $/month beyond included |", "|---|---:|---:|---:|---:|");
@@ -458,18 +481,19 @@ function render(results) {
         ? `**Does not fit the free plan**: ${over.map((l) => `${LABELS[l.unit] ?? l.unit} ${fmt(l.per_day)} a day, ${(l.free_share).toFixed(1)}× the allowance`).join("; ")}. Paid plan: ${usd(total)} a month beyond the included amounts (plus the $5 subscription).`
         : `**Fits every free-plan allowance.** On the paid plan: ${usd(total)} a month beyond the included amounts.`,
     );
-    const m = run.metrics;
+    const w = run.window.metrics;
+    const s = run.setup.metrics;
     lines.push(
       "",
-      `What the service counted: ${fmt(m.events ?? 0)} events, ${fmt(m.deliveries ?? 0)} deliveries, ${fmt(m.frames_in ?? 0)} frames in, ${fmt(m.frames_out ?? 0)} frames out, ${fmt(m.requests ?? 0)} requests, ${fmt(m.alarms ?? 0)} alarms, ${fmt(m.flushes_ok ?? 0)} flushes; Workers requests sent by the runner ${fmt(run.traffic.worker_requests)} (${fmt(run.day.workerRequestsSeenByObjects)} reached an object).`,
+      `What the service counted in the window: ${fmt(w.events ?? 0)} events, ${fmt(w.deliveries ?? 0)} deliveries, ${fmt(w.frames_in ?? 0)} frames in, ${fmt(w.frames_out ?? 0)} frames out, ${fmt(w.requests ?? 0)} requests, ${fmt(w.alarms ?? 0)} alarms, ${fmt(w.flushes_ok ?? 0)} flushes, ${fmt(w.kv_writes ?? 0)} KV writes, ${fmt(w.d1_rows_written ?? 0)} D1 rows, ${fmt(w.r2_writes ?? 0)} R2 puts, ${fmt(w.rows_written ?? 0)} SQLite rows written; in the setup: ${fmt(s.requests ?? 0)} requests, ${fmt(s.frames_in ?? 0)} frames in, ${fmt(s.alarms ?? 0)} alarms, ${fmt(s.flushes_ok ?? 0)} flushes. Workers requests sent by the runner: ${fmt(run.day.workerRequestsSent)} a day (${fmt(run.day.workerRequestsSeenByObjects)} reached an object).`,
+      "",
+      `Command: \`${run.command}\` (${run.date}, commit ${run.commit}).`,
       "",
     );
   }
-  lines.push("Settings of the compressed runs (defaults from `durable/src/limits.rs`, divided by the factor):", "");
-  const chat = results.runs.find((r) => r.workload !== "busy") ?? results.runs[0];
-  lines.push("| setting | default | in the run |", "|---|---:|---:|");
-  for (const s of chat.settings) lines.push(`| \`${s.name}\` | ${s.default} | ${s.run} |`);
-  for (const [name, why] of Object.entries(UNSCALED)) lines.push(`| \`${name}\` | default | not scaled: ${why} |`);
+  lines.push("Settings of every run: the defaults of `durable/src/limits.rs` (none is set by the runner):", "");
+  lines.push("| setting | value |", "|---|---:|");
+  for (const s of results.runs[0]?.settings ?? []) lines.push(`| \`${s.name}\` | ${s.default} |`);
   lines.push("", "<!-- end generated -->");
   return lines.join("\n");
 }
@@ -488,26 +512,34 @@ async function main() {
   if (args.render) return writeDoc(JSON.parse(readFileSync(RESULTS, "utf8")));
   const previous = existsSync(RESULTS) ? JSON.parse(readFileSync(RESULTS, "utf8")) : { runs: [] };
   const wanted = args.workload === "all" ? ["chat", "counter", "busy"] : args.workload.split(",");
+  const { execSync } = await import("node:child_process");
+  const commit = execSync("git rev-parse --short HEAD", { cwd: root, encoding: "utf8" }).trim();
+  const dirty = execSync("git status --porcelain --untracked-files=no", { cwd: root, encoding: "utf8" })
+    .split("\n")
+    .filter((line) => line.trim() && !/bench\/cost-results\.json|docs\/cost\.md/.test(line)).length
+    ? "+uncommitted changes"
+    : "";
   const runs = [];
   for (const workload of wanted) {
     const run = workload === "chat" ? await chat(args.minutes) : workload === "counter" ? await counter(args.minutes) : await busy(args.busyMinutes);
+    run.settings = settingsTable();
+    run.date = new Date().toISOString().slice(0, 10);
+    run.commit = `${commit}${dirty}`;
+    run.command = workload === "busy" ? `node bench/cost.mjs --workload busy --busy-minutes ${args.busyMinutes}` : `node bench/cost.mjs --workload ${workload} --minutes ${args.minutes}`;
     for (const l of price(run.day.units, run.prices)) console.log(`  ${(LABELS[l.unit] ?? l.unit).padEnd(60)} ${fmt(l.per_day).padStart(12)} / ${fmt(l.free_per_day).padStart(10)}  ${pct(l.free_share)}`);
     runs.push(run);
+    // Each finished workload is written at once (a later one may fail).
+    const order = ["chat", "counter", "busy"];
+    const kept = previous.runs.filter((r) => r.scale !== undefined && !runs.some((n) => n.workload === r.workload));
+    const merged = [...kept, ...runs].sort((a, b) => order.indexOf(a.workload) - order.indexOf(b.workload));
+    const results = {
+      machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GB, Node ${process.version}, local wrangler dev`,
+      runs: merged,
+    };
+    writeFileSync(RESULTS, `${JSON.stringify(results, null, 1)}\n`);
+    writeDoc(results);
+    console.log(`wrote ${RESULTS} and ${DOC}`);
   }
-  const order = ["chat", "counter", "busy"];
-  const merged = [...previous.runs.filter((r) => !wanted.includes(r.workload)), ...runs].sort((a, b) => order.indexOf(a.workload) - order.indexOf(b.workload));
-  const { execSync } = await import("node:child_process");
-  const commit = execSync("git rev-parse --short HEAD", { cwd: root, encoding: "utf8" }).trim();
-  const results = {
-    date: new Date().toISOString().slice(0, 10),
-    machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GB, Node ${process.version}, local wrangler dev`,
-    commit,
-    command: `node bench/cost.mjs --minutes ${args.minutes} --workload ${args.workload} --busy-minutes ${args.busyMinutes}`,
-    runs: merged,
-  };
-  writeFileSync(RESULTS, `${JSON.stringify(results, null, 1)}\n`);
-  writeDoc(results);
-  console.log(`wrote ${RESULTS} and ${DOC}`);
 }
 
 main().catch((error) => {

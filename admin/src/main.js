@@ -296,14 +296,17 @@ function costBody(cost, note) {
 }
 
 async function overviewView(tenant) {
+  const view = routes;
   app.replaceChildren(shell("overview", h("div.loading", {}, "Loading…")));
   let overview, top;
   try {
     [overview, top] = await Promise.all([api(t(tenant)), api(`${t(tenant)}/rooms?sort=activity&limit=5`)]);
   } catch (error) {
-    app.replaceChildren(shell("overview", errorBox(error)));
+    if (view === routes) app.replaceChildren(shell("overview", errorBox(error)));
     return;
   }
+  // The operator moved on while this loaded: the newer view stays.
+  if (view !== routes) return;
   const a = overview.activity ?? {};
   const refusals = Object.values(a.refusals ?? {}).reduce((x, y) => x + y, 0);
   const stat = (id, label, value, hint) => h("div.stat", { dataset: { stat: id } }, h("div.stat-label", {}, label), h("div.stat-value", {}, value), hint ? h("div.stat-hint", {}, hint) : null);
@@ -389,14 +392,18 @@ async function roomsView(tenant, params) {
     search.focus();
     search.setSelectionRange(q.length, q.length);
   }
+  let loads = 0;
   async function load() {
+    // Overlapping refreshes can answer out of order: only the newest one renders.
+    const mine = ++loads;
     let rooms;
     try {
       rooms = await api(`${t(tenant)}/rooms?${new URLSearchParams({ sort, q, limit: String(PAGE + 1), offset: String(page * PAGE) })}`);
     } catch (error) {
-      tbody.replaceChildren(h("tr", {}, h("td.empty", { colspan: "6" }, error.message)));
+      if (mine === loads) tbody.replaceChildren(h("tr", {}, h("td.empty", { colspan: "6" }, error.message)));
       return;
     }
+    if (mine !== loads) return;
     const more = rooms.length > PAGE;
     rooms = rooms.slice(0, PAGE);
     tbody.replaceChildren(
@@ -820,14 +827,19 @@ async function countersView(tenant) {
       h("section.panel", {}, h("div.panel-head", {}, h("h2.panel-title", {}, "Counter cost")), costPanel),
     ),
   );
+  let loads = 0;
   async function load() {
+    // Overlapping refreshes can answer out of order: only the newest one renders (an older list
+    // would also undo a reset shown in the table).
+    const mine = ++loads;
     let counters;
     try {
       counters = await api(`${t(tenant)}/counters`);
     } catch (error) {
-      tbody.replaceChildren(h("tr", {}, h("td.empty", { colspan: "5" }, error.message)));
+      if (mine === loads) tbody.replaceChildren(h("tr", {}, h("td.empty", { colspan: "5" }, error.message)));
       return;
     }
+    if (mine !== loads) return;
     tbody.replaceChildren(
       ...(counters.length
         ? counters.map((counter) =>
@@ -872,7 +884,11 @@ async function countersView(tenant) {
 
 // ---------- routing ----------
 
+/** Counts navigations: a view that finishes loading after the next one started does not render. */
+let routes = 0;
+
 async function route() {
+  routes++;
   for (const fn of cleanup.splice(0)) fn();
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);

@@ -30,6 +30,10 @@ use crate::Limits;
 
 /// KV refuses expirations closer than 60 seconds.
 pub const MIN_KV_TTL_MS: u64 = 60_000;
+/// Writes of one kind never come closer than this, whatever the settings ask: KV and R2 take one
+/// write per key per second. The floor under `FLUSH_INTERVAL_MS` (the check period and the
+/// snapshot spacing) and `READ_MODEL_INTERVAL_MS`.
+pub const MIN_SPACING_MS: u64 = 1_000;
 /// [`Copies::kv_until_ms`] of a KV value written without an expiry (by an older release).
 const LEGACY_KV: u64 = u64::MAX;
 /// Most read marks an object remembers (it needs only `READ_MODEL_MIN_READS` of them).
@@ -53,14 +57,14 @@ impl Cadence {
     /// The cadence the limits ask for (with the platform's floors).
     pub fn new(limits: &Limits) -> Self {
         Self {
-            spacing_ms: limits.flush_interval_ms.max(limits.min_flush_interval_ms),
+            spacing_ms: limits.flush_interval_ms.max(MIN_SPACING_MS),
             snapshot_interval_ms: limits.snapshot_interval_ms,
             snapshot_after_events: limits.snapshot_after_events.max(1),
             snapshot_after_bytes: limits.snapshot_after_bytes.max(1),
             idle_snapshot_ms: limits.idle_snapshot_ms,
             read_model_min_reads: limits.read_model_min_reads.min(MAX_READ_MARKS),
             read_model_window_ms: limits.read_model_window_ms,
-            read_model_interval_ms: limits.read_model_interval_ms.max(limits.min_flush_interval_ms),
+            read_model_interval_ms: limits.read_model_interval_ms.max(MIN_SPACING_MS),
             read_model_ttl_ms: limits.read_model_ttl_s.saturating_mul(1_000).max(MIN_KV_TTL_MS),
         }
     }

@@ -13,6 +13,9 @@ use crate::Metrics;
 
 /// Meta key of the shard's saved metrics.
 const METRICS_META: &str = "metrics";
+/// Meta key of the metrics at the last metrics series row or report to the home (the base of the
+/// next one; older releases kept only [`METRICS_META`], which was both).
+const METRICS_BASE_META: &str = "metrics_base";
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS counter_state (id INTEGER PRIMARY KEY CHECK (id = 1), value TEXT NOT NULL, version INTEGER NOT NULL)",
@@ -54,8 +57,10 @@ pub struct Counter<S> {
     cached: Option<CounterState>,
     /// What the shard counted, cumulative (storage rows are added from the SQL counts).
     metrics: Metrics,
-    /// The totals last saved (see [`Counter::saved_metrics`]).
+    /// The totals at the last series row or report (see [`Counter::saved_metrics`]).
     saved: Metrics,
+    /// The totals last written to storage (see [`Counter::keep_metrics`]).
+    kept: Metrics,
 }
 
 impl<S: Sql> Counter<S> {
@@ -64,11 +69,21 @@ impl<S: Sql> Counter<S> {
         for statement in SCHEMA {
             sql.query(statement, &[])?;
         }
-        let mut counter = Self { sql, cached: None, metrics: Metrics::default(), saved: Metrics::default() };
+        let mut counter = Self {
+            sql,
+            cached: None,
+            metrics: Metrics::default(),
+            saved: Metrics::default(),
+            kept: Metrics::default(),
+        };
         if let Some(json) = counter.meta(METRICS_META)? {
             // Metrics are advisory: unreadable saved ones start afresh rather than fail the counter.
             counter.metrics = serde_json::from_str(&json).unwrap_or_default();
             counter.saved = counter.metrics.clone();
+            counter.kept = counter.metrics.clone();
+        }
+        if let Some(json) = counter.meta(METRICS_BASE_META)? {
+            counter.saved = serde_json::from_str(&json).unwrap_or_else(|_| counter.metrics.clone());
         }
         Ok(counter)
     }
@@ -95,11 +110,28 @@ impl<S: Sql> Counter<S> {
         (totals, since)
     }
 
-    /// Stores `totals` (from [`Counter::metrics_to_save`]) so an eviction keeps them.
+    /// `totals` (from [`Counter::metrics_to_save`]) went into a series row (or a report to the
+    /// home): stores them as the totals and as the base of the next row, so an eviction keeps both.
     pub fn saved_metrics(&mut self, totals: Metrics) -> Result<(), StoreError> {
         let json = serde_json::to_string(&totals).map_err(|_| StoreError::BadRow("counter metrics"))?;
         self.set_meta(METRICS_META, &json)?;
+        self.set_meta(METRICS_BASE_META, &json)?;
+        self.kept = totals.clone();
         self.saved = totals;
+        Ok(())
+    }
+
+    /// Stores the totals when anything but storage rows moved since the last save: an alarm that
+    /// writes no series row calls it, so counts made between flushes survive hibernation and
+    /// eviction (one storage row per such alarm).
+    pub fn keep_metrics(&mut self) -> Result<(), StoreError> {
+        let totals = self.metrics();
+        if !totals.moved_beyond_rows(&self.kept) {
+            return Ok(());
+        }
+        let json = serde_json::to_string(&totals).map_err(|_| StoreError::BadRow("counter metrics"))?;
+        self.set_meta(METRICS_META, &json)?;
+        self.kept = totals;
         Ok(())
     }
 
@@ -395,6 +427,25 @@ mod tests {
         let after = reopened.metrics();
         assert_eq!((after.requests, after.events, after.frames_in), (2, 1, 0));
         assert!(after.rows_written >= totals.rows_written);
+    }
+
+    #[test]
+    fn kept_metrics_survive_a_reopen_and_the_next_series_row_still_counts_them() {
+        let sql = std::rc::Rc::new(MemorySql::new());
+        let mut counter = Counter::open(sql.clone()).unwrap();
+        counter.metrics_mut().requests += 1;
+        let (totals, _) = counter.metrics_to_save();
+        counter.saved_metrics(totals).unwrap();
+        // Counted after the series row, kept by an alarm, then the instance is evicted.
+        counter.metrics_mut().requests += 5;
+        counter.keep_metrics().unwrap();
+        let mut reopened = Counter::open(sql).unwrap();
+        let (totals, since) = reopened.metrics_to_save();
+        assert_eq!((totals.requests, since.requests), (6, 5), "the kept counts are in the next row");
+        // Rows alone (the save's own write) do not call for another save.
+        let before = reopened.sql.counts().rows_written;
+        reopened.keep_metrics().unwrap();
+        assert_eq!(reopened.sql.counts().rows_written, before);
     }
 
     #[test]

@@ -118,10 +118,6 @@ limits! {
     /// How long a KV read model lives after a read-hot object first wrote it, in seconds (at
     /// least 60, KV's shortest expiry); then readers come back to the object, which decides again.
     read_model_ttl_s: u64 = 300, "READ_MODEL_TTL_S";
-    /// Floor under the check period and the read model interval, in milliseconds: KV and R2 take
-    /// one write per key per second. Only a compressed-time run against local `wrangler dev`
-    /// (`bench/cost.mjs`) lowers it.
-    min_flush_interval_ms: u64 = 1_000, "MIN_FLUSH_INTERVAL_MS";
     /// Most recent events a snapshot carries (the state is always whole).
     snapshot_max_events: u64 = 1_000, "SNAPSHOT_MAX_EVENTS";
     /// A connection silent (no frame, no `ping` text) for this long is dropped, in milliseconds.

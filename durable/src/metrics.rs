@@ -165,6 +165,16 @@ impl Metrics {
         self.connections_peak = self.connections_peak.max(more.connections_peak);
     }
 
+    /// Whether anything but storage rows moved since `earlier` (saving the metrics writes a row
+    /// itself, so rows alone never call for another save).
+    pub fn moved_beyond_rows(&self, earlier: &Metrics) -> bool {
+        let mut delta = self.since(earlier);
+        delta.rows_read = 0;
+        delta.rows_written = 0;
+        delta.connections_peak = 0;
+        delta != Metrics::default() || self.connections_peak != earlier.connections_peak
+    }
+
     /// The activity since `earlier` (a reading of the same metrics).
     pub fn since(&self, earlier: &Metrics) -> Metrics {
         let mut refusals = self.refusals.clone();
@@ -224,6 +234,15 @@ mod tests {
             Outgoing::Close { to: 1, code: 4000, reason: String::new() },
         ]);
         assert_eq!((metrics.deliveries, metrics.acks), (7, 1));
+    }
+
+    #[test]
+    fn rows_alone_do_not_call_for_a_save() {
+        let earlier = Metrics { requests: 1, rows_written: 3, ..Metrics::default() };
+        let rows = Metrics { rows_read: 9, rows_written: 4, ..earlier.clone() };
+        assert!(!rows.moved_beyond_rows(&earlier));
+        assert!(Metrics { alarms: 1, ..rows.clone() }.moved_beyond_rows(&earlier));
+        assert!(Metrics { connections_peak: 2, ..rows }.moved_beyond_rows(&earlier));
     }
 
     #[test]

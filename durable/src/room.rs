@@ -120,6 +120,8 @@ pub struct Room<S> {
     metrics: Metrics,
     /// The metrics recorded at the last flush, to report the activity since.
     flushed_metrics: Metrics,
+    /// The totals last saved to storage (see [`Room::keep_metrics`]).
+    kept_metrics: Metrics,
     /// What the tenant exports (from its webhook endpoints; set by the shell).
     export_filter: ExportFilter,
     /// The time of the latest event handled, for events that carry no time of their own.
@@ -153,6 +155,7 @@ impl<S: Sql> Room<S> {
             entropy,
             metrics: Metrics::default(),
             flushed_metrics: Metrics::default(),
+            kept_metrics: Metrics::default(),
             export_filter: ExportFilter::default(),
             clock_ms: 0,
             ops: None,
@@ -166,6 +169,7 @@ impl<S: Sql> Room<S> {
             // Metrics are advisory: unreadable saved ones start afresh rather than fail the room.
             self.metrics = serde_json::from_str(&json).unwrap_or_default();
             self.flushed_metrics = self.metrics.clone();
+            self.kept_metrics = self.metrics.clone();
         }
         if let Some(json) = self.store.meta(METRICS_BASE_META)? {
             self.flushed_metrics = serde_json::from_str(&json).unwrap_or_else(|_| self.metrics.clone());
@@ -181,6 +185,20 @@ impl<S: Sql> Room<S> {
         metrics.rows_read += counts.rows_read;
         metrics.rows_written += counts.rows_written;
         metrics
+    }
+
+    /// Saves the totals when anything but storage rows moved since the last save: a flush check
+    /// that writes nothing calls it, so counts made between flushes survive hibernation and
+    /// eviction (one storage row per such check).
+    pub fn keep_metrics(&mut self) -> Result<(), StoreError> {
+        let totals = self.metrics();
+        if !totals.moved_beyond_rows(&self.kept_metrics) {
+            return Ok(());
+        }
+        let json = serde_json::to_string(&totals).map_err(|_| StoreError::BadRow("metrics"))?;
+        self.store.set_meta(METRICS_META, &json)?;
+        self.kept_metrics = totals;
+        Ok(())
     }
 
     /// The counts the shell adds (requests, frames sent, flush results).
@@ -534,6 +552,7 @@ impl<S: Sql> Room<S> {
         let Some((tenant, name)) = names else {
             // Checked: presence changes are now weighed by their fingerprints.
             self.unflushed_change = false;
+            self.keep_metrics()?;
             return Ok(FlushCheck { plan: None, next_ms: decision.next_ms });
         };
         let view = self.view(&tenant, &name, now_ms)?;
@@ -663,6 +682,7 @@ impl<S: Sql> Room<S> {
         // The totals ride along with the flush's own row writes: no extra cost.
         let json = serde_json::to_string(&plan.totals).map_err(|_| StoreError::BadRow("metrics"))?;
         self.store.set_meta(METRICS_META, &json)?;
+        self.kept_metrics = plan.totals.clone();
         if let (true, Some(snapshot)) = (written.snapshot, &plan.snapshot) {
             self.snapshot_requested = false;
             // The metrics series row went with the snapshot: the next one counts from here.

@@ -8,6 +8,7 @@
 //! now or after a short wait that lets events coalesce into one batch (and merged presence changes
 //! wait for their interval).
 
+use crate::cadence::MIN_SPACING_MS;
 use crate::Limits;
 
 /// Longest wait between two flush attempts after failures.
@@ -54,7 +55,7 @@ impl Schedule {
             batch_delay_ms: limits.batch_delay_ms,
             batch_max_events: limits.batch_max_events,
             // Flushes never come closer than the floor (KV takes one write per key per second).
-            flush_interval_ms: limits.flush_interval_ms.max(limits.min_flush_interval_ms),
+            flush_interval_ms: limits.flush_interval_ms.max(MIN_SPACING_MS),
             heartbeat_timeout_ms: limits.heartbeat_timeout_ms,
         }
     }

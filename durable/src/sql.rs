@@ -46,10 +46,15 @@ impl SqlValue {
     }
 }
 
+/// The largest integer a JavaScript number holds exactly (2^53 - 1): SQLite values cross to the
+/// runtime as numbers.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
 impl From<u64> for SqlValue {
     fn from(value: u64) -> Self {
-        // Sequence numbers and ids stay far below i64::MAX; saturate rather than wrap.
-        Self::Integer(i64::try_from(value).unwrap_or(i64::MAX))
+        // Sequence numbers, times and ids stay far below 2^53; saturate there rather than hand the
+        // runtime a number it cannot hold (it would round it and warn).
+        Self::Integer(value.min(MAX_SAFE_INTEGER) as i64)
     }
 }
 
@@ -174,5 +179,17 @@ pub(crate) mod testing {
         fn counts(&self) -> SqlCounts {
             self.1.get()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_saturate_at_what_a_js_number_holds() {
+        assert_eq!(SqlValue::from(7u64), SqlValue::Integer(7));
+        assert_eq!(SqlValue::from(MAX_SAFE_INTEGER), SqlValue::Integer(9_007_199_254_740_991));
+        assert_eq!(SqlValue::from(u64::MAX), SqlValue::Integer(9_007_199_254_740_991));
     }
 }

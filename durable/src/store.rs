@@ -288,20 +288,28 @@ impl<S: Sql> RoomStore<S> {
         }
         let (mut ops, mut seen) = (Vec::new(), 0u64);
         take(self.unwritten.borrow().clone(), &mut ops, &mut seen);
-        let mut before = u64::MAX;
+        // The first page starts at the newest row (no sentinel bound: `u64::MAX` is no JS number).
+        let mut before: Option<u64> = None;
         while seen < max_events {
-            let rows = self.sql.query(
-                "SELECT first_seq, last_seq, at_ms, body_bytes, events FROM event_rows
-                 WHERE first_seq < ? ORDER BY first_seq DESC LIMIT ?",
-                &[before.into(), ROWS_PER_READ.into()],
-            )?;
+            let rows = match before {
+                None => self.sql.query(
+                    "SELECT first_seq, last_seq, at_ms, body_bytes, events FROM event_rows
+                     ORDER BY first_seq DESC LIMIT ?",
+                    &[ROWS_PER_READ.into()],
+                )?,
+                Some(before) => self.sql.query(
+                    "SELECT first_seq, last_seq, at_ms, body_bytes, events FROM event_rows
+                     WHERE first_seq < ? ORDER BY first_seq DESC LIMIT ?",
+                    &[before.into(), ROWS_PER_READ.into()],
+                )?,
+            };
             let count = rows.len() as u64;
             for row in rows {
                 let row = event_row_from_sql(row)?;
                 if row.at_ms < since_ms || seen >= max_events {
                     return Ok(ops);
                 }
-                before = row.first_seq;
+                before = Some(row.first_seq);
                 take(row.events, &mut ops, &mut seen);
             }
             if count < ROWS_PER_READ {

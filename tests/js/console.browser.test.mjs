@@ -120,7 +120,9 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
     assert.ok(!text.includes(ADMIN_KEY), `${file} does not contain the key`);
   }
   // Once the room's first flush is in D1, the overview counts it.
+  // Each try waits a little: reloading every few milliseconds only piles up requests.
   await waitFor(async () => {
+    await page.waitForTimeout(250);
     await page.reload();
     await page.locator("#tenant-name").waitFor();
     return (await page.locator('[data-stat="rooms"] .stat-value').textContent()) === "1";
@@ -155,6 +157,7 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
   await page.selectOption("#room-sort", "name");
   await waitFor(async () => {
     await page.click("#rooms-refresh");
+    await page.waitForTimeout(250);
     return (await page.locator("#rooms-body tr.row").count()) === 20 && (await page.locator("#next-page").isEnabled());
   }, "a full first page of rooms");
   assert.equal(await page.locator("#rooms-body tr.row").first().getAttribute("data-room"), "page-00");
@@ -233,6 +236,7 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
   await waitFor(async () => {
     if (await page.locator('tr[data-counter="likes"]').count()) return true;
     await page.click("#counters-refresh");
+    await page.waitForTimeout(250);
     return false;
   }, "the likes counter to be listed");
   assert.equal(await page.locator('tr[data-counter="likes"] .value').textContent(), "7");

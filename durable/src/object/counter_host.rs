@@ -82,6 +82,14 @@ impl CounterHost {
         });
     }
 
+    /// Saves the shard's metrics when they moved (see [`Counter::keep_metrics`]); never fails the
+    /// caller.
+    pub fn keep_metrics(&self, address: &CounterAddress) {
+        if let Err(error) = self.with(|c| Ok(c.keep_metrics()?)) {
+            tracing::warn!(counter = %address, %error, "saving the counter's metrics failed");
+        }
+    }
+
     pub fn with<T>(
         &self,
         f: impl FnOnce(&mut Counter<WorkerSql>) -> std::result::Result<T, ApiError>,

@@ -115,7 +115,10 @@ impl DurableObject for CounterObject {
                         tracing::warn!(counter = %address, %error, "saving the shard's metrics failed");
                     }
                 }
-                Err(error) => tracing::warn!(counter = %address, %error, "telling the home shard failed"),
+                Err(error) => {
+                    tracing::warn!(counter = %address, %error, "telling the home shard failed");
+                    self.host.keep_metrics(&address);
+                }
             }
             return Response::ok("ok");
         }
@@ -131,6 +134,8 @@ impl DurableObject for CounterObject {
             }
             self.host.timers.set(timers);
         }
+        // Counts since the last series row (subscriptions, frames, this alarm) survive hibernation.
+        self.host.keep_metrics(&address);
         let connected = !self.host.state.get_websockets().is_empty();
         if let Some(at) = self.host.timers.get().next_alarm(&self.host.schedule, now, connected) {
             arm_alarm(&self.host.state, at).await;

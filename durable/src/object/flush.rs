@@ -204,8 +204,9 @@ pub async fn load_snapshot(env: &Env, address: &RoomAddress, seq: u64) -> Result
 }
 
 /// Writes what the counter's cadence decided: its sum to D1 (exact, as text) with a row of its
-/// metrics series (`since`) when `d1`, then its read model to KV. Returns what was written (the
-/// D1 rows may be written before KV fails); the writes are counted into `metrics`.
+/// metrics series (`since`) when `d1`, and its read model to KV. The copies are independent, as a
+/// room's: a failing D1 does not hold back the read model. Returns what was written with the first
+/// error; what was written is counted into `metrics`.
 pub async fn write_counter(
     env: &Env,
     address: &CounterAddress,
@@ -216,6 +217,7 @@ pub async fn write_counter(
     metrics: &mut Metrics,
 ) -> (Written, Result<()>) {
     let mut written = Written::default();
+    let mut first_error = None;
     if d1 {
         let statements = index::record_counter_flush(address, view, since);
         let run = async {
@@ -229,26 +231,30 @@ pub async fn write_counter(
             }
             Ok(())
         };
-        if let Err(error) = run.await {
-            return (written, Err(error));
+        match run.await {
+            Ok(()) => {
+                metrics.d1_rows_written += statements.len() as u64;
+                written.snapshot = true;
+            }
+            Err(error) => first_error = Some(error),
         }
-        metrics.d1_rows_written += statements.len() as u64;
-        written.snapshot = true;
     }
     if let Some(write) = read_model {
-        let json = match serde_json::to_string(view) {
-            Ok(json) => json,
-            Err(error) => return (written, Err(rust_error(error))),
-        };
-        if let Err(error) =
+        let put = async {
+            let json = serde_json::to_string(view).map_err(rust_error)?;
             write_read_model(env, Faults::default(), &address.read_model_key(), json, write).await
-        {
-            return (written, Err(error));
+        };
+        match put.await {
+            Ok(()) => {
+                metrics.kv_writes += 1;
+                written.read_model = true;
+            }
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
         }
-        metrics.kv_writes += 1;
-        written.read_model = true;
     }
-    (written, Ok(()))
+    (written, first_error.map_or(Ok(()), Err))
 }
 
 /// Most snapshots an empty room tries, newest first, before it reports itself unavailable.
