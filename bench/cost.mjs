@@ -39,9 +39,11 @@ const CADENCE_SETTINGS = [
   "HISTORY_MAX_EVENTS",
   "HISTORY_MAX_AGE_MS",
   "HEARTBEAT_TIMEOUT_MS",
+  "SWEEP_INTERVAL_MS",
 ];
-// How long the setup waits for the objects' join flushes: IDLE_SNAPSHOT_MS (30 s) plus a check.
-const SETTLE_MS = 45_000;
+// How long the setup waits for the objects' join flushes: the first check comes IDLE_SNAPSHOT_MS
+// after a change; 15 s more for the check itself.
+const SETTLE_MS = (limitDefaults().IDLE_SNAPSHOT_MS ?? 30_000) + 15_000;
 
 function parseArgs(argv) {
   const args = { minutes: 10, workload: "all", busyMinutes: 6, render: false };
@@ -268,7 +270,7 @@ function price(units, prices, scale = 1) {
 
 async function withServer(run) {
   // The default settings: only the admin key is set.
-  const server = await Server.start({ vars: { ADMIN_KEY } });
+  const server = await Server.start({ vars: { ADMIN_KEY, ...JSON.parse(process.env.EDGEROOM_COST_VARS ?? "{}") } });
   try {
     return await run(server);
   } finally {
@@ -444,6 +446,7 @@ const LABELS = {
   kv_reads: "KV reads",
   d1_rows_written: "D1 rows written",
   r2_class_a: "R2 class A (writes)",
+  r2_class_b: "R2 class B (reads)",
   queue_ops: "Queue operations",
 };
 

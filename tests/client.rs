@@ -135,6 +135,7 @@ async fn a_thousand_acked_publishes_survive_a_sigkill_exactly_once() {
 async fn dropped_links_are_noticed_and_resumed_and_expired_ops_are_not_applied() {
     let mut vars = NO_RATE_LIMIT.to_vec();
     vars.push(("HEARTBEAT_TIMEOUT_MS", "2000"));
+    vars.push(("SWEEP_INTERVAL_MS", "1000"));
     let server = Server::start_with_vars(&vars).await;
     let base = server.http_url("");
     let link = Link::start(base.trim_start_matches("http://").to_owned()).await;
@@ -414,6 +415,7 @@ async fn a_token_source_outlives_expiring_tokens_and_a_fixed_expired_token_close
         ("AUTH_MODE", "token"),
         ("TENANT_SECRETS", r#"{"acme":"acme-secret-0123456789"}"#),
         ("HEARTBEAT_TIMEOUT_MS", "4000"),
+        ("SWEEP_INTERVAL_MS", "1000"),
     ];
     let server = Server::start_with_vars(&vars).await;
     let base = server.http_url("");

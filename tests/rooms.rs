@@ -351,7 +351,8 @@ async fn clients_over_their_rate_get_errors_then_are_closed() {
 
 #[tokio::test]
 async fn silent_connections_are_dropped_and_heartbeats_keep_them() {
-    let server = Server::start_with_vars(&[("HEARTBEAT_TIMEOUT_MS", "3000")]).await;
+    let server =
+        Server::start_with_vars(&[("HEARTBEAT_TIMEOUT_MS", "3000"), ("SWEEP_INTERVAL_MS", "1000")]).await;
     let url = room_url(&server, "heartbeat", "");
     let mut alive = Client::connect(&url).await;
     alive.welcome().await;

@@ -80,6 +80,7 @@ const UNITS = {
   kv_reads: ["KV reads", "REST reads at the router: not counted here (bench/cost.mjs counts them)"],
   d1_rows_written: ["D1 rows written", ""],
   r2_class_a: ["R2 class A ops", "snapshot writes"],
+  r2_class_b: ["R2 class B ops", "the last snapshot read back to build the next"],
   queue_ops: ["Queue operations", "event export: 3 per message per 64 KB"],
 };
 

@@ -260,6 +260,13 @@ pub struct Copies {
     pub kv_written_ms: u64,
     /// What the KV value holds.
     pub kv_fingerprint: u64,
+    /// The epoch of the room the snapshot was taken in (a room's next snapshot builds on it
+    /// only within that epoch; empty for counters and older releases).
+    pub snapshot_epoch: String,
+    /// When the first change the snapshot does not hold was seen (0: none, or not recorded).
+    /// Kept for objects that cannot tell it from their history (counters), so that
+    /// `SNAPSHOT_INTERVAL_MS` counts from it across hibernation instead of from each wake-up.
+    pub pending_since_ms: u64,
 }
 
 impl Copies {
@@ -278,6 +285,22 @@ impl Copies {
         self.snapshot_seq = seq;
         self.snapshot_ms = now_ms;
         self.index_fingerprint = index_fingerprint;
+        self.pending_since_ms = 0;
+    }
+
+    /// A change was seen at `now_ms`. Returns whether the copies must be saved: the first change
+    /// after a snapshot starts the interval.
+    pub fn change_seen(&mut self, now_ms: u64) -> bool {
+        if self.pending_since_ms != 0 {
+            return false;
+        }
+        self.pending_since_ms = now_ms.max(1);
+        true
+    }
+
+    /// When the first change the snapshot does not hold was seen, if recorded.
+    pub fn pending_since(&self) -> Option<u64> {
+        (self.pending_since_ms != 0).then_some(self.pending_since_ms)
     }
 
     /// The index row alone was written.
@@ -378,7 +401,7 @@ mod tests {
         );
         assert_eq!(
             (c.idle_snapshot_ms, c.read_model_min_reads, c.read_model_window_ms),
-            (30_000, 10, 60_000)
+            (120_000, 10, 60_000)
         );
         assert_eq!((c.read_model_interval_ms, c.read_model_ttl_ms), (10_000, 300_000));
         let tiny = Cadence::new(&Limits {
@@ -394,8 +417,22 @@ mod tests {
     }
 
     #[test]
+    fn the_first_change_after_a_snapshot_is_remembered_until_the_next() {
+        let mut copies = Copies::default();
+        assert_eq!(copies.pending_since(), None);
+        assert!(copies.change_seen(5_000), "the first change is saved");
+        assert!(!copies.change_seen(9_000), "later ones change nothing");
+        let stored: Copies = serde_json::from_str(&serde_json::to_string(&copies).unwrap()).unwrap();
+        assert_eq!(stored.pending_since(), Some(5_000), "it survives in storage");
+        copies.snapshotted(7, 10_000, 0);
+        assert_eq!(copies.pending_since(), None);
+        let older: Copies = serde_json::from_str(r#"{"snapshot_seq":3}"#).unwrap();
+        assert_eq!(older.pending_since(), None, "copies saved by an older release");
+    }
+
+    #[test]
     fn a_busy_room_waits_for_the_interval_and_an_idle_one_is_snapshotted() {
-        let c = cadence();
+        let c = Cadence::new(&Limits { idle_snapshot_ms: 30_000, ..Limits::default() });
         let copies = Copies { snapshot_seq: 10, snapshot_ms: 1_000, ..Copies::default() };
         let demand = ReadDemand::default();
         // Events keep coming: no snapshot before the interval; the check comes back by then.

@@ -20,6 +20,11 @@ pub struct Connection {
     /// What the connection may do, as the router authorized it.
     #[serde(default)]
     pub rights: Rights,
+    /// The room's counts when this socket last carried them ([`crate::Metrics::carried`]):
+    /// they survive hibernation with the socket, so what the room counted since its last save
+    /// is not lost when it sleeps between flush checks. Empty on all but one socket, mostly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<u64>,
 }
 
 impl Connection {

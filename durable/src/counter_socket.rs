@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::{Admission, ApiError, CounterState, Limits};
 
 /// One subscription socket, kept in its attachment (it survives hibernation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscriber {
     /// Id within the counter's home shard, never reused.
     pub id: u64,
@@ -20,6 +20,10 @@ pub struct Subscriber {
     pub format: Format,
     /// Whether its token has the `write` right.
     pub can_write: bool,
+    /// The shard's counts when this socket last carried them ([`crate::Metrics::carried`]), so
+    /// that they survive hibernation between saves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<u64>,
 }
 
 /// What the shell does for one frame.
@@ -141,7 +145,7 @@ mod tests {
     use edgeroom_protocol::{close_code, CounterAdd, CounterSet, Ping, Publish};
 
     fn writer() -> Subscriber {
-        Subscriber { id: 1, format: Format::Json, can_write: true }
+        Subscriber { id: 1, format: Format::Json, can_write: true, counts: Vec::new() }
     }
 
     fn frame(message: ClientMessage) -> WireFrame {

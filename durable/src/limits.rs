@@ -106,7 +106,9 @@ limits! {
     /// A snapshot is taken sooner once this many bytes of event bodies wait for one.
     snapshot_after_bytes: u64 = 1024 * 1024, "SNAPSHOT_AFTER_BYTES";
     /// A changed room (counter) with no new event for this long is snapshotted, in milliseconds.
-    idle_snapshot_ms: u64 = 30_000, "IDLE_SNAPSHOT_MS";
+    /// Also how long after a change the first check comes (sooner when `SNAPSHOT_INTERVAL_MS` is
+    /// shorter): each check of a room that is still busy is one billed alarm.
+    idle_snapshot_ms: u64 = 120_000, "IDLE_SNAPSHOT_MS";
     /// REST reads reaching the object (KV misses) within `READ_MODEL_WINDOW_MS` that make it
     /// write its read model to KV (0: every object always does).
     read_model_min_reads: u64 = 10, "READ_MODEL_MIN_READS";
@@ -120,8 +122,14 @@ limits! {
     read_model_ttl_s: u64 = 300, "READ_MODEL_TTL_S";
     /// Most recent events a snapshot carries (the state is always whole).
     snapshot_max_events: u64 = 1_000, "SNAPSHOT_MAX_EVENTS";
-    /// A connection silent (no frame, no `ping` text) for this long is dropped, in milliseconds.
+    /// A connection silent (no frame, no `ping` text) for this long is dropped at the next sweep,
+    /// in milliseconds.
     heartbeat_timeout_ms: u64 = 60_000, "HEARTBEAT_TIMEOUT_MS";
+    /// Longest time between two sweeps for silent connections while any are connected, in
+    /// milliseconds (at least 1,000). Every alarm sweeps, and so does any wake-up once half the
+    /// heartbeat timeout passed since the last sweep; this sets only how often an object with
+    /// nothing else to do wakes itself (one billed alarm each).
+    sweep_interval_ms: u64 = 300_000, "SWEEP_INTERVAL_MS";
 }
 
 #[cfg(test)]

@@ -73,6 +73,8 @@ pub struct Metrics {
     pub d1_rows_written: u64,
     /// R2 writes (class A operations) made.
     pub r2_writes: u64,
+    /// R2 reads (class B operations) made: the last snapshot read back to build the next on.
+    pub r2_reads: u64,
     /// Most connections at once.
     pub connections_peak: u64,
     /// Alarm invocations (billed as requests: flushes, heartbeat sweeps, export retries).
@@ -83,6 +85,54 @@ pub struct Metrics {
     /// Workers request; reads the router served from KV alone are not seen here).
     pub worker_requests: u64,
 }
+
+/// The counts a room carries in a socket's attachment between saves: every count but the
+/// refusals, in this order (append only: attachments written by an older release are read by
+/// the newer one).
+macro_rules! carried_counts {
+    ($($field:ident),* $(,)?) => {
+        impl Metrics {
+            /// The counts that move between flush checks, to carry in a socket's attachment.
+            pub fn carried(&self) -> Vec<u64> {
+                vec![$(self.$field),*]
+            }
+
+            /// Takes the carried counts that are ahead of these: every count only grows, so the
+            /// larger one is the newer.
+            pub fn merge_carried(&mut self, carried: &[u64]) {
+                let mut values = carried.iter();
+                $(if let Some(value) = values.next() {
+                    self.$field = self.$field.max(*value);
+                })*
+            }
+        }
+    };
+}
+
+carried_counts!(
+    requests,
+    frames_in,
+    bytes_in,
+    frames_out,
+    bytes_out,
+    events,
+    deliveries,
+    acks,
+    rows_read,
+    rows_written,
+    flushes_ok,
+    flushes_failed,
+    flush_ms,
+    snapshot_bytes,
+    kv_writes,
+    d1_rows_written,
+    r2_writes,
+    connections_peak,
+    alarms,
+    queue_ops,
+    worker_requests,
+    r2_reads,
+);
 
 impl Metrics {
     /// Counts one received frame of `bytes`.
@@ -156,6 +206,7 @@ impl Metrics {
             (&mut self.kv_writes, more.kv_writes),
             (&mut self.d1_rows_written, more.d1_rows_written),
             (&mut self.r2_writes, more.r2_writes),
+            (&mut self.r2_reads, more.r2_reads),
             (&mut self.alarms, more.alarms),
             (&mut self.queue_ops, more.queue_ops),
             (&mut self.worker_requests, more.worker_requests),
@@ -203,6 +254,7 @@ impl Metrics {
             kv_writes: self.kv_writes.saturating_sub(earlier.kv_writes),
             d1_rows_written: self.d1_rows_written.saturating_sub(earlier.d1_rows_written),
             r2_writes: self.r2_writes.saturating_sub(earlier.r2_writes),
+            r2_reads: self.r2_reads.saturating_sub(earlier.r2_reads),
             connections_peak: self.connections_peak,
             alarms: self.alarms.saturating_sub(earlier.alarms),
             queue_ops: self.queue_ops.saturating_sub(earlier.queue_ops),

@@ -17,6 +17,8 @@
 //!   month included, $0.50 per million). The router reads KV for REST reads; no object sees
 //!   them, so the service's own figures leave them at 0 and `bench/cost.mjs` counts them.
 //! - Durable Object requests include alarm invocations and incoming WebSocket messages (20:1).
+//! - R2 class B (reads): developers.cloudflare.com/r2/pricing (free 10 million a month; paid
+//!   $0.36 per million beyond). A snapshot reads the previous one back (checked 2026-11-29).
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +51,9 @@ pub struct Units {
     pub d1_rows_written: f64,
     /// R2 class A operations (writes).
     pub r2_class_a: f64,
+    /// R2 class B operations (reads).
+    #[serde(default)]
+    pub r2_class_b: f64,
     /// Workers requests (router invocations) that reached an object; the cost runner adds the
     /// ones it sends that the router answers alone (KV reads).
     #[serde(default)]
@@ -77,6 +82,7 @@ impl Units {
             kv_writes: metrics.kv_writes as f64,
             d1_rows_written: metrics.d1_rows_written as f64,
             r2_class_a: metrics.r2_writes as f64,
+            r2_class_b: metrics.r2_reads as f64,
             worker_requests: metrics.worker_requests as f64,
             queue_ops: metrics.queue_ops as f64,
             kv_reads: 0.0,
@@ -117,6 +123,7 @@ impl Units {
             Unit::KvWrites => &mut self.kv_writes,
             Unit::D1RowsWritten => &mut self.d1_rows_written,
             Unit::R2ClassA => &mut self.r2_class_a,
+            Unit::R2ClassB => &mut self.r2_class_b,
             Unit::QueueOps => &mut self.queue_ops,
             Unit::KvReads => &mut self.kv_reads,
         }
@@ -145,6 +152,8 @@ pub enum Unit {
     D1RowsWritten,
     /// R2 class A operations.
     R2ClassA,
+    /// R2 class B operations.
+    R2ClassB,
     /// Queue operations.
     QueueOps,
 }
@@ -161,6 +170,7 @@ impl Unit {
         Unit::KvReads,
         Unit::D1RowsWritten,
         Unit::R2ClassA,
+        Unit::R2ClassB,
         Unit::QueueOps,
     ];
 }
@@ -233,6 +243,12 @@ pub const PRICES: &[Price] = &[
         free_per_day: 1_000_000.0 / 30.0,
         paid_included_per_month: 1_000_000.0,
         paid_usd_per_million: 4.50,
+    },
+    Price {
+        unit: Unit::R2ClassB,
+        free_per_day: 10_000_000.0 / 30.0,
+        paid_included_per_month: 10_000_000.0,
+        paid_usd_per_million: 0.36,
     },
     Price {
         unit: Unit::QueueOps,

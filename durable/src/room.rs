@@ -12,7 +12,7 @@ use edgeroom_protocol::{
 };
 use uuid::Uuid;
 
-use crate::cadence::{fingerprint, Cadence, Copies, Observed, ReadDemand, ReadModelWrite, Written};
+use crate::cadence::{fingerprint, Cadence, Copies, Decision, Observed, ReadDemand, ReadModelWrite, Written};
 use crate::export::{ExportFilter, ExportKind};
 use crate::outbox::{Outbox, Outgoing};
 use crate::peers::Peers;
@@ -30,7 +30,7 @@ const CONNECTION_IDS: &str = "connection";
 /// The persistent floor below which seqs are never handed out (set by a restore).
 const SEQ_FLOOR: &str = "seq_floor";
 
-/// The persistent seq of the newest snapshot (kept beside [`COPIES_META`] for older releases).
+/// Where releases before the copies record kept the seq of the newest snapshot (read only).
 const FLUSHED_SEQ: &str = "flushed_seq";
 
 /// Meta key of what the shared stores hold of the room ([`Copies`]).
@@ -173,6 +173,10 @@ impl<S: Sql> Room<S> {
         }
         if let Some(json) = self.store.meta(METRICS_BASE_META)? {
             self.flushed_metrics = serde_json::from_str(&json).unwrap_or_else(|_| self.metrics.clone());
+            // While sockets carry the counts the totals are saved only with snapshots, as the
+            // base: it may be the newer of the two.
+            self.metrics.merge_carried(&self.flushed_metrics.carried());
+            self.kept_metrics = self.metrics.clone();
         }
         Ok(self)
     }
@@ -252,6 +256,7 @@ impl<S: Sql> Room<S> {
             presence: None,
             live: false,
             rights: options.rights,
+            counts: Vec::new(),
         };
         self.peers.insert(connection.clone(), &self.limits, now_ms);
         self.metrics.connections(self.peers.iter().count());
@@ -266,8 +271,24 @@ impl<S: Sql> Room<S> {
     }
 
     /// Re-registers a connection found on a socket after the object woke up.
-    pub fn restore_connection(&mut self, connection: Connection, now_ms: u64) {
+    pub fn restore_connection(&mut self, mut connection: Connection, now_ms: u64) {
+        // Counts the socket carried through hibernation (see `carrier_attachment`).
+        self.metrics.merge_carried(&std::mem::take(&mut connection.counts));
         self.peers.insert(connection, &self.limits, now_ms);
+    }
+
+    /// Whether a socket can carry the room's counts ([`Room::carrier_attachment`]; the shell
+    /// writes them into one after every turn), so they need no storage row until it closes.
+    fn has_carriers(&self) -> bool {
+        self.peers.iter().next().is_some()
+    }
+
+    /// Connection `id`'s data with the room's counts so far, for its socket's attachment: the
+    /// counts survive hibernation there without a storage write (see [`Room::restore_connection`]).
+    pub fn carrier_attachment(&self, id: u64) -> Option<Connection> {
+        let mut connection = self.connection(id)?;
+        connection.counts = self.metrics().carried();
+        Some(connection)
     }
 
     /// Whether the room knows connection `id`.
@@ -471,23 +492,58 @@ impl<S: Sql> Room<S> {
     }
 
     /// The room as a snapshot: its state, its sequences and up to `max_events` recent events.
+    /// With `base` (the snapshot at [`Room::snapshot_base_seq`], read back from R2) only the
+    /// events after it are read from storage: a snapshot then costs rows for what changed, not
+    /// for the whole history it carries. Any other `base` is ignored.
     pub fn snapshot(
         &mut self,
         tenant: &str,
         room: &str,
         max_events: u64,
         now_ms: u64,
+        base: Option<Snapshot>,
     ) -> Result<Snapshot, StoreError> {
         let seq = self.last_seq()?;
+        let oldest_wanted = seq.saturating_sub(max_events);
+        let base_seq = self.snapshot_base_seq()?;
+        let base = base.filter(|base| {
+            Some(base.seq) == base_seq && base.seq <= seq && base.tenant == tenant && base.room == room
+        });
+        let events = match base {
+            Some(base) => {
+                // History only grows at the end and is trimmed at the start: what the base holds
+                // and storage still keeps is unchanged since.
+                let oldest_kept = self.store.oldest_seq()?.unwrap_or(u64::MAX);
+                let mut events: Vec<StoredEvent> = base
+                    .events
+                    .into_iter()
+                    .filter(|stored| stored.event.seq > oldest_wanted && stored.event.seq >= oldest_kept)
+                    .collect();
+                let newer =
+                    self.store.events_after(base.seq.max(oldest_wanted), seq.saturating_sub(base.seq))?;
+                events.extend(newer);
+                events
+            }
+            None => self.store.events_after(oldest_wanted, max_events)?,
+        };
         Ok(Snapshot {
             tenant: tenant.to_owned(),
             room: room.to_owned(),
             seq,
             created_ms: now_ms,
             state: self.store.state_entries()?,
-            events: self.store.events_after(seq.saturating_sub(max_events), max_events)?,
+            events,
             sequences: self.store.sequences()?,
         })
+    }
+
+    /// The seq of the newest snapshot this storage wrote in the current epoch: the next snapshot
+    /// can start from it. `None` after a restore (a new epoch) or before the first snapshot.
+    pub fn snapshot_base_seq(&mut self) -> Result<Option<u64>, StoreError> {
+        let epoch = self.epoch()?;
+        let copies = self.copies()?;
+        Ok((copies.snapshot_seq > 0 && copies.snapshot_ms > 0 && copies.snapshot_epoch == epoch)
+            .then_some(copies.snapshot_seq))
     }
 
     /// Replaces the room's history and state with a snapshot's and starts a new epoch (events
@@ -525,7 +581,53 @@ impl<S: Sql> Room<S> {
     /// ([`Copies`]) and what the room is: a snapshot, the index row, the read model, or nothing
     /// yet (with the time to check again). Nothing is written while the room does not know its
     /// names.
-    pub fn flush_plan(&mut self, now_ms: u64) -> Result<FlushCheck, StoreError> {
+    pub fn flush_plan(&mut self, now_ms: u64, base: Option<Snapshot>) -> Result<FlushCheck, StoreError> {
+        let (decision, index_fingerprint, view_fingerprint) = self.decide_copies(now_ms)?;
+        let names = if decision.writes() { self.names()? } else { None };
+        let Some((tenant, name)) = names else {
+            // Checked: presence changes are now weighed by their fingerprints.
+            self.unflushed_change = false;
+            if !self.has_carriers() {
+                self.keep_metrics()?;
+            }
+            return Ok(FlushCheck { plan: None, next_ms: decision.next_ms });
+        };
+        let view = self.view(&tenant, &name, now_ms)?;
+        let snapshot = if decision.snapshot {
+            Some(self.snapshot(&tenant, &name, self.limits.snapshot_max_events, now_ms, base)?)
+        } else {
+            None
+        };
+        let totals = self.metrics();
+        let since = totals.since(&self.flushed_metrics);
+        let plan = FlushPlan {
+            view,
+            snapshot,
+            index: decision.index,
+            read_model: decision.read_model,
+            faults: self.faults()?,
+            generation: self.change_generation,
+            totals,
+            since,
+            taken_ms: now_ms,
+            index_fingerprint,
+            view_fingerprint,
+        };
+        Ok(FlushCheck { plan: Some(plan), next_ms: decision.next_ms })
+    }
+
+    /// The seq of the snapshot to read back before a flush check at `now_ms`: the check will
+    /// take a snapshot, and the newest one can be its base ([`Room::snapshot`]).
+    pub fn snapshot_base_for_check(&mut self, now_ms: u64) -> Result<Option<u64>, StoreError> {
+        if !self.decide_copies(now_ms)?.0.snapshot {
+            return Ok(None);
+        }
+        self.snapshot_base_seq()
+    }
+
+    /// What the [`Cadence`] says is due at `now_ms`, with the fingerprints of what the index
+    /// row and the read model would show.
+    fn decide_copies(&mut self, now_ms: u64) -> Result<(Decision, u64, u64), StoreError> {
         let observed = self.observe(now_ms)?;
         let seq = self.last_seq()?;
         let epoch = self.epoch()?;
@@ -548,35 +650,7 @@ impl<S: Sql> Room<S> {
         let decision = self
             .cadence
             .decide(&copies, &self.demand, &now, || store.body_bytes_after(copies.snapshot_seq))?;
-        let names = if decision.writes() { self.names()? } else { None };
-        let Some((tenant, name)) = names else {
-            // Checked: presence changes are now weighed by their fingerprints.
-            self.unflushed_change = false;
-            self.keep_metrics()?;
-            return Ok(FlushCheck { plan: None, next_ms: decision.next_ms });
-        };
-        let view = self.view(&tenant, &name, now_ms)?;
-        let snapshot = if decision.snapshot {
-            Some(self.snapshot(&tenant, &name, self.limits.snapshot_max_events, now_ms)?)
-        } else {
-            None
-        };
-        let totals = self.metrics();
-        let since = totals.since(&self.flushed_metrics);
-        let plan = FlushPlan {
-            view,
-            snapshot,
-            index: decision.index,
-            read_model: decision.read_model,
-            faults: self.faults()?,
-            generation: self.change_generation,
-            totals,
-            since,
-            taken_ms: now_ms,
-            index_fingerprint,
-            view_fingerprint,
-        };
-        Ok(FlushCheck { plan: Some(plan), next_ms: decision.next_ms })
+        Ok((decision, index_fingerprint, view_fingerprint))
     }
 
     /// What the shared stores hold of the room (read once from storage).
@@ -599,10 +673,16 @@ impl<S: Sql> Room<S> {
             Some(previous) if previous.seq == seq => previous,
             Some(previous) => Observation { seq, last_change_ms: now_ms, ..previous },
             None => {
-                // A new instance: the last change is the newest stored event's.
-                let newest = self.store.events_after(seq.saturating_sub(1), 1)?;
-                let at = newest.first().map_or(now_ms, |stored| stored.at_ms.min(now_ms));
-                Observation { seq, last_change_ms: at, pending_since_ms: None }
+                // A new instance: the last change is the newest stored event's, and the
+                // snapshots miss changes since the first event after the newest one (so
+                // `SNAPSHOT_INTERVAL_MS` does not start again at every wake-up).
+                let stored_at = |after: u64| -> Result<Option<u64>, StoreError> {
+                    let first = self.store.events_after(after, 1)?;
+                    Ok(first.first().map(|stored| stored.at_ms.min(now_ms)))
+                };
+                let at = stored_at(seq.saturating_sub(1))?.unwrap_or(now_ms);
+                let pending_since_ms = if seq > snapshot_seq { stored_at(snapshot_seq)? } else { None };
+                Observation { seq, last_change_ms: at, pending_since_ms }
             }
         };
         if seq == snapshot_seq {
@@ -670,6 +750,7 @@ impl<S: Sql> Room<S> {
         let copies = self.copies()?;
         if let (true, Some(snapshot)) = (written.snapshot, &plan.snapshot) {
             copies.snapshotted(snapshot.seq, plan.taken_ms, plan.index_fingerprint);
+            copies.snapshot_epoch.clone_from(&plan.view.epoch);
         }
         if written.index {
             copies.indexed(plan.index_fingerprint);
@@ -679,16 +760,16 @@ impl<S: Sql> Room<S> {
         }
         let copies_json = serde_json::to_string(copies).map_err(|_| StoreError::BadRow("room copies"))?;
         self.store.set_meta(COPIES_META, &copies_json)?;
-        // The totals ride along with the flush's own row writes: no extra cost.
         let json = serde_json::to_string(&plan.totals).map_err(|_| StoreError::BadRow("metrics"))?;
-        self.store.set_meta(METRICS_META, &json)?;
-        self.kept_metrics = plan.totals.clone();
-        if let (true, Some(snapshot)) = (written.snapshot, &plan.snapshot) {
+        if !self.has_carriers() {
+            self.store.set_meta(METRICS_META, &json)?;
+            self.kept_metrics = plan.totals.clone();
+        }
+        if written.snapshot && plan.snapshot.is_some() {
             self.snapshot_requested = false;
             // The metrics series row went with the snapshot: the next one counts from here.
             self.store.set_meta(METRICS_BASE_META, &json)?;
             self.flushed_metrics = plan.totals.clone();
-            self.store.set_sequence(FLUSHED_SEQ, snapshot.seq)?;
             if let Some(observed) = self.observed.as_mut() {
                 observed.pending_since_ms = None;
             }

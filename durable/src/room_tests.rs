@@ -589,18 +589,18 @@ const ALL_WRITTEN: Written = Written { snapshot: true, index: true, read_model: 
 
 /// The plan of a flush check at `now_ms` (panics when nothing is due).
 fn plan_at<S: Sql>(room: &mut Room<S>, now_ms: u64) -> FlushPlan {
-    room.flush_plan(now_ms).unwrap().plan.expect("something to write")
+    room.flush_plan(now_ms, None).unwrap().plan.expect("something to write")
 }
 
 #[test]
 fn snapshots_wait_for_the_idle_time_or_the_interval_and_presence_costs_no_snapshot() {
-    let mut room = room();
+    let mut room = room_with(Limits { idle_snapshot_ms: 30_000, ..Limits::default() });
     assert!(!room.needs_flush().unwrap());
     room.remember_names("acme", "lobby").unwrap();
     assert_eq!(room.names().unwrap(), Some(("acme".to_owned(), "lobby".to_owned())));
     let alice = join(&mut room);
     assert!(room.needs_flush().unwrap(), "a join changes presence");
-    let check = room.flush_plan(10_000).unwrap();
+    let check = room.flush_plan(10_000, None).unwrap();
     assert!(check.plan.is_none() && check.next_ms.is_none(), "presence alone writes no snapshot");
     assert!(!room.needs_flush().unwrap());
     room.handle_frame(alice, &publish_frame(json!(1), None), 10_000);
@@ -608,7 +608,7 @@ fn snapshots_wait_for_the_idle_time_or_the_interval_and_presence_costs_no_snapsh
     assert!(room.needs_flush().unwrap());
     room.note_change(10_000).unwrap();
     // Not idle yet: check again when it would be (IDLE_SNAPSHOT_MS after the event).
-    let check = room.flush_plan(15_000).unwrap();
+    let check = room.flush_plan(15_000, None).unwrap();
     assert!(check.plan.is_none());
     assert_eq!(check.next_ms, Some(40_000));
     let plan = plan_at(&mut room, 40_000);
@@ -622,14 +622,17 @@ fn snapshots_wait_for_the_idle_time_or_the_interval_and_presence_costs_no_snapsh
     let plan = plan_at(&mut room, 50_000);
     assert!(plan.index && plan.snapshot.is_none(), "{plan:?}");
     room.flushed(&plan, ALL_WRITTEN).unwrap();
-    assert!(room.flush_plan(60_000).unwrap().plan.is_none(), "identical index rows are not written again");
+    assert!(
+        room.flush_plan(60_000, None).unwrap().plan.is_none(),
+        "identical index rows are not written again"
+    );
     // A busy room gets a snapshot once its first unsaved change waited SNAPSHOT_INTERVAL_MS.
     for n in 0..30u64 {
         let at = 100_000 + n * 10_000;
         room.handle_frame(bob, &publish_frame(json!(n), None), at);
         room.take_outgoing();
         room.note_change(at).unwrap();
-        let check = room.flush_plan(at).unwrap();
+        let check = room.flush_plan(at, None).unwrap();
         if at < 400_000 {
             assert!(check.plan.is_none(), "at {at}");
         } else {
@@ -728,7 +731,7 @@ fn restore_outcomes_decide_whether_a_room_may_serve() {
     let mut source = self::room();
     let id = join(&mut source);
     source.handle_frame(id, &publish_frame(json!(1), None), 1);
-    let snapshot = source.snapshot("acme", "lobby", 10, 1).unwrap();
+    let snapshot = source.snapshot("acme", "lobby", 10, 1, None).unwrap();
     assert_eq!(room.restore_from(RestoreSource::Snapshot(Box::new(snapshot))), Ok(Some(1)));
     assert_eq!(room.seq().unwrap(), 1);
 }
@@ -741,7 +744,7 @@ fn snapshots_restore_into_an_empty_room_and_over_a_newer_one() {
     for n in 0..5 {
         room.handle_frame(alice, &publish_frame(json!(n), None), 1);
     }
-    let snapshot = room.snapshot("acme", "lobby", 3, 99).unwrap();
+    let snapshot = room.snapshot("acme", "lobby", 3, 99, None).unwrap();
     assert_eq!(snapshot.seq, 6);
     assert_eq!(snapshot.events.iter().map(|e| e.event.seq).collect::<Vec<_>>(), vec![4, 5, 6]);
     let bytes = snapshot.encode().unwrap().0;
@@ -776,7 +779,7 @@ fn epochs_survive_reopening_and_change_with_a_restore() {
     for n in 0..3 {
         room.handle_frame(alice, &publish_frame(json!(n), None), 1);
     }
-    let snapshot = room.snapshot("acme", "lobby", 10, 1).unwrap();
+    let snapshot = room.snapshot("acme", "lobby", 10, 1, None).unwrap();
     drop(room);
     // Another instance over the same storage (another entropy) keeps the epoch.
     let mut reopened = Room::open(sql, Limits::default(), 8).unwrap();
@@ -890,4 +893,101 @@ fn export_hands_out_filtered_batches_and_moves_only_when_taken() {
     assert_eq!(ids.len(), exported.len(), "ids are unique");
     // History kept every unexported event despite HISTORY_MAX_EVENTS=10 (trimming waits).
     assert!(!room.needs_export().unwrap());
+}
+
+#[test]
+fn the_snapshot_interval_counts_from_the_first_unsaved_event_across_wake_ups() {
+    let sql = std::rc::Rc::new(MemorySql::new());
+    let limits = Limits::default();
+    let mut room = Room::open(sql.clone(), limits.clone(), 1).unwrap();
+    room.remember_names("acme", "lobby").unwrap();
+    let alice = room.connect(options(), 0).unwrap();
+    // An event every 60 s keeps the room from idling (IDLE_SNAPSHOT_MS 120 s), and each one
+    // comes to a new instance, as after hibernation.
+    for n in 0..6u64 {
+        let at = 10_000 + n * 60_000;
+        let mut woken = Room::open(sql.clone(), limits.clone(), n + 2).unwrap();
+        woken.restore_connection(alice.clone(), at);
+        woken.handle_frame(alice.id, &publish_frame(json!(n), None), at);
+        woken.take_outgoing();
+        woken.note_change(at).unwrap();
+        let check = woken.flush_plan(at + 1_000, None).unwrap();
+        // SNAPSHOT_INTERVAL_MS (300 s) after the first event at 10 s.
+        assert_eq!(check.plan.is_some(), at + 1_000 >= 310_000, "at {at}");
+        room = woken;
+    }
+    assert_eq!(room.store().last_seq().unwrap(), 6);
+}
+
+#[test]
+fn a_snapshot_built_on_the_last_one_equals_one_read_whole() {
+    let limits = Limits { history_max_events: 12, snapshot_max_events: 7, ..Limits::default() };
+    let mut room = room_with(limits);
+    room.remember_names("acme", "lobby").unwrap();
+    let alice = join(&mut room);
+    let mut at = 1_000;
+    let mut last: Option<Snapshot> = None;
+    // Rounds of 1 to 9 events: the base holds fewer, as many, or more than the snapshot keeps,
+    // and history trimming (12 events) cuts into what the base holds.
+    for round in [1u64, 3, 9, 2, 5, 7, 1, 4] {
+        for n in 0..round {
+            room.handle_frame(alice, &publish_frame(json!({ "round": round, "n": n }), None), at);
+            room.take_outgoing();
+            at += 10;
+        }
+        let whole = room.snapshot("acme", "lobby", 7, at, None).unwrap();
+        if let Some(base) = last.clone() {
+            assert_eq!(room.snapshot_base_seq().unwrap(), Some(base.seq));
+            let built = room.snapshot("acme", "lobby", 7, at, Some(base)).unwrap();
+            assert_eq!(built, whole, "after a round of {round}");
+        }
+        room.request_flush();
+        let plan = plan_at(&mut room, at);
+        let taken = plan.snapshot.clone().expect("a requested snapshot");
+        assert_eq!(taken, whole);
+        room.flushed(&plan, ALL_WRITTEN).unwrap();
+        last = Some(taken);
+    }
+    // A base that is not the last snapshot of this epoch is ignored.
+    let stale = last.clone().map(|mut s| {
+        s.seq -= 1;
+        s.events.clear();
+        s
+    });
+    room.handle_frame(alice, &publish_frame(json!("after"), None), at);
+    room.take_outgoing();
+    let whole = room.snapshot("acme", "lobby", 7, at, None).unwrap();
+    assert_eq!(room.snapshot("acme", "lobby", 7, at, stale).unwrap(), whole);
+    // After a restore (a new epoch) the old snapshots are no base.
+    room.restore_snapshot(whole.clone()).unwrap();
+    assert_eq!(room.snapshot_base_seq().unwrap(), None);
+}
+
+#[test]
+fn counts_carried_by_a_socket_survive_a_wake_up_without_a_save() {
+    let sql = std::rc::Rc::new(MemorySql::new());
+    let mut room = Room::open(sql.clone(), Limits::default(), 1).unwrap();
+    let alice = room.connect(options(), 0).unwrap();
+    let bob = room.connect(options(), 0).unwrap();
+    for n in 0..5 {
+        room.handle_frame(alice.id, &publish_frame(json!(n), None), 1_000 + n);
+        room.take_outgoing();
+    }
+    let carried = room.carrier_attachment(alice.id).unwrap();
+    let counted = room.metrics();
+    assert_eq!((counted.frames_in, counted.events), (5, 5));
+    drop(room);
+    // Hibernation: nothing was saved, and only alice's socket carries the counts.
+    let mut woken = Room::open(sql, Limits::default(), 2).unwrap();
+    woken.restore_connection(carried, 2_000);
+    woken.restore_connection(bob.clone(), 2_000);
+    let restored = woken.metrics();
+    assert_eq!((restored.frames_in, restored.events, restored.deliveries), (5, 5, counted.deliveries));
+    assert!(restored.rows_written >= counted.rows_written, "rows carry too");
+    assert!(woken.connection(alice.id).unwrap().counts.is_empty(), "the room keeps no stale copy");
+    // An older copy on another socket never takes counts back.
+    let mut older = bob;
+    older.counts = vec![1, 1];
+    woken.restore_connection(older, 2_000);
+    assert_eq!(woken.metrics().frames_in, 5);
 }

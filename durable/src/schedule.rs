@@ -45,7 +45,9 @@ pub struct Schedule {
     batch_delay_ms: u64,
     batch_max_events: usize,
     flush_interval_ms: u64,
+    first_check_ms: u64,
     heartbeat_timeout_ms: u64,
+    sweep_interval_ms: u64,
 }
 
 impl Schedule {
@@ -56,7 +58,15 @@ impl Schedule {
             batch_max_events: limits.batch_max_events,
             // Flushes never come closer than the floor (KV takes one write per key per second).
             flush_interval_ms: limits.flush_interval_ms.max(MIN_SPACING_MS),
+            // Nothing is written before the room goes idle or the snapshot interval ends (other
+            // copies that want to be sooner say so through `Timers::due_by`).
+            first_check_ms: limits
+                .idle_snapshot_ms
+                .min(limits.snapshot_interval_ms)
+                .max(limits.flush_interval_ms)
+                .max(MIN_SPACING_MS),
             heartbeat_timeout_ms: limits.heartbeat_timeout_ms,
+            sweep_interval_ms: limits.sweep_interval_ms.max(MIN_SWEEP_INTERVAL_MS),
         }
     }
 
@@ -92,8 +102,18 @@ impl Schedule {
         self.flush_interval_ms.saturating_mul(factor).min(MAX_FLUSH_BACKOFF_MS)
     }
 
-    /// How often to look for silent sockets while some are connected.
+    /// How long after a change of an unchanged object its first flush check comes.
+    pub fn first_check_ms(&self) -> u64 {
+        self.first_check_ms
+    }
+
+    /// Longest time between two sweeps for silent sockets while some are connected.
     pub fn sweep_interval_ms(&self) -> u64 {
+        self.sweep_interval_ms
+    }
+
+    /// How long after a sweep a wake-up of the object (a message, a request) sweeps again.
+    pub fn wake_sweep_ms(&self) -> u64 {
         (self.heartbeat_timeout_ms / 2).max(MIN_SWEEP_INTERVAL_MS)
     }
 }
@@ -104,16 +124,19 @@ impl Schedule {
 pub struct Timers {
     flush_due_ms: Option<u64>,
     failures: u32,
+    /// When this instance last swept for silent sockets.
+    swept_ms: Option<u64>,
 }
 
 impl Timers {
-    /// The object changed at `now_ms`: a flush check becomes due within one interval (an earlier
-    /// due check stays). Returns the due time when it is new, so the shell moves the alarm.
+    /// The object changed at `now_ms`: a flush check becomes due when the cadence could first
+    /// want a write ([`Schedule::first_check_ms`]; an earlier due check stays). Returns the due
+    /// time when it is new, so the shell moves the alarm.
     pub fn changed(&mut self, schedule: &Schedule, now_ms: u64) -> Option<u64> {
         if self.flush_due_ms.is_some() {
             return None;
         }
-        let due = now_ms.saturating_add(schedule.flush_interval_ms());
+        let due = now_ms.saturating_add(schedule.first_check_ms());
         self.flush_due_ms = Some(due);
         Some(due)
     }
@@ -177,10 +200,24 @@ impl Timers {
         due
     }
 
+    /// Whether a wake-up at `now_ms` should sweep for silent sockets: this instance never did,
+    /// or half the heartbeat timeout passed since it did.
+    pub fn sweep_due(&self, schedule: &Schedule, now_ms: u64) -> bool {
+        self.swept_ms.is_none_or(|at| now_ms >= at.saturating_add(schedule.wake_sweep_ms()))
+    }
+
+    /// A sweep ran at `now_ms`.
+    pub fn swept(&mut self, now_ms: u64) {
+        self.swept_ms = Some(now_ms);
+    }
+
     /// Where the alarm should be: the due flush, or the next sweep while sockets are connected,
-    /// whichever comes first; `None` when the object may sleep.
+    /// whichever comes first; `None` when the object may sleep. Every alarm sweeps, so a flush
+    /// check that comes first is the sweep too.
     pub fn next_alarm(&self, schedule: &Schedule, now_ms: u64, connected: bool) -> Option<u64> {
-        let sweep = connected.then(|| now_ms.saturating_add(schedule.sweep_interval_ms()));
+        let sweep = connected.then(|| {
+            self.swept_ms.unwrap_or(now_ms).saturating_add(schedule.sweep_interval_ms()).max(now_ms)
+        });
         match (self.flush_due_ms, sweep) {
             (Some(flush), Some(sweep)) => Some(flush.min(sweep)),
             (flush, sweep) => flush.or(sweep),
@@ -198,6 +235,8 @@ mod tests {
             batch_max_events: 10,
             flush_interval_ms: 5_000,
             heartbeat_timeout_ms: 60_000,
+            idle_snapshot_ms: 5_000,
+            sweep_interval_ms: 30_000,
             ..Limits::default()
         })
     }
@@ -245,6 +284,32 @@ mod tests {
         assert_eq!(s.flush_retry_delay_ms(2), 20_000);
         assert_eq!(s.flush_retry_delay_ms(30), 300_000);
         assert_eq!(s.sweep_interval_ms(), 30_000);
+    }
+
+    #[test]
+    fn the_first_check_waits_for_the_idle_snapshot_or_the_interval() {
+        let defaults = Schedule::new(&Limits::default());
+        assert_eq!(defaults.first_check_ms(), 120_000, "IDLE_SNAPSHOT_MS");
+        let short_interval = Schedule::new(&Limits { snapshot_interval_ms: 60_000, ..Limits::default() });
+        assert_eq!(short_interval.first_check_ms(), 60_000);
+        let floor =
+            Schedule::new(&Limits { idle_snapshot_ms: 0, flush_interval_ms: 10, ..Limits::default() });
+        assert_eq!(floor.first_check_ms(), 1_000);
+    }
+
+    #[test]
+    fn sweeps_ride_on_wake_ups_and_the_alarm_comes_only_when_none_did() {
+        let s = schedule();
+        let mut timers = Timers::default();
+        assert!(timers.sweep_due(&s, 0), "a new instance sweeps at its first wake-up");
+        timers.swept(1_000);
+        assert!(!timers.sweep_due(&s, 30_999), "within half the heartbeat timeout");
+        assert!(timers.sweep_due(&s, 31_000));
+        assert_eq!(timers.next_alarm(&s, 2_000, true), Some(31_000), "SWEEP_INTERVAL_MS after the last");
+        assert_eq!(timers.next_alarm(&s, 40_000, true), Some(40_000), "overdue: now");
+        assert_eq!(timers.next_alarm(&s, 2_000, false), None, "nobody to sweep");
+        timers.changed(&s, 2_000);
+        assert_eq!(timers.next_alarm(&s, 2_000, true), Some(7_000), "the check sweeps too");
     }
 
     #[test]

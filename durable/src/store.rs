@@ -14,6 +14,12 @@ use crate::event_rows::{pack, EventRow, MAX_EVENTS_PER_ROW};
 use crate::sql::{Sql, SqlValue, StoreError};
 
 /// Tables of a room object, created on first use. Each statement runs on its own.
+const META_TABLE: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+/// The `meta` key of the schema version the tables were last migrated to.
+const SCHEMA_VERSION_META: &str = "schema_version";
+/// Bump when a migration is added to [`RoomStore::open`].
+const SCHEMA_VERSION: &str = "2";
+
 const SCHEMA: &[&str] = &[
     // Consecutive events first_seq..=last_seq as a JSON array; at_ms is the newest event's time.
     // No secondary index: each would cost one more billed row per write.
@@ -26,7 +32,7 @@ const SCHEMA: &[&str] = &[
     )",
     "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, seq INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    META_TABLE,
     // Presence and occupancy events waiting for export (sequenced events export from `events`).
     "CREATE TABLE IF NOT EXISTS export_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL)",
 ];
@@ -64,16 +70,27 @@ pub struct RoomStore<S> {
 impl<S: Sql> RoomStore<S> {
     /// Wraps `sql` and creates the tables if they do not exist yet.
     pub fn open(sql: S) -> Result<Self, StoreError> {
-        // Rooms created before the rename kept their sequences in a table named `counters`.
-        let old = sql.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'counters'", &[])?;
-        if !old.is_empty() {
-            sql.query("ALTER TABLE counters RENAME TO sequences", &[])?;
+        // A room opens at every wake-up: the stored schema version (one row read) spares the
+        // scans of `sqlite_master` (a billed row per table each) that the migrations need.
+        let store = Self { sql, unwritten: RefCell::new(Vec::new()) };
+        store.sql.query(META_TABLE, &[])?;
+        let current = store.meta(SCHEMA_VERSION_META)?.is_some_and(|version| version == SCHEMA_VERSION);
+        if !current {
+            // Rooms created before the rename kept their sequences in a table named `counters`.
+            let old = store
+                .sql
+                .query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'counters'", &[])?;
+            if !old.is_empty() {
+                store.sql.query("ALTER TABLE counters RENAME TO sequences", &[])?;
+            }
         }
         for statement in SCHEMA {
-            sql.query(statement, &[])?;
+            store.sql.query(statement, &[])?;
         }
-        let store = Self { sql, unwritten: RefCell::new(Vec::new()) };
-        store.migrate_event_table()?;
+        if !current {
+            store.migrate_event_table()?;
+            store.set_meta(SCHEMA_VERSION_META, SCHEMA_VERSION)?;
+        }
         Ok(store)
     }
 
@@ -114,8 +131,10 @@ impl<S: Sql> RoomStore<S> {
         if !self.unwritten.borrow().is_empty() {
             return Ok(false);
         }
+        // EXISTS stops at the first row; COUNT(*) would read (and bill) every row.
         let rows = self.sql.query(
-            "SELECT (SELECT COUNT(*) FROM event_rows) + (SELECT COUNT(*) FROM state) + (SELECT COUNT(*) FROM sequences)",
+            "SELECT EXISTS (SELECT 1 FROM event_rows) OR EXISTS (SELECT 1 FROM state)
+                 OR EXISTS (SELECT 1 FROM sequences)",
             &[],
         )?;
         Ok(first_value(&rows).and_then(SqlValue::as_u64) == Some(0))
@@ -229,7 +248,8 @@ impl<S: Sql> RoomStore<S> {
         self.persist()?;
         let (mut page, mut bytes, mut cursor) = (Vec::new(), 0usize, after);
         while (page.len() as u64) < limit {
-            let rows = self.rows_after(cursor, ROWS_PER_READ)?;
+            // Every row holds at least one event: never read (and pay for) more rows than events.
+            let rows = self.rows_after(cursor, ROWS_PER_READ.min(limit.saturating_sub(page.len() as u64)))?;
             let Some(last_row) = rows.last() else { break };
             cursor = last_row.last_seq;
             for stored in

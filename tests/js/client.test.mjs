@@ -27,7 +27,7 @@ describe("against wrangler dev", () => {
   before(async () => {
     // A short heartbeat timeout lets the server close silent sockets in the resume test; a short
     // history (trimmed every 64 events) gives a real retention gap.
-    server = await Server.start({ vars: { HEARTBEAT_TIMEOUT_MS: "2000", HISTORY_MAX_EVENTS: "10", TENANT_SECRETS: JSON.stringify({ acme: "acme-secret-0123456789" }), ADMIN_KEY } });
+    server = await Server.start({ vars: { HEARTBEAT_TIMEOUT_MS: "2000", SWEEP_INTERVAL_MS: "1000", HISTORY_MAX_EVENTS: "10", TENANT_SECRETS: JSON.stringify({ acme: "acme-secret-0123456789" }), ADMIN_KEY } });
   });
   after(async () => server?.dispose());
 

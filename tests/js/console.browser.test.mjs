@@ -128,7 +128,7 @@ test("an operator signs in, watches a room live, kicks, flushes, restores and re
     return (await page.locator('[data-stat="rooms"] .stat-value').textContent()) === "1";
   }, "the overview to count the room", 20_000);
   await page.locator(".cost tbody tr").first().waitFor();
-  assert.equal(await page.locator(".cost tbody tr").count(), 10, "one cost line per billable unit");
+  assert.equal(await page.locator(".cost tbody tr").count(), 11, "one cost line per billable unit");
   assert.equal(await page.locator(".cost tbody tr[data-unit=\"worker_requests\"] .allowance").textContent(), "100k");
   await page.screenshot({ animations: "disabled", path: join(artifacts, "overview-laptop.png"), fullPage: true });
 

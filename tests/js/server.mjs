@@ -150,9 +150,11 @@ export class Server extends WranglerProcess {
   }
 
   /** Stops the server and deletes its state. */
+  /** Stops it and removes its state, unless `EDGEROOM_KEEP_STATE=1` keeps it (and the log) to look at. */
   async dispose() {
     await this.stop();
-    if (existsSync(this.state)) rmSync(this.state, { recursive: true, force: true });
+    if (process.env.EDGEROOM_KEEP_STATE === "1") console.log(`kept the state and log of wrangler dev in ${this.state}`);
+    else if (existsSync(this.state)) rmSync(this.state, { recursive: true, force: true });
   }
 }
 

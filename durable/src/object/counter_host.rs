@@ -82,6 +82,26 @@ impl CounterHost {
         });
     }
 
+    /// Writes the shard's counts into a subscription socket's attachment (`socket`, else any), so
+    /// what it counted since its last save survives hibernation without a storage write.
+    pub fn carry_counts(&self, socket: Option<&WebSocket>) {
+        let sockets;
+        let socket = match socket {
+            Some(socket) => socket,
+            None => {
+                sockets = self.state.get_websockets();
+                let Some(first) = sockets.first() else { return };
+                first
+            }
+        };
+        let Ok(Some(mut who)) = socket.deserialize_attachment::<Subscriber>() else { return };
+        let Ok(counts) = self.with(|c| Ok(c.metrics().carried())) else { return };
+        who.counts = counts;
+        if let Err(error) = socket.serialize_attachment(&who) {
+            tracing::warn!(subscriber = who.id, %error, "carrying the counts failed");
+        }
+    }
+
     /// Saves the shard's metrics when they moved (see [`Counter::keep_metrics`]); never fails the
     /// caller.
     pub fn keep_metrics(&self, address: &CounterAddress) {
@@ -97,7 +117,14 @@ impl CounterHost {
         let mut slot =
             self.counter.try_borrow_mut().map_err(|_| ApiError::internal("the counter is busy"))?;
         if slot.is_none() {
-            *slot = Some(Counter::open(WorkerSql::new(self.state.storage().sql()))?);
+            let mut counter = Counter::open(WorkerSql::new(self.state.storage().sql()))?;
+            // Counts a subscription socket carried through hibernation (see `carry_counts`).
+            for socket in self.state.get_websockets() {
+                if let Ok(Some(who)) = socket.deserialize_attachment::<Subscriber>() {
+                    counter.metrics_mut().merge_carried(&who.counts);
+                }
+            }
+            *slot = Some(counter);
         }
         let counter = slot.as_mut().ok_or_else(|| ApiError::internal("the counter could not be opened"))?;
         f(counter)
@@ -148,15 +175,25 @@ impl CounterHost {
         let now = now_ms();
         let mut activity = self.activity.get();
         activity.last_change_ms = Some(now);
-        activity.pending_since_ms.get_or_insert(now);
-        self.activity.set(activity);
         let mut timers = self.timers.get();
         let mut due = timers.changed(&self.schedule, now);
-        if let Ok(copies) = self.with(|c| Ok(c.copies()?)) {
+        if let Ok(mut copies) = self.with(|c| Ok(c.copies()?)) {
+            if activity.pending_since_ms.is_none() {
+                // The first change since the snapshot is stored (one row per snapshot), so the
+                // snapshot interval survives hibernation; a later wake-up reads it back.
+                if copies.change_seen(now) {
+                    if let Err(error) = self.with(|c| Ok(c.set_copies(&copies)?)) {
+                        tracing::warn!(%error, "saving when the counter's change began failed");
+                    }
+                }
+                activity.pending_since_ms = copies.pending_since();
+            }
             if let Some(by) = self.cadence.wake_by(&copies, &self.demand.borrow(), now, 0) {
                 due = timers.due_by(by).or(due);
             }
         }
+        activity.pending_since_ms.get_or_insert(now);
+        self.activity.set(activity);
         if let Some(due) = due {
             self.timers.set(timers);
             arm_alarm(&self.state, due).await;
@@ -189,6 +226,9 @@ impl CounterHost {
         let mut activity = self.activity.get();
         if view.version == copies.snapshot_seq {
             activity.pending_since_ms = None;
+        } else if activity.pending_since_ms.is_none() {
+            // A check in a fresh instance (the alarm woke it): the stored start of the change.
+            activity.pending_since_ms = copies.pending_since();
         }
         let last_change_ms = activity.last_change_ms.unwrap_or(now);
         let view_fingerprint = fingerprint([
@@ -285,7 +325,7 @@ impl CounterHost {
         };
         let pair = WebSocketPair::new()?;
         self.state.accept_websocket_with_tags(&pair.server, &[format.as_str()]);
-        pair.server.serialize_attachment(Subscriber { id, format, can_write })?;
+        pair.server.serialize_attachment(Subscriber { id, format, can_write, counts: Vec::new() })?;
         let value = CounterValue { name: view.name, value: view.value, version: view.version };
         send_counted(self, &pair.server, format, &value.into())?;
         let connections = self.state.get_websockets().len();
@@ -369,6 +409,9 @@ impl CounterHost {
     /// Closes subscriptions that sent nothing, not even a heartbeat `ping`, for too long.
     pub fn drop_silent_subscribers(&self) {
         let now = now_ms();
+        let mut timers = self.timers.get();
+        timers.swept(now);
+        self.timers.set(timers);
         let mut subscribers = self.subscribers.borrow_mut();
         for socket in self.state.get_websockets() {
             let Ok(Some(who)) = socket.deserialize_attachment::<Subscriber>() else { continue };

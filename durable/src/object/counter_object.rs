@@ -38,7 +38,10 @@ impl DurableObject for CounterObject {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        match self.serve(req).await {
+        let served = self.serve(req).await;
+        // What the request counted survives hibernation with a subscription socket.
+        self.host.carry_counts(None);
+        match served {
             Ok(response) => Ok(response),
             Err(error) => error_response(&error),
         }
@@ -82,6 +85,7 @@ impl DurableObject for CounterObject {
                 }
             }
         }
+        self.host.carry_counts(Some(&ws));
         Ok(())
     }
 

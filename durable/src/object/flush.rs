@@ -297,6 +297,26 @@ struct KeyRow {
     r2_key: String,
 }
 
+/// The room's snapshot at `seq` read back from R2, to build the next one on (see
+/// [`crate::Room::snapshot`]); `None` (with a warning) when it cannot be read, so the next
+/// snapshot reads the whole history instead.
+pub async fn base_snapshot(
+    env: &Env,
+    address: &RoomAddress,
+    seq: u64,
+    metrics: &mut Metrics,
+) -> Option<Snapshot> {
+    let key = snapshot_key(address.tenant(), address.room(), seq);
+    metrics.r2_reads += 1;
+    match read_snapshot(env, &key).await {
+        Ok(snapshot) => Some(snapshot),
+        Err(error) => {
+            tracing::warn!(room = %address, key, %error, "the last snapshot could not be read back; taking a whole one");
+            None
+        }
+    }
+}
+
 async fn read_snapshot(env: &Env, key: &str) -> Result<Snapshot> {
     let Some(object) = env.bucket(SNAPSHOTS_BINDING)?.get(key).execute().await? else {
         return Err(Error::RustError(format!("snapshot {key} is indexed in D1 but missing from R2")));

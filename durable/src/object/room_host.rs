@@ -10,7 +10,7 @@ use std::time::Duration;
 use edgeroom_protocol::{close_code, Format, RoomAddress, ServerMessage};
 use worker::{Env, State, WebSocket};
 
-use super::flush::{write_flush, Faults};
+use super::flush::{base_snapshot, write_flush, Faults};
 use super::http::{arm_alarm, auto_response_ms, close, entropy, now_ms, send_shared, SharedFrame};
 use super::WorkerSql;
 use crate::{
@@ -32,6 +32,8 @@ pub struct RoomHost {
     send_due_ms: Cell<Option<u64>>,
     /// When frames last left, to send at once in a room that was quiet.
     last_send_ms: Cell<u64>,
+    /// The socket whose attachment carries the room's counts (see [`RoomHost::carry_counts`]).
+    carrier: Cell<Option<u64>>,
     pub timers: Cell<Timers>,
     pub gate: RefCell<RestoreGate>,
     /// The names this instance learned from the router, stored once.
@@ -53,6 +55,7 @@ impl RoomHost {
             sockets: RefCell::new(HashMap::new()),
             send_due_ms: Cell::new(None),
             last_send_ms: Cell::new(0),
+            carrier: Cell::new(None),
             timers: Cell::new(Timers::default()),
             gate: RefCell::new(RestoreGate::default()),
             address: RefCell::new(None),
@@ -87,6 +90,29 @@ impl RoomHost {
         }
     }
 
+    /// Writes the room's counts into one socket's attachment so that what it counted since its
+    /// last save survives hibernation (no storage write): the socket `preferred` (the one whose
+    /// frame this turn handled), else the last carrier, else any. Another socket may still hold
+    /// older counts; the newest win when the room opens again.
+    pub fn carry_counts(&self, preferred: Option<u64>) {
+        let carrier = {
+            let sockets = self.sockets.borrow();
+            [preferred, self.carrier.get()]
+                .into_iter()
+                .flatten()
+                .find(|id| sockets.contains_key(id))
+                .or_else(|| sockets.keys().next().copied())
+                .and_then(|id| Some((id, sockets.get(&id)?.clone())))
+        };
+        // (Opening the room registers sockets: no borrow of them may be held here.)
+        let Some((id, socket)) = carrier else { return };
+        let Ok(Some(attachment)) = self.with_room(|room| Ok(room.carrier_attachment(id))) else { return };
+        match socket.serialize_attachment(&attachment) {
+            Ok(()) => self.carrier.set(Some(id)),
+            Err(error) => tracing::warn!(connection = id, %error, "carrying the counts failed"),
+        }
+    }
+
     /// Registers an accepted socket.
     pub fn add_socket(&self, id: u64, socket: WebSocket) {
         self.sockets.borrow_mut().insert(id, socket);
@@ -112,6 +138,15 @@ impl RoomHost {
         if let Ok(Some(connection)) = ws.deserialize_attachment::<Connection>() {
             self.drop_connection(connection.id);
             self.after_event();
+            // The socket may have carried the counts: another one does now, or, with nobody
+            // left, storage (one row, when the room empties).
+            if self.sockets.borrow().is_empty() {
+                if let Err(error) = self.with_room(|room| Ok(room.keep_metrics()?)) {
+                    tracing::warn!(%error, "saving the room's counts failed");
+                }
+            } else {
+                self.carry_counts(None);
+            }
         }
     }
 
@@ -126,6 +161,12 @@ impl RoomHost {
     /// Carries out what an event asks: send the queued frames now or after the batch delay,
     /// and make sure a changed room gets flushed.
     pub fn after_event(self: &Rc<Self>) {
+        // A wake-up sweeps for silent sockets once in a while: in a room with traffic that
+        // spares the sweep's own alarms.
+        if self.timers.get().sweep_due(&self.schedule, now_ms()) {
+            self.drop_silent_connections();
+            return;
+        }
         self.plan_send();
         // A KV copy to keep current, or many events waiting for a snapshot, may want the check
         // sooner than it is armed (memory only once the room is open).
@@ -142,8 +183,10 @@ impl RoomHost {
         let (changed, export) =
             self.with_room(|room| Ok((room.needs_flush()?, room.needs_export()?))).unwrap_or((false, false));
         // Export batches leave within an interval even while the copies' cadence waits longer.
-        if export || (changed && !timers.is_armed()) {
+        if export {
             self.check_by(soon);
+        } else if changed && !timers.is_armed() {
+            self.check_by(now_ms().saturating_add(self.schedule.first_check_ms()));
         }
     }
 
@@ -177,7 +220,16 @@ impl RoomHost {
     pub async fn flush(&self) -> bool {
         let mut timers = self.timers.get();
         timers.start_flush();
-        let check = match self.with_room(|room| Ok(room.flush_plan(now_ms())?)) {
+        let mut counted = crate::Metrics::default();
+        // A snapshot due now builds on the last one (read back from R2) instead of reading the
+        // whole history from storage.
+        let base_seq = self.with_room(|room| Ok(room.snapshot_base_for_check(now_ms())?)).ok().flatten();
+        let address = self.address.borrow().clone();
+        let base = match (base_seq, address) {
+            (Some(seq), Some(address)) => base_snapshot(&self.env, &address, seq, &mut counted).await,
+            _ => None,
+        };
+        let check = match self.with_room(|room| Ok(room.flush_plan(now_ms(), base)?)) {
             Ok(check) => check,
             Err(error) => {
                 tracing::error!(%error, "reading the room for the flush failed");
@@ -193,7 +245,6 @@ impl RoomHost {
         };
         let faults = if Faults::allowed(&self.env) { Faults::parse(&plan.faults) } else { Faults::default() };
         let started = now_ms();
-        let mut counted = crate::Metrics::default();
         let (written, result) = write_flush(&self.env, faults, &plan, &mut counted).await;
         counted.flushes_ok = u64::from(result.is_ok());
         counted.flushes_failed = u64::from(result.is_err());
@@ -260,6 +311,7 @@ impl RoomHost {
             }
             host.send_queued();
             host.plan_send();
+            host.carry_counts(None);
         });
     }
 
@@ -326,6 +378,9 @@ impl RoomHost {
 
     /// Closes connections that sent nothing, not even a heartbeat `ping`, for too long.
     pub fn drop_silent_connections(self: &Rc<Self>) {
+        let mut timers = self.timers.get();
+        timers.swept(now_ms());
+        self.timers.set(timers);
         let sockets: Vec<(u64, WebSocket)> =
             self.sockets.borrow().iter().map(|(id, ws)| (*id, ws.clone())).collect();
         let silent = self.with_room(|room| {

@@ -48,7 +48,10 @@ impl DurableObject for RoomObject {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        match self.serve(req).await {
+        let served = self.serve(req).await;
+        // What the request counted survives hibernation with the sockets.
+        self.host.carry_counts(None);
+        match served {
             Ok(response) => Ok(response),
             Err(error) => error_response(&error),
         }
@@ -74,6 +77,7 @@ impl DurableObject for RoomObject {
             Err(error) => close(&ws, close_code::INTERNAL, &error.message),
         }
         host.after_event();
+        host.carry_counts(Some(id));
         Ok(())
     }
 
@@ -114,6 +118,7 @@ impl DurableObject for RoomObject {
             host.timers.set(timers);
         }
         host.drop_silent_connections();
+        host.carry_counts(None);
         host.rearm().await;
         if backlog && sent_all {
             // The queue took everything offered: come back soon for the rest.

@@ -26,9 +26,12 @@ impl Sql for WorkerSql {
             .collect();
         // The cursor's counts are complete once every row was read.
         let mut counts = self.1.get();
-        counts.rows_read += cursor.rows_read() as u64;
-        counts.rows_written += cursor.rows_written() as u64;
+        let (read, written) = (cursor.rows_read() as u64, cursor.rows_written() as u64);
+        counts.rows_read += read;
+        counts.rows_written += written;
         self.1.set(counts);
+        // Which statements spend the billed rows: `LOG_LEVEL=debug` (docs/cost.md).
+        tracing::debug!(sql, rows_read = read, rows_written = written, "sql");
         rows
     }
 
