@@ -513,7 +513,6 @@ function writeDoc(results) {
 async function main() {
   const args = parseArgs(process.argv);
   if (args.render) return writeDoc(JSON.parse(readFileSync(RESULTS, "utf8")));
-  const previous = existsSync(RESULTS) ? JSON.parse(readFileSync(RESULTS, "utf8")) : { runs: [] };
   const wanted = args.workload === "all" ? ["chat", "counter", "busy"] : args.workload.split(",");
   const { execSync } = await import("node:child_process");
   const commit = execSync("git rev-parse --short HEAD", { cwd: root, encoding: "utf8" }).trim();
@@ -533,6 +532,8 @@ async function main() {
     runs.push(run);
     // Each finished workload is written at once (a later one may fail).
     const order = ["chat", "counter", "busy"];
+    // Read again now: another workload run at the same time may have written its result.
+    const previous = existsSync(RESULTS) ? JSON.parse(readFileSync(RESULTS, "utf8")) : { runs: [] };
     const kept = previous.runs.filter((r) => r.scale !== undefined && !runs.some((n) => n.workload === r.workload));
     const merged = [...kept, ...runs].sort((a, b) => order.indexOf(a.workload) - order.indexOf(b.workload));
     const results = {

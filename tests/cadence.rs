@@ -203,3 +203,36 @@ async fn snapshots_wait_for_many_events_or_an_idle_room_and_the_idle_one_restore
     let seqs = server.history_seqs("acme", "steady").await;
     assert_eq!(seqs, (1..=seq).collect::<Vec<_>>(), "every acknowledged event came back");
 }
+
+/// A counter written every 12 s never idles for `IDLE_SNAPSHOT_MS` (60 s here), and local
+/// workerd hibernates it between writes: its D1 row still comes once its first unsaved write
+/// waited `SNAPSHOT_INTERVAL_MS` (20 s here), because that time is stored, and because every
+/// alarm checks (each instance's timers start anew).
+#[tokio::test]
+async fn a_counter_written_more_often_than_it_idles_gets_its_d1_row_on_the_interval() {
+    let vars = [
+        ("ADMIN_KEY", ADMIN_KEY),
+        ("FLUSH_INTERVAL_MS", "1000"),
+        ("IDLE_SNAPSHOT_MS", "60000"),
+        ("SNAPSHOT_INTERVAL_MS", "20000"),
+    ];
+    let server = Server::start_with_vars(&vars).await;
+    let http = reqwest::Client::new();
+    let listed = || async {
+        let body: Value = server.admin_get(ADMIN_KEY, "/v1/admin/t/acme/counters").await.json().await.unwrap();
+        body.as_array().and_then(|rows| rows.first()).map(|row| row["version"].as_str().unwrap_or("").to_owned())
+    };
+    let started = Instant::now();
+    for _ in 0..4 {
+        let add = json!({ "delta": 1, "op_id": Uuid::new_v4() });
+        let response = http.post(server.http_url("/v1/t/acme/counters/busy/add")).json(&add).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+    }
+    let row = listed().await;
+    assert!(
+        row.is_some(),
+        "after {:?} of writes 12 s apart the counter has a D1 row (SNAPSHOT_INTERVAL_MS 20 s)",
+        started.elapsed()
+    );
+}

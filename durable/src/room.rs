@@ -124,6 +124,8 @@ pub struct Room<S> {
     kept_metrics: Metrics,
     /// What the tenant exports (from its webhook endpoints; set by the shell).
     export_filter: ExportFilter,
+    /// The export cursor as last read or written (see `room_export.rs`).
+    export_cursor: Option<u64>,
     /// The time of the latest event handled, for events that carry no time of their own.
     clock_ms: u64,
     /// Recently applied op ids, loaded from history on first use.
@@ -157,6 +159,7 @@ impl<S: Sql> Room<S> {
             flushed_metrics: Metrics::default(),
             kept_metrics: Metrics::default(),
             export_filter: ExportFilter::default(),
+            export_cursor: None,
             clock_ms: 0,
             ops: None,
             presence: PendingPresence::default(),

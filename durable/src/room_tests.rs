@@ -991,3 +991,26 @@ fn counts_carried_by_a_socket_survive_a_wake_up_without_a_save() {
     woken.restore_connection(older, 2_000);
     assert_eq!(woken.metrics().frames_in, 5);
 }
+
+#[test]
+fn a_full_export_batch_is_noticed_without_reading_storage() {
+    use crate::export::{ExportFilter, ExportKind};
+    let mut room = room();
+    room.remember_names("acme", "lobby").unwrap();
+    let alice = join(&mut room);
+    room.set_export_filter(ExportFilter([ExportKind::Message].into_iter().collect())).unwrap();
+    for n in 0..99 {
+        room.handle_frame(alice, &publish_frame(json!(n), None), 2);
+    }
+    room.take_outgoing();
+    assert!(!room.export_batch_full().unwrap(), "99 events: the alarm takes them");
+    room.handle_frame(alice, &publish_frame(json!(99), None), 2);
+    room.take_outgoing();
+    let read_before = room.store().counts().rows_read;
+    assert!(room.export_batch_full().unwrap(), "a full batch leaves from the send path");
+    assert_eq!(room.store().counts().rows_read, read_before, "the cursor is kept in memory");
+    let plan = room.export_plan().unwrap().unwrap();
+    assert_eq!(plan.batch.events.len(), 100);
+    room.exported(&plan).unwrap();
+    assert!(!room.export_batch_full().unwrap());
+}

@@ -157,6 +157,11 @@ impl Timers {
         self.flush_due_ms
     }
 
+    /// Whether failed writes back off now (retries wait for the alarm).
+    pub fn backing_off(&self) -> bool {
+        self.failures > 0
+    }
+
     /// Whether this instance has a flush scheduled (an evicted object's timers start empty).
     pub fn is_armed(&self) -> bool {
         self.flush_due_ms.is_some()

@@ -32,8 +32,6 @@ pub struct CounterHost {
     /// Home only: the standing of each subscription socket.
     pub subscribers: RefCell<Subscribers>,
     pub timers: Cell<Timers>,
-    /// This instance has not run an alarm yet (after an eviction its timers are unknown).
-    pub woke_up: Cell<bool>,
     /// When the counter copies itself to D1 and KV.
     pub cadence: Cadence,
     /// Home only: reads that missed KV (read marks).
@@ -66,7 +64,6 @@ impl CounterHost {
             views: RefCell::new(ShardViews::default()),
             subscribers: RefCell::new(Subscribers::default()),
             timers: Cell::new(Timers::default()),
-            woke_up: Cell::new(true),
             cadence,
             demand: RefCell::new(ReadDemand::default()),
             activity: Cell::new(Activity::default()),
@@ -248,6 +245,9 @@ impl CounterHost {
         };
         let decision =
             self.cadence.decide(&copies, &self.demand.borrow(), &observed, || Ok::<_, ApiError>(0))?;
+        tracing::debug!(counter = %address, version = view.version, snapshot_seq = copies.snapshot_seq,
+            pending_since_ms = observed.pending_since_ms, last_change_ms = observed.last_change_ms,
+            snapshot = decision.snapshot, next_ms = ?decision.next_ms, "counter flush check");
         let mut activity_after = activity;
         if decision.snapshot || decision.read_model.is_some() {
             // The metrics series gets a row with each D1 write: what this shard and the others

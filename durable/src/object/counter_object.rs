@@ -108,7 +108,10 @@ impl DurableObject for CounterObject {
         let now = now_ms();
         self.host.count(|m| m.alarms += 1);
         let mut timers = self.host.timers.get();
-        let flush = timers.flush_due(now) || (self.host.woke_up.replace(false) && !timers.is_armed());
+        // Every alarm checks (unless failed writes back off): the alarm may have been armed by an
+        // earlier instance, sooner than this one's own timers say (they start anew after each
+        // hibernation), and checking early only decides from memory.
+        let flush = timers.flush_due(now) || !timers.backing_off();
         if shard != 0 {
             // The home flushes the sum; tell it something changed and what this shard counted.
             let shards = RemoteShards { env: &self.host.env, address: &address };

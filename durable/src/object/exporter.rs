@@ -1,7 +1,9 @@
 //! Carrying out the room's event export: learning what the tenant exports (from D1, at most once
-//! a minute) and handing batches to the export queue from the alarm, after they are durable.
+//! a minute) and handing batches to the export queue after they are durable: a full batch from
+//! the send path as soon as it fills, the rest (and retries) from the alarm.
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use edgeroom_protocol::RoomAddress;
 use worker::Env;
@@ -24,6 +26,17 @@ const BATCHES_PER_ALARM: usize = 20;
 #[derive(Debug, Default)]
 pub struct ExportState {
     filter_read_ms: Cell<Option<u64>>,
+    /// A task is handing batches to the queue: one at a time keeps them in `seq` order.
+    sending: Cell<bool>,
+}
+
+/// Clears [`ExportState::sending`] however the export ends.
+struct Sending<'a>(&'a Cell<bool>);
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
 }
 
 /// The union of the kinds the tenant's endpoints want.
@@ -68,9 +81,29 @@ impl RoomHost {
         }
     }
 
+    /// Hands a full batch to the queue as soon as one waits (from the send path, after the events
+    /// were stored), unless an export is under way; partial batches wait for the alarm.
+    pub fn export_if_full(self: &Rc<Self>) {
+        if self.export.sending.get()
+            || self.timers.get().backing_off()
+            || !self.with_room(|room| Ok(room.export_batch_full()?)).unwrap_or(false)
+        {
+            return;
+        }
+        let host = Rc::clone(self);
+        worker::wasm_bindgen_futures::spawn_local(async move {
+            host.export().await;
+        });
+    }
+
     /// Hands waiting export batches to the queue; a failed send keeps the cursor and backs off.
-    /// Returns `false` when something failed (the backoff decides when to try again).
+    /// Returns `false` when something failed (the backoff decides when to try again). While
+    /// another export runs it returns at once (`true`): that one carries on.
     pub async fn export(&self) -> bool {
+        if self.export.sending.replace(true) {
+            return true;
+        }
+        let _sending = Sending(&self.export.sending);
         let faults = if Faults::allowed(&self.env) {
             self.with_room(|room| Ok(Faults::parse(&room.faults()?))).unwrap_or_default()
         } else {

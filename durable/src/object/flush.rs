@@ -74,22 +74,40 @@ pub async fn write_flush(
         }
     }
     if let Some(write) = plan.read_model {
-        let put = async {
-            let address = RoomAddress::new(&plan.view.tenant, &plan.view.room).map_err(rust_error)?;
-            let json = serde_json::to_string(&plan.view).map_err(rust_error)?;
-            write_read_model(env, faults, &address.read_model_key(), json, write).await
-        };
-        match put.await {
-            Ok(()) => {
-                metrics.kv_writes += 1;
-                written.read_model = true;
-            }
-            Err(error) => {
-                first_error.get_or_insert(error);
-            }
-        }
+        let key =
+            RoomAddress::new(&plan.view.tenant, &plan.view.room).map(|address| address.read_model_key());
+        let key = key.map_err(rust_error);
+        written.read_model =
+            put_read_model(env, faults, key, &plan.view, write, metrics, &mut first_error).await;
     }
     (written, first_error.map_or(Ok(()), Err))
+}
+
+/// Puts (or deletes) the read model `view` at `key` in KV and counts the write. A failure
+/// becomes `first_error` unless an earlier one is there. Returns whether it was written.
+async fn put_read_model(
+    env: &Env,
+    faults: Faults,
+    key: Result<String>,
+    view: &impl serde::Serialize,
+    write: ReadModelWrite,
+    metrics: &mut Metrics,
+    first_error: &mut Option<Error>,
+) -> bool {
+    let put = async {
+        let json = serde_json::to_string(view).map_err(rust_error)?;
+        write_read_model(env, faults, &key?, json, write).await
+    };
+    match put.await {
+        Ok(()) => {
+            metrics.kv_writes += 1;
+            true
+        }
+        Err(error) => {
+            first_error.get_or_insert(error);
+            false
+        }
+    }
 }
 
 /// The snapshot to R2, then its snapshot, index and metrics series rows to D1 in one batch.
@@ -240,19 +258,9 @@ pub async fn write_counter(
         }
     }
     if let Some(write) = read_model {
-        let put = async {
-            let json = serde_json::to_string(view).map_err(rust_error)?;
-            write_read_model(env, Faults::default(), &address.read_model_key(), json, write).await
-        };
-        match put.await {
-            Ok(()) => {
-                metrics.kv_writes += 1;
-                written.read_model = true;
-            }
-            Err(error) => {
-                first_error.get_or_insert(error);
-            }
-        }
+        let key = Ok(address.read_model_key());
+        written.read_model =
+            put_read_model(env, Faults::default(), key, view, write, metrics, &mut first_error).await;
     }
     (written, first_error.map_or(Ok(()), Err))
 }

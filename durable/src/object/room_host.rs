@@ -287,6 +287,7 @@ impl RoomHost {
         let mut decision = self.schedule.send(now_waiting, since_last_send);
         if decision == SendDecision::Now {
             self.send_queued();
+            self.export_if_full();
             // Presence changes may still wait for their interval.
             let Ok(left) = self.with_room(waiting) else { return };
             decision = self.schedule.send(left, 0);
@@ -310,6 +311,7 @@ impl RoomHost {
                 host.send_due_ms.set(None);
             }
             host.send_queued();
+            host.export_if_full();
             host.plan_send();
             host.carry_counts(None);
         });

@@ -99,8 +99,10 @@ impl DurableObject for RoomObject {
             Ok(())
         });
         let timers = host.timers.get();
-        // After an eviction the timers are gone but the alarm still fires for a due flush.
-        if timers.flush_due(now_ms()) || !timers.is_armed() {
+        // Every alarm checks (unless failed writes back off): the alarm may have been armed by an
+        // earlier instance, sooner than this one's own timers say (they start anew after each
+        // hibernation), and checking early only decides from memory what is due.
+        if timers.flush_due(now_ms()) || !timers.backing_off() {
             host.flush().await;
         }
         // Export runs on every alarm: a busy room's backlog must not wait for the next flush.
