@@ -219,13 +219,17 @@ async fn a_counter_written_more_often_than_it_idles_gets_its_d1_row_on_the_inter
     let server = Server::start_with_vars(&vars).await;
     let http = reqwest::Client::new();
     let listed = || async {
-        let body: Value = server.admin_get(ADMIN_KEY, "/v1/admin/t/acme/counters").await.json().await.unwrap();
-        body.as_array().and_then(|rows| rows.first()).map(|row| row["version"].as_str().unwrap_or("").to_owned())
+        let body: Value =
+            server.admin_get(ADMIN_KEY, "/v1/admin/t/acme/counters").await.json().await.unwrap();
+        body.as_array()
+            .and_then(|rows| rows.first())
+            .map(|row| row["version"].as_str().unwrap_or("").to_owned())
     };
     let started = Instant::now();
     for _ in 0..4 {
         let add = json!({ "delta": 1, "op_id": Uuid::new_v4() });
-        let response = http.post(server.http_url("/v1/t/acme/counters/busy/add")).json(&add).send().await.unwrap();
+        let response =
+            http.post(server.http_url("/v1/t/acme/counters/busy/add")).json(&add).send().await.unwrap();
         assert_eq!(response.status(), 200);
         tokio::time::sleep(Duration::from_secs(12)).await;
     }
