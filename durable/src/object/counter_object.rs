@@ -129,7 +129,6 @@ impl DurableObject for CounterObject {
             }
             return Response::ok("ok");
         }
-        self.host.drop_silent_subscribers();
         if flush {
             timers.start_flush();
             match self.host.flush(&address).await {
@@ -141,6 +140,8 @@ impl DurableObject for CounterObject {
             }
             self.host.timers.set(timers);
         }
+        // After the flush: it sets the timers from its own copy, which would undo the sweep's mark.
+        self.host.drop_silent_subscribers();
         // Counts since the last series row (subscriptions, frames, this alarm) survive hibernation.
         self.host.keep_metrics(&address);
         let connected = !self.host.state.get_websockets().is_empty();
