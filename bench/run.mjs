@@ -7,13 +7,14 @@
 //                [--budget-minutes M] [--no-build] [--out DIR]
 import { spawn, spawnSync } from "node:child_process";
 import { createServer } from "node:http";
-import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, statSync } from "node:fs";
 import { cpus, totalmem, release } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { Wrangler, env, fsType } from "./lib/servers.mjs";
 import { writeReport } from "./lib/report.mjs";
+import { DETACHED_CONFIG, writeDetachedConfig } from "./lib/detached-config.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const benchDir = join(root, "bench");
@@ -294,13 +295,25 @@ try {
       },
       partyserver: { name: "peer", root, cwd: peerDir, configArgs: ["-c", "wrangler.jsonc"], parent, vars: {} },
     };
-    const started2 = await Promise.allSettled([Wrangler.start(serverOptions.edgeroom), Wrangler.start(serverOptions.partyserver)]);
+    // Export off and on with the consumer elsewhere run on an edgeroom whose queue has no consumer
+    // in its workerd (bench/lib/detached-config.mjs); export on with the consumer in the same
+    // workerd runs on the main one.
+    if (wanted("export")) {
+      writeDetachedConfig(root);
+      serverOptions["edgeroom-detached"] = { ...serverOptions.edgeroom, name: "edgeroom-detached", configArgs: ["-c", DETACHED_CONFIG] };
+    }
+    const names = Object.keys(serverOptions);
+    const started2 = await Promise.allSettled(names.map((name) => Wrangler.start(serverOptions[name])));
     for (const s of started2) if (s.status === "fulfilled") servers.push(s.value);
     for (const s of started2) if (s.status === "rejected") throw s.reason;
+    const serverOf = (name) => started2[names.indexOf(name)]?.value;
     const systems = {
-      edgeroom: { name: "edgeroom", target: "edgeroom", server: started2[0].value, scope: "bench" },
-      partyserver: { name: "partyserver", target: "partyserver", server: started2[1].value, scope: "room" },
+      edgeroom: { name: "edgeroom", target: "edgeroom", server: serverOf("edgeroom"), scope: "bench" },
+      partyserver: { name: "partyserver", target: "partyserver", server: serverOf("partyserver"), scope: "room" },
     };
+    if (serverOptions["edgeroom-detached"]) {
+      systems["edgeroom-detached"] = { name: "edgeroom-detached", target: "edgeroom", server: serverOf("edgeroom-detached"), scope: "bench" };
+    }
     const out = (results.storages[storage] = { parent, fs: fsType(parent), runs: [] });
     // --quick keeps to its time by running only the fan-out sweeps on disk (the sync comparison).
     const skipped = (id) => quick && storage === "disk" && id !== "fanout10" && id !== "fanout100";
@@ -313,9 +326,8 @@ try {
 
     // Export: a webhook for tenant `exporton` to the loopback receiver; its rooms (and the
     // `exportoff` ones) get one message first and one flush interval to load the export filter.
-    const setupExport = async () => {
+    const setupExport = async (server) => {
       if (!wanted("export") || skipped("export")) return;
-      const server = systems.edgeroom.server;
       await admin(server, "/v1/admin/t/exporton/webhooks/create", {
         url: receiverUrl,
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -355,10 +367,10 @@ try {
       servers = servers.filter((s) => s !== sys.server);
       sys.server = await Wrangler.start(serverOptions[name]);
       servers.push(sys.server);
-      if (name === "edgeroom") await setupExport();
+      if (name.startsWith("edgeroom")) await setupExport(sys.server);
       return true;
     };
-    await setupExport();
+    for (const name of ["edgeroom", "edgeroom-detached"]) if (systems[name]) await setupExport(systems[name].server);
     roundsStart = Date.now();
 
     out.rounds_done = 0;
@@ -456,17 +468,23 @@ try {
           return { report, live, summary: `${live.metrics.rows_written} rows written, ${live.metrics.deliveries} deliveries` };
         });
       }
-      // Export on and off, 100 subscribers (edgeroom only; alternating).
+      // Export off, on with the consumer elsewhere, on with the consumer in the room's workerd; 100
+      // subscribers (edgeroom only; the order rotates every round).
       if (wanted("export")) {
-        for (const tenant of round % 2 === 0 ? ["exportoff", "exporton"] : ["exporton", "exportoff"]) {
-          await only(`export-${tenant === "exporton" ? "on" : "off"}`, "edgeroom", async (sys) => {
+        const variants = [
+          { id: "export-off", tenant: "exportoff", system: "edgeroom-detached" },
+          { id: "export-on-detached", tenant: "exporton", system: "edgeroom-detached" },
+          { id: "export-on", tenant: "exporton", system: "edgeroom" },
+        ];
+        for (const { id, tenant, system } of variants.map((_, i) => variants[(i + round) % variants.length])) {
+          await only(id, system, async (sys) => {
             const before = receiverState.exported;
             const report = await pubsubRun(sys, `${tenant}/x${round}`, [
               "--subscribers", String(plan.export.subscribers), "--publishers", "2", "--steps", plan.export.steps, "--step-duration", `${S}s`, "--drain", "8s",
             ]);
             const acked = report.steps.reduce((a, s) => a + (s.acked ?? 0), 0);
             const ended = Date.now();
-            if (tenant === "exporton") {
+            if (id === "export-on") {
               while (receiverState.exported - before < acked && Date.now() - ended < 30_000) await sleep(100);
             }
             return { report, exported: receiverState.exported - before, acked, drain_ms: Date.now() - ended, summary: stepSummary(report) };
@@ -526,6 +544,7 @@ try {
 } finally {
   await cleanup();
   receiver.close();
+  rmSync(join(root, DETACHED_CONFIG), { force: true });
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -117,16 +117,17 @@ class WranglerProcess {
 export class Server extends WranglerProcess {
   /**
    * Starts `wrangler dev` on fresh state (or `options.state`), on `options.port` or a free port,
-   * with `options.vars` (`--var`) and `options.env` (extra environment, e.g. WRANGLER_REGISTRY_PATH).
+   * with `options.vars` (`--var`), `options.env` (extra environment, e.g. WRANGLER_REGISTRY_PATH)
+   * and `options.config` (another wrangler config in the repository root; default wrangler.toml).
    */
   static async start(options = {}) {
     ensureBuilt();
-    const server = new Server(options.state ?? newStateDir(), options.port ?? (await freePort()), options.vars ?? {}, options.env ?? {});
+    const server = new Server(options.state ?? newStateDir(), options.port ?? (await freePort()), options.vars ?? {}, options.env ?? {}, options.config);
     await server.launch();
     return server;
   }
 
-  constructor(state, port, vars, extraEnv = {}) {
+  constructor(state, port, vars, extraEnv = {}, config = undefined) {
     super({
       bin: wranglerBin,
       cwd: root,
@@ -136,7 +137,8 @@ export class Server extends WranglerProcess {
       port,
       args: () => {
         const flags = Object.entries({ AUTH_MODE: "dev", ...this.vars }).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
-        return ["dev", "--local", "--ip", "127.0.0.1", "--port", String(this.port), "--persist-to", this.state, "--inspector-port", "0", ...flags];
+        const configArgs = config ? ["--config", config] : [];
+        return ["dev", ...configArgs, "--local", "--ip", "127.0.0.1", "--port", String(this.port), "--persist-to", this.state, "--inspector-port", "0", ...flags];
       },
     });
     this.state = state;
