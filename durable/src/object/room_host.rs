@@ -93,8 +93,9 @@ impl RoomHost {
     /// Writes the room's counts into one socket's attachment so that what it counted since its
     /// last save survives hibernation (no storage write): the socket `preferred` (the one whose
     /// frame this turn handled), else the last carrier, else any. Another socket may still hold
-    /// older counts; the newest win when the room opens again.
-    pub fn carry_counts(&self, preferred: Option<u64>) {
+    /// older counts; the newest win when the room opens again. Returns the connection whose
+    /// attachment was written (its data is current too), if one was.
+    pub fn carry_counts(&self, preferred: Option<u64>) -> Option<u64> {
         let carrier = {
             let sockets = self.sockets.borrow();
             [preferred, self.carrier.get()]
@@ -105,11 +106,17 @@ impl RoomHost {
                 .and_then(|id| Some((id, sockets.get(&id)?.clone())))
         };
         // (Opening the room registers sockets: no borrow of them may be held here.)
-        let Some((id, socket)) = carrier else { return };
-        let Ok(Some(attachment)) = self.with_room(|room| Ok(room.carrier_attachment(id))) else { return };
+        let (id, socket) = carrier?;
+        let attachment = self.with_room(|room| Ok(room.carrier_attachment(id))).ok()??;
         match socket.serialize_attachment(&attachment) {
-            Ok(()) => self.carrier.set(Some(id)),
-            Err(error) => tracing::warn!(connection = id, %error, "carrying the counts failed"),
+            Ok(()) => {
+                self.carrier.set(Some(id));
+                Some(id)
+            }
+            Err(error) => {
+                tracing::warn!(connection = id, %error, "carrying the counts failed");
+                None
+            }
         }
     }
 

@@ -67,17 +67,23 @@ impl DurableObject for RoomObject {
             WebSocketIncomingMessage::String(text) => WireFrame::Text(text),
             WebSocketIncomingMessage::Binary(bytes) => WireFrame::Binary(bytes),
         };
-        match host.with_room(|room| Ok(room.handle_frame(id, &frame, now_ms()))) {
-            Ok(Some(changed)) => {
+        let changed = match host.with_room(|room| Ok(room.handle_frame(id, &frame, now_ms()))) {
+            Ok(changed) => changed,
+            Err(error) => {
+                close(&ws, close_code::INTERNAL, &error.message);
+                None
+            }
+        };
+        host.after_event();
+        // The counts go into this socket's attachment with its connection's current data, so a
+        // changed connection is saved by that same write; only without it is it saved alone.
+        if host.carry_counts(Some(id)) != Some(id) {
+            if let Some(changed) = changed {
                 if let Err(error) = ws.serialize_attachment(&changed) {
                     tracing::error!(connection = id, %error, "saving the connection failed");
                 }
             }
-            Ok(None) => {}
-            Err(error) => close(&ws, close_code::INTERNAL, &error.message),
         }
-        host.after_event();
-        host.carry_counts(Some(id));
         Ok(())
     }
 
