@@ -10,8 +10,8 @@ use worker::{
 
 use super::counter_host::{error_frame, send_counted, CounterHost, HomeShards};
 use super::http::{
-    arm_alarm, close, echo_close_code, error_response, internal, now_ms, read_body, read_json, received,
-    respond,
+    arm_alarm, close, echo_close_code, internal, now_ms, read_body, read_json, received, respond,
+    served_or_error,
 };
 use super::shards::RemoteShards;
 use super::telemetry::init_tracing;
@@ -41,10 +41,7 @@ impl DurableObject for CounterObject {
         let served = self.serve(req).await;
         // What the request counted survives hibernation with a subscription socket.
         self.host.carry_counts(None);
-        match served {
-            Ok(response) => Ok(response),
-            Err(error) => error_response(&error),
-        }
+        served_or_error(served)
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {

@@ -17,6 +17,11 @@ pub fn error_response(error: &ApiError) -> worker::Result<Response> {
     Ok(Response::from_json(&error.body())?.with_status(error.status()))
 }
 
+/// The response a request was served, or its error as a JSON error response.
+pub fn served_or_error(served: Result<Response, ApiError>) -> worker::Result<Response> {
+    served.or_else(|error| error_response(&error))
+}
+
 /// The value as a 200 JSON response, or the error as a JSON error response.
 pub fn respond<T: Serialize>(result: Result<T, ApiError>) -> worker::Result<Response> {
     match result {

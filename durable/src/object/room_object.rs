@@ -17,6 +17,7 @@ use worker::{
 use super::flush::{load_snapshot, restore_source, Faults};
 use super::http::{
     close, echo_close_code, error_response, internal, now_ms, read_json, received, require_upgrade, respond,
+    served_or_error,
 };
 use super::room_host::RoomHost;
 use super::telemetry::init_tracing;
@@ -51,10 +52,7 @@ impl DurableObject for RoomObject {
         let served = self.serve(req).await;
         // What the request counted survives hibernation with the sockets.
         self.host.carry_counts(None);
-        match served {
-            Ok(response) => Ok(response),
-            Err(error) => error_response(&error),
-        }
+        served_or_error(served)
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
