@@ -273,11 +273,19 @@ const RESTORE_CANDIDATES: u32 = 20;
 /// never seen, or unavailable when the room existed and nothing could be loaded now.
 pub async fn restore_source(env: &Env, address: &RoomAddress) -> crate::RestoreSource {
     use crate::RestoreSource;
+    // Both reads in one batch: one round trip to D1 before a new room's first request.
     let lookup = async {
         let db = database(env)?;
-        let keys: Vec<KeyRow> =
-            prepare(&db, &index::snapshots_of(address, RESTORE_CANDIDATES))?.all().await?.results()?;
-        let known = prepare(&db, &index::room_known(address))?.first::<String>(Some("room")).await?.is_some();
+        let statements = vec![
+            prepare(&db, &index::snapshots_of(address, RESTORE_CANDIDATES))?,
+            prepare(&db, &index::room_known(address))?,
+        ];
+        let mut results = db.batch(statements).await?.into_iter();
+        let (Some(snapshots), Some(rooms)) = (results.next(), results.next()) else {
+            return Err(rust_error("D1 answered the batch with fewer results"));
+        };
+        let keys: Vec<KeyRow> = snapshots.results()?;
+        let known = !rooms.results::<serde_json::Value>()?.is_empty();
         Ok::<_, Error>((keys.into_iter().map(|row| row.r2_key).collect::<Vec<_>>(), known))
     };
     let (keys, indexed) = match lookup.await {

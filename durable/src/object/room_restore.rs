@@ -15,20 +15,30 @@ impl RoomHost {
     /// Learns the room's names once per instance, and makes sure an object with empty storage
     /// comes back from its snapshot before it serves anything.
     pub async fn prepare(self: &Rc<Self>, address: &RoomAddress) -> Result<(), ApiError> {
-        if self.address.borrow().is_none() {
+        let first_use = self.address.borrow().is_none();
+        if first_use {
             self.with_room(|room| Ok(room.remember_names(address.tenant(), address.room())?))?;
             *self.address.borrow_mut() = Some(address.clone());
-            self.refresh_export_filter(address).await;
         }
         if !self.gate.borrow().should_try(now_ms()) {
+            if first_use {
+                self.refresh_export_filter(address).await;
+            }
             return self.gate.borrow().check();
         }
-        // Other requests wait: nothing may hand out a seq before the restore decided.
+        // Other requests wait: nothing may hand out a seq before the restore decided. The export
+        // filter and the restore check both read D1: at the same time, so a new room's first
+        // request waits for one round trip, not one after the other.
         let host = Rc::clone(self);
         let address = address.clone();
         self.state
             .block_concurrency_while(async move {
-                host.restore_if_empty(&address).await;
+                let filter = async {
+                    if first_use {
+                        host.refresh_export_filter(&address).await;
+                    }
+                };
+                futures_util::future::join(filter, host.restore_if_empty(&address)).await;
                 Ok(())
             })
             .await
