@@ -214,6 +214,36 @@ async fn every_event_arrives_once_after_dedup_while_the_receiver_fails_a_share()
 }
 
 #[tokio::test]
+async fn a_burst_leaves_in_full_batches() {
+    // The alarm (for the last, partial batch) comes a flush interval after the first event; one
+    // client publishes the burst, above the per-connection rate limit.
+    let server = Server::start_with_vars(&[
+        ("ADMIN_KEY", ADMIN_KEY),
+        ("FLUSH_INTERVAL_MS", "5000"),
+        ("RATE_LIMIT_PER_SEC", "10000"),
+        ("RATE_LIMIT_BURST", "10000"),
+    ])
+    .await;
+    let receiver = Receiver::start(|_| 200).await;
+    add_endpoint(&server, &receiver.url, &["message"]).await;
+    let mut client = Client::connect(&server.ws_url("/v1/t/acme/rooms/burst/ws")).await;
+    client.welcome().await;
+    for n in 0..250 {
+        client.send_json(json!({"type": "publish", "body": n})).await;
+    }
+    for _ in 0..250 {
+        client.next_event().await;
+    }
+    let events = until(&receiver, "every message", |events| message_seqs(events).len() == 250).await;
+    assert_eq!(message_seqs(&events).len(), 250);
+    // The send path hands over the two full batches, the alarm the last 50 events: three queue
+    // messages (written, read and deleted: three operations each), never a small batch of what
+    // came in while a send was under way.
+    let metrics = admin_get(&server, "/v1/admin/t/acme/rooms/burst/metrics").await;
+    assert_eq!(metrics["live"]["metrics"]["queue_ops"], 9, "{metrics}");
+}
+
+#[tokio::test]
 async fn a_receiver_that_always_fails_lands_batches_in_the_dead_letter_queue_and_a_replay_delivers_them() {
     let server = start().await;
     let healthy = Arc::new(AtomicUsize::new(0));

@@ -63,6 +63,15 @@ pub async fn send_batch(env: &Env, batch: &crate::export::ExportBatch) -> worker
     Ok(bytes)
 }
 
+/// Which waiting batches an export hands to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batches {
+    /// Only full ones (from the send path).
+    Full,
+    /// Every one, the last partial too (the alarm).
+    All,
+}
+
 impl RoomHost {
     /// Reads the tenant's export filter when this instance has none or it is over a minute old.
     pub async fn refresh_export_filter(&self, address: &RoomAddress) {
@@ -92,14 +101,15 @@ impl RoomHost {
         }
         let host = Rc::clone(self);
         worker::wasm_bindgen_futures::spawn_local(async move {
-            host.export().await;
+            host.export(Batches::Full).await;
         });
     }
 
-    /// Hands waiting export batches to the queue; a failed send keeps the cursor and backs off.
-    /// Returns `false` when something failed (the backoff decides when to try again). While
-    /// another export runs it returns at once (`true`): that one carries on.
-    pub async fn export(&self) -> bool {
+    /// Hands waiting export batches to the queue (`Batches::Full`: only full ones); a failed
+    /// send keeps the cursor and backs off. Returns `false` when something failed (the backoff
+    /// decides when to try again). While another export runs it returns at once (`true`): that
+    /// one carries on.
+    pub async fn export(&self, batches: Batches) -> bool {
         if self.export.sending.replace(true) {
             return true;
         }
@@ -110,6 +120,13 @@ impl RoomHost {
             Faults::default()
         };
         for _ in 0..BATCHES_PER_ALARM {
+            // Events that came during the last send would make a small batch: under load they
+            // wait until they fill one (a queue message each, billed alike), or for the alarm.
+            if batches == Batches::Full
+                && !self.with_room(|room| Ok(room.export_batch_full()?)).unwrap_or(false)
+            {
+                return true;
+            }
             let plan = match self.with_room(|room| Ok(room.export_plan()?)) {
                 Ok(Some(plan)) => plan,
                 Ok(None) => return true,

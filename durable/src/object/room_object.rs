@@ -14,6 +14,7 @@ use worker::{
     WebSocketIncomingMessage, WebSocketPair,
 };
 
+use super::exporter::Batches;
 use super::flush::{load_snapshot, restore_source, Faults};
 use super::http::{
     close, echo_close_code, error_response, internal, now_ms, read_json, received, require_upgrade, respond,
@@ -114,7 +115,7 @@ impl DurableObject for RoomObject {
         if let Some(address) = address {
             host.refresh_export_filter(&address).await;
         }
-        let sent_all = host.export().await;
+        let sent_all = host.export(Batches::All).await;
         let backlog = host.export_pending().unwrap_or(false);
         // Batches left for the next alarm (a busy room, or a queue that failed): within an
         // interval, unless a failure backs off.
