@@ -7,6 +7,7 @@
 //! every appended event.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 
 use edgeroom_protocol::{Body, Event, StateEntry};
 
@@ -59,12 +60,47 @@ pub struct StoredEvent {
 
 /// Rows of history read per query while paging through it.
 const ROWS_PER_READ: u64 = 32;
+/// Most events, and most body bytes, of the newest history kept in memory (see
+/// [`RoomStore::events_page`]): two export batches.
+const RECENT_EVENTS: usize = 256;
+const RECENT_BYTES: usize = 512 * 1024;
+
+/// A page of events being filled: at most `limit` events, and an event joins while the bytes of
+/// the bodies before it are under `max_bytes` (the first always does).
+struct Page {
+    events: Vec<StoredEvent>,
+    bytes: usize,
+    limit: u64,
+    max_bytes: usize,
+}
+
+impl Page {
+    fn new(limit: u64, max_bytes: usize) -> Self {
+        Self { events: Vec::new(), bytes: 0, limit, max_bytes }
+    }
+
+    /// Adds `stored` if the page has room; `false` when it is full.
+    fn take(&mut self, stored: StoredEvent) -> bool {
+        if (self.events.len() as u64) >= self.limit
+            || (!self.events.is_empty() && self.bytes >= self.max_bytes)
+        {
+            return false;
+        }
+        self.bytes = self.bytes.saturating_add(stored.event.body.len());
+        self.events.push(stored);
+        true
+    }
+}
 
 /// Typed access to a room's SQL storage.
 pub struct RoomStore<S> {
     sql: S,
     /// Appended events not written yet, in seq order.
     unwritten: RefCell<Vec<StoredEvent>>,
+    /// The newest events written by this instance, in seq order and consecutive up to the last
+    /// stored one: pages that start within them (export batches, resumes of clients a little
+    /// behind) need no storage read. Empty after a wake-up.
+    recent: RefCell<VecDeque<StoredEvent>>,
 }
 
 impl<S: Sql> RoomStore<S> {
@@ -72,7 +108,7 @@ impl<S: Sql> RoomStore<S> {
     pub fn open(sql: S) -> Result<Self, StoreError> {
         // A room opens at every wake-up: the stored schema version (one row read) spares the
         // scans of `sqlite_master` (a billed row per table each) that the migrations need.
-        let store = Self { sql, unwritten: RefCell::new(Vec::new()) };
+        let store = Self { sql, unwritten: RefCell::new(Vec::new()), recent: RefCell::new(VecDeque::new()) };
         store.sql.query(META_TABLE, &[])?;
         let current = store.meta(SCHEMA_VERSION_META)?.is_some_and(|version| version == SCHEMA_VERSION);
         if !current {
@@ -165,6 +201,7 @@ impl<S: Sql> RoomStore<S> {
     pub fn replace_room(&self, events: &[StoredEvent]) -> Result<(), StoreError> {
         self.persist()?;
         self.sql.query("DELETE FROM event_rows", &[])?;
+        self.recent.borrow_mut().clear();
         self.sql.query("DELETE FROM state", &[])?;
         self.write_rows(events)
     }
@@ -215,8 +252,41 @@ impl<S: Sql> RoomStore<S> {
                     row.encode_events()?.into(),
                 ],
             )?;
+            self.remember_written(row.events);
         }
         Ok(())
+    }
+
+    /// Keeps the events of a row just written among the recent ones (they follow the last).
+    fn remember_written(&self, events: Vec<StoredEvent>) {
+        let mut recent = self.recent.borrow_mut();
+        let follows = |seq: u64| recent.back().is_none_or(|last| last.event.seq.checked_add(1) == Some(seq));
+        if !events.first().is_some_and(|first| follows(first.event.seq)) {
+            recent.clear();
+        }
+        recent.extend(events);
+        let mut bytes: usize = recent.iter().map(|stored| stored.event.body.len()).sum();
+        while recent.len() > RECENT_EVENTS || (bytes > RECENT_BYTES && recent.len() > 1) {
+            if let Some(dropped) = recent.pop_front() {
+                bytes = bytes.saturating_sub(dropped.event.body.len());
+            }
+        }
+    }
+
+    /// The page of events after `after` from the recent ones, when they hold all of them.
+    fn recent_page(&self, after: u64, limit: u64, max_bytes: usize) -> Option<Vec<StoredEvent>> {
+        let recent = self.recent.borrow();
+        let first = recent.front()?.event.seq;
+        if first > after.saturating_add(1) {
+            return None;
+        }
+        let mut page = Page::new(limit, max_bytes);
+        for stored in recent.iter().filter(|stored| stored.event.seq > after) {
+            if !page.take(stored.clone()) {
+                break;
+            }
+        }
+        Some(page.events)
     }
 
     /// Up to `limit` stored rows holding events after `after`, in order (the first one may also
@@ -246,25 +316,26 @@ impl<S: Sql> RoomStore<S> {
         max_bytes: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.persist()?;
-        let (mut page, mut bytes, mut cursor) = (Vec::new(), 0usize, after);
-        while (page.len() as u64) < limit {
+        if let Some(page) = self.recent_page(after, limit, max_bytes) {
+            return Ok(page);
+        }
+        let mut page = Page::new(limit, max_bytes);
+        let mut cursor = after;
+        while (page.events.len() as u64) < limit {
             // Every row holds at least one event: never read (and pay for) more rows than events.
-            let rows = self.rows_after(cursor, ROWS_PER_READ.min(limit.saturating_sub(page.len() as u64)))?;
+            let rows =
+                self.rows_after(cursor, ROWS_PER_READ.min(limit.saturating_sub(page.events.len() as u64)))?;
             let Some(last_row) = rows.last() else { break };
             cursor = last_row.last_seq;
             for stored in
                 rows.into_iter().flat_map(|row| row.events).filter(|stored| stored.event.seq > after)
             {
-                let size = stored.event.body.len();
-                // An event joins while the bytes before it are under the cap.
-                if (page.len() as u64) >= limit || (!page.is_empty() && bytes >= max_bytes) {
-                    return Ok(page);
+                if !page.take(stored) {
+                    return Ok(page.events);
                 }
-                bytes = bytes.saturating_add(size);
-                page.push(stored);
             }
         }
-        Ok(page)
+        Ok(page.events)
     }
 
     /// The lowest sequence number still in history, if any event is kept.
@@ -363,6 +434,7 @@ impl<S: Sql> RoomStore<S> {
             "DELETE FROM event_rows WHERE first_seq <= ? AND last_seq <= ?",
             &[cutoff.into(), cutoff.into()],
         )?;
+        self.recent.borrow_mut().retain(|stored| stored.event.seq > cutoff);
         Ok(())
     }
 
@@ -549,6 +621,55 @@ mod tests {
             op_id: None,
             at_ms: 1_700_000_000_000,
         }
+    }
+
+    #[test]
+    fn recent_pages_from_memory_equal_pages_from_storage() {
+        let sql = std::rc::Rc::new(MemorySql::new());
+        let store = RoomStore::open(sql.clone()).unwrap();
+        // Rows of one to three events with bodies of varied sizes; more events than memory keeps.
+        let mut seq = 0;
+        for row in 0..200u64 {
+            for _ in 0..=row % 3 {
+                seq += 1;
+                store.append(message(seq, &"x".repeat((seq % 7 * 100) as usize))).unwrap();
+            }
+            store.persist().unwrap();
+        }
+        let reads = sql.counts().rows_read;
+        assert_eq!(store.events_page(seq - 100, 100, usize::MAX).unwrap().len(), 100);
+        assert_eq!(sql.counts().rows_read, reads, "the newest events come from memory");
+        // The same pages as a store that has only the storage (a woken-up object).
+        let check = |store: &RoomStore<_>, last: u64| {
+            let storage = RoomStore::open(sql.clone()).unwrap();
+            for after in [
+                0,
+                1,
+                100,
+                last.saturating_sub(300),
+                last.saturating_sub(256),
+                last.saturating_sub(255),
+                last.saturating_sub(100),
+                last.saturating_sub(1),
+                last,
+                last + 5,
+            ] {
+                for (limit, bytes) in [(100, usize::MAX), (100, 2_000), (5, 0), (1_000, 1 << 20)] {
+                    assert_eq!(
+                        store.events_page(after, limit, bytes).unwrap(),
+                        storage.events_page(after, limit, bytes).unwrap(),
+                        "after {after}, limit {limit}, bytes {bytes}"
+                    );
+                }
+            }
+        };
+        check(&store, seq);
+        store.trim_history(seq, 150, 0, u64::MAX).unwrap();
+        check(&store, seq);
+        store.replace_room(&[message(1, "a"), message(2, "b")]).unwrap();
+        check(&store, 2);
+        store.append(message(3, "c")).unwrap();
+        check(&store, 3);
     }
 
     #[test]
