@@ -10,8 +10,8 @@ import { join } from "node:path";
 export const DETACHED_CONFIG = "wrangler.export-bench.toml";
 
 /**
- * Writes the config (the top level of wrangler.toml minus its `[[queues.consumers]]` tables; the
- * production environment left out) and returns its path. The caller removes it when done.
+ * Writes the config (the top level of wrangler.toml minus its `[[queues.consumers]]` tables and
+ * `[build]`; the production environment left out) and returns its path. The caller removes it when done.
  */
 export function writeDetachedConfig(root) {
   const path = join(root, DETACHED_CONFIG);
@@ -19,7 +19,9 @@ export function writeDetachedConfig(root) {
   let skipping = false;
   for (const line of readFileSync(join(root, "wrangler.toml"), "utf8").split("\n")) {
     if (line.startsWith("[env.")) break;
-    if (line.startsWith("[")) skipping = line.trim() === "[[queues.consumers]]";
+    // No [build] either: the Worker is built, and a second watcher of src/ that rebuilds on a
+    // change would restart this server in the middle of a run.
+    if (line.startsWith("[")) skipping = ["[[queues.consumers]]", "[build]"].includes(line.trim());
     if (!skipping) kept.push(line);
   }
   writeFileSync(path, kept.join("\n"));
