@@ -74,6 +74,64 @@ struct Page {
     max_bytes: usize,
 }
 
+/// The newest events written by one instance, in seq order and consecutive up to the last stored
+/// one, at most [`RECENT_EVENTS`] and [`RECENT_BYTES`] of bodies (kept as a running sum: rows are
+/// written on the message path).
+#[derive(Default)]
+struct RecentHistory {
+    events: VecDeque<StoredEvent>,
+    bytes: usize,
+}
+
+impl RecentHistory {
+    /// Adds the events of a row just written; a row that does not follow the last starts anew.
+    fn push_row(&mut self, events: Vec<StoredEvent>) {
+        let follows = events.first().is_some_and(|first| {
+            self.events.back().is_none_or(|last| last.event.seq.checked_add(1) == Some(first.event.seq))
+        });
+        if !follows {
+            self.clear();
+        }
+        for stored in events {
+            self.bytes = self.bytes.saturating_add(stored.event.body.len());
+            self.events.push_back(stored);
+        }
+        while self.events.len() > RECENT_EVENTS || (self.bytes > RECENT_BYTES && self.events.len() > 1) {
+            if let Some(dropped) = self.events.pop_front() {
+                self.bytes = self.bytes.saturating_sub(dropped.event.body.len());
+            }
+        }
+    }
+
+    /// Forgets events up to `seq` (history trimmed through it).
+    fn drop_through(&mut self, seq: u64) {
+        while self.events.front().is_some_and(|stored| stored.event.seq <= seq) {
+            if let Some(dropped) = self.events.pop_front() {
+                self.bytes = self.bytes.saturating_sub(dropped.event.body.len());
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.events.clear();
+        self.bytes = 0;
+    }
+
+    /// The page of events after `after`, when these hold all of them.
+    fn page(&self, after: u64, limit: u64, max_bytes: usize) -> Option<Vec<StoredEvent>> {
+        if self.events.front()?.event.seq > after.saturating_add(1) {
+            return None;
+        }
+        let mut page = Page::new(limit, max_bytes);
+        for stored in self.events.iter().filter(|stored| stored.event.seq > after) {
+            if !page.take(stored.clone()) {
+                break;
+            }
+        }
+        Some(page.events)
+    }
+}
+
 impl Page {
     fn new(limit: u64, max_bytes: usize) -> Self {
         Self { events: Vec::new(), bytes: 0, limit, max_bytes }
@@ -100,7 +158,7 @@ pub struct RoomStore<S> {
     /// The newest events written by this instance, in seq order and consecutive up to the last
     /// stored one: pages that start within them (export batches, resumes of clients a little
     /// behind) need no storage read. Empty after a wake-up.
-    recent: RefCell<VecDeque<StoredEvent>>,
+    recent: RefCell<RecentHistory>,
 }
 
 impl<S: Sql> RoomStore<S> {
@@ -108,7 +166,7 @@ impl<S: Sql> RoomStore<S> {
     pub fn open(sql: S) -> Result<Self, StoreError> {
         // A room opens at every wake-up: the stored schema version (one row read) spares the
         // scans of `sqlite_master` (a billed row per table each) that the migrations need.
-        let store = Self { sql, unwritten: RefCell::new(Vec::new()), recent: RefCell::new(VecDeque::new()) };
+        let store = Self { sql, unwritten: RefCell::new(Vec::new()), recent: RefCell::default() };
         store.sql.query(META_TABLE, &[])?;
         let current = store.meta(SCHEMA_VERSION_META)?.is_some_and(|version| version == SCHEMA_VERSION);
         if !current {
@@ -252,41 +310,9 @@ impl<S: Sql> RoomStore<S> {
                     row.encode_events()?.into(),
                 ],
             )?;
-            self.remember_written(row.events);
+            self.recent.borrow_mut().push_row(row.events);
         }
         Ok(())
-    }
-
-    /// Keeps the events of a row just written among the recent ones (they follow the last).
-    fn remember_written(&self, events: Vec<StoredEvent>) {
-        let mut recent = self.recent.borrow_mut();
-        let follows = |seq: u64| recent.back().is_none_or(|last| last.event.seq.checked_add(1) == Some(seq));
-        if !events.first().is_some_and(|first| follows(first.event.seq)) {
-            recent.clear();
-        }
-        recent.extend(events);
-        let mut bytes: usize = recent.iter().map(|stored| stored.event.body.len()).sum();
-        while recent.len() > RECENT_EVENTS || (bytes > RECENT_BYTES && recent.len() > 1) {
-            if let Some(dropped) = recent.pop_front() {
-                bytes = bytes.saturating_sub(dropped.event.body.len());
-            }
-        }
-    }
-
-    /// The page of events after `after` from the recent ones, when they hold all of them.
-    fn recent_page(&self, after: u64, limit: u64, max_bytes: usize) -> Option<Vec<StoredEvent>> {
-        let recent = self.recent.borrow();
-        let first = recent.front()?.event.seq;
-        if first > after.saturating_add(1) {
-            return None;
-        }
-        let mut page = Page::new(limit, max_bytes);
-        for stored in recent.iter().filter(|stored| stored.event.seq > after) {
-            if !page.take(stored.clone()) {
-                break;
-            }
-        }
-        Some(page.events)
     }
 
     /// Up to `limit` stored rows holding events after `after`, in order (the first one may also
@@ -316,7 +342,7 @@ impl<S: Sql> RoomStore<S> {
         max_bytes: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.persist()?;
-        if let Some(page) = self.recent_page(after, limit, max_bytes) {
+        if let Some(page) = self.recent.borrow().page(after, limit, max_bytes) {
             return Ok(page);
         }
         let mut page = Page::new(limit, max_bytes);
@@ -434,7 +460,7 @@ impl<S: Sql> RoomStore<S> {
             "DELETE FROM event_rows WHERE first_seq <= ? AND last_seq <= ?",
             &[cutoff.into(), cutoff.into()],
         )?;
-        self.recent.borrow_mut().retain(|stored| stored.event.seq > cutoff);
+        self.recent.borrow_mut().drop_through(cutoff);
         Ok(())
     }
 
