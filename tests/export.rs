@@ -293,6 +293,41 @@ async fn an_unavailable_queue_loses_nothing_and_export_catches_up() {
     assert_eq!(message_seqs(&events), (1..=20).collect());
 }
 
+/// The benchmarks' `discard_queue` fault: batches are encoded and counted as sent, the queue
+/// never sees them. Unknown fault names are refused.
+#[tokio::test]
+async fn a_discarding_queue_fault_drops_batches_as_if_sent_and_unknown_faults_are_400() {
+    let server = start().await;
+    let unknown =
+        admin_post(&server, "/v1/admin/t/acme/rooms/other/faults", json!({"fail": ["queues"]})).await;
+    assert_eq!(unknown.status(), 400);
+    let error: Value = unknown.json().await.unwrap();
+    assert!(error["error"]["message"].as_str().unwrap().contains("unknown fault"), "{error}");
+
+    let receiver = Receiver::start(|_| 200).await;
+    add_endpoint(&server, &receiver.url, &["message"]).await;
+    let mut client = Client::connect(&server.ws_url("/v1/t/acme/rooms/bench/ws")).await;
+    client.welcome().await;
+    let faults =
+        admin_post(&server, "/v1/admin/t/acme/rooms/bench/faults", json!({"fail": ["discard_queue"]})).await;
+    assert_eq!(faults.status(), 200);
+    client.publish_n(5).await;
+    let since = std::time::Instant::now();
+    loop {
+        let metrics = admin_get(&server, "/v1/admin/t/acme/rooms/bench/metrics").await;
+        if metrics["live"]["metrics"]["queue_ops"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(since.elapsed() < Duration::from_secs(15), "the batch was never handed over: {metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin_post(&server, "/v1/admin/t/acme/rooms/bench/faults", json!({"fail": []})).await;
+    client.publish_n(5).await;
+    until(&receiver, "the batch after the fault", |events| message_seqs(events).len() >= 5).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(message_seqs(&receiver.events()), (6..=10).collect(), "the discarded batch never arrives");
+}
+
 #[tokio::test]
 async fn bad_endpoints_get_clear_400s_and_endpoints_can_be_listed_and_removed() {
     let server = start().await;

@@ -134,7 +134,8 @@ pub struct AdminActionResult {
 /// Body of `POST /v1/admin/t/{tenant}/rooms/{room}/faults` (tests only).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultRequest {
-    /// Stores whose writes fail during this room's flushes: any of `d1`, `r2`, `kv`.
+    /// Stores whose writes fail during this room's flushes: any of `d1`, `r2`, `kv`, `queue`
+    /// (export sends), or `discard_queue` (export batches encoded, then dropped as if sent).
     #[serde(default)]
     pub fail: Vec<String>,
 }

@@ -63,6 +63,20 @@ pub async fn send_batch(env: &Env, batch: &crate::export::ExportBatch) -> worker
     Ok(bytes)
 }
 
+/// [`send_batch`] under the injected faults: `queue` fails the send; `discard_queue` encodes
+/// the batch and drops it, as if the queue took it.
+async fn send_batch_with(
+    env: &Env,
+    faults: Faults,
+    batch: &crate::export::ExportBatch,
+) -> worker::Result<usize> {
+    match (faults.queue, faults.discard_queue) {
+        (true, _) => Err(worker::Error::RustError("injected queue failure".into())),
+        (false, true) => Ok(serde_json::to_string(batch)?.len()),
+        (false, false) => send_batch(env, batch).await,
+    }
+}
+
 /// Which waiting batches an export hands to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Batches {
@@ -136,10 +150,7 @@ impl RoomHost {
                 }
             };
             if !plan.batch.events.is_empty() {
-                let sent = match faults.queue {
-                    true => Err(worker::Error::RustError("injected queue failure".into())),
-                    false => send_batch(&self.env, &plan.batch).await,
-                };
+                let sent = send_batch_with(&self.env, faults, &plan.batch).await;
                 if let Ok(bytes) = sent {
                     // Written now, read and deleted by the consumer: three operations per 64 KB.
                     let _ = self.with_room(|room| {

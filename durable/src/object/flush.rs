@@ -22,13 +22,25 @@ pub struct Faults {
     pub kv: bool,
     /// Fail export queue sends.
     pub queue: bool,
+    /// Encode export batches but drop them instead of sending them, as if the queue took them
+    /// (benchmarks: the room's own export work without the local queue simulator's).
+    pub discard_queue: bool,
 }
 
 impl Faults {
+    /// The names [`Faults::parse`] knows.
+    pub const NAMES: [&'static str; 5] = ["d1", "r2", "kv", "queue", "discard_queue"];
+
     /// Parses a comma-separated list such as `d1,kv`.
     pub fn parse(list: &str) -> Self {
         let has = |name: &str| list.split(',').any(|item| item.trim() == name);
-        Self { d1: has("d1"), r2: has("r2"), kv: has("kv"), queue: has("queue") }
+        Self {
+            d1: has("d1"),
+            r2: has("r2"),
+            kv: has("kv"),
+            queue: has("queue"),
+            discard_queue: has("discard_queue"),
+        }
     }
 
     /// Whether fault injection may be turned on: only in a build with the `fault-injection`

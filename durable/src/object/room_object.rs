@@ -289,6 +289,12 @@ impl RoomObject {
             Ok(request) => request,
             Err(error) => return error_response(&error),
         };
+        if let Some(unknown) = request.fail.iter().find(|name| !Faults::NAMES.contains(&name.as_str())) {
+            return error_response(&ApiError::bad_request(format!(
+                "unknown fault {unknown:?}; known: {}",
+                Faults::NAMES.join(", ")
+            )));
+        }
         let list = request.fail.join(",");
         let result = self.host.with_room(|room| Ok(room.set_faults(&list)?)).map(|()| request);
         // A cleared fault should not wait out the backoff.
