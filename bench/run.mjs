@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { Wrangler, env, fsType } from "./lib/servers.mjs";
 import { writeReport } from "./lib/report.mjs";
-import { DETACHED_CONFIG, writeDetachedConfig } from "./lib/detached-config.mjs";
+import { BENCH_CONFIG, DETACHED_CONFIG, writeBenchConfig, writeDetachedConfig } from "./lib/detached-config.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const benchDir = join(root, "bench");
@@ -283,12 +283,15 @@ try {
     const parent = storageParents[storage];
     if (!parent) throw new Error(`unknown storage ${storage}: use tmpfs or disk`);
     log(`== ${storage}: state under ${parent} (${fsType(parent)}); starting edgeroom and the peer`);
+    writeBenchConfig(root, { consumers: true });
     const serverOptions = {
       edgeroom: {
         name: "edgeroom",
         root,
         cwd: root,
-        configArgs: [],
+        // Without [build]: the runner built the Worker, and wrangler's watcher of src/ once
+        // restarted a server mid-run ("The file src changed") with nothing changed.
+        configArgs: ["-c", BENCH_CONFIG],
         parent,
         migrate: true,
         vars: { AUTH_MODE: "dev", ADMIN_KEY, RATE_LIMIT_PER_SEC: "1000000", RATE_LIMIT_BURST: "1000000", ...JSON.parse(process.env.EDGEROOM_BENCH_VARS ?? "{}") },
@@ -545,6 +548,7 @@ try {
   await cleanup();
   receiver.close();
   rmSync(join(root, DETACHED_CONFIG), { force: true });
+  rmSync(join(root, BENCH_CONFIG), { force: true });
 }
 
 // ------------------------------------------------------------------------------------------------
