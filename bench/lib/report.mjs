@@ -113,6 +113,12 @@ export function writeReport(results, outDir) {
   const targetRows = [];
   const T = (name, storage, measured, verdict) => targetRows.push(`| ${name} | ${storage} | ${measured} | ${verdict} |`);
   const verdict = (ok, missedBy) => (ok === undefined || ok === null ? "no data" : ok ? "met" : `**missed** (${missedBy})`);
+  // A comparison whose worse median still lies within the other's range of rounds is not
+  // decided by this run: said so rather than called met or missed.
+  const overlap = (a, b) => a.length > 1 && b.length > 1 && Math.min(...a) <= Math.max(...b) && Math.min(...b) <= Math.max(...a);
+  const compared = (ok, missedBy, a, b) =>
+    ok === false && overlap(a, b) ? `*within the rounds' spread* (${missedBy}; the ranges overlap, so this run does not decide)` : verdict(ok, missedBy);
+  const finite = (values) => values.filter((x) => Number.isFinite(x));
   for (const storage of storages) {
     const k = saturationIndex(storage, "fanout100");
     if (k >= 0) {
@@ -125,9 +131,10 @@ export function writeReport(results, outDir) {
     const k200 = steps100.findIndex((s) => s.rate === 200);
     if (k200 >= 0) {
       for (const q of ["p50", "p99"]) {
-        const e = median(stepValues(storage, "fanout100", "edgeroom", k200, (s) => s.latency_ms?.[q]));
-        const p = median(stepValues(storage, "fanout100", "partyserver", k200, (s) => s.latency_ms?.[q]));
-        T(`${q} at 200 msg/s to 100 subscribers no worse than partyserver's`, storage, `${fmt(e)} vs ${fmt(p)} ms (${fmtRatio(ratio(e, p))})`, Number.isFinite(e) && Number.isFinite(p) ? verdict(e <= p, `${fmt(e - p)} ms, ${fmt((e / p - 1) * 100, 0)}% slower`) : "no data");
+        const es = finite(stepValues(storage, "fanout100", "edgeroom", k200, (s) => s.latency_ms?.[q]));
+        const ps = finite(stepValues(storage, "fanout100", "partyserver", k200, (s) => s.latency_ms?.[q]));
+        const [e, p] = [median(es), median(ps)];
+        T(`${q} at 200 msg/s to 100 subscribers no worse than partyserver's`, storage, `${fmt(e)} vs ${fmt(p)} ms (${fmtRatio(ratio(e, p))})`, Number.isFinite(e) && Number.isFinite(p) ? compared(e <= p, `${fmt(e - p)} ms, ${fmt((e / p - 1) * 100, 0)}% slower`, es, ps) : "no data");
       }
     }
     {
@@ -148,12 +155,20 @@ export function writeReport(results, outDir) {
     {
       // The room's own export work (consumer elsewhere, as deployed) against export off.
       const [off, detached] = EXPORT_VARIANTS;
-      const values = (v, k, f) => median(stepValues(storage, v.id, v.system, k, f));
-      const p99 = (v) => values(v, 0, (s) => s.latency_ms?.p99);
-      const rate = (v) => values(v, 1, (s) => s.delivered_per_s);
-      const [offP, onP, offS, onS] = [p99(off), p99(detached), rate(off), rate(detached)];
-      if (Number.isFinite(offP) && Number.isFinite(onP))
-        T("WebSocket path not slower with export on (issue #15): 100 subscribers, the queue's consumer outside the room's workerd", storage, `p99 at 200 msg/s ${fmt(onP)} vs ${fmt(offP)} ms (${fmtRatio(ratio(onP, offP))}); saturation ${fmt(onS, 0)} vs ${fmt(offS, 0)} events/s (${fmtRatio(ratio(onS, offS))})`, verdict(onP <= offP * 1.1 && onS >= offS * 0.9, "more than 10% worse in p99 or throughput; see the export table and why under it"));
+      const values = (v, k, f) => finite(stepValues(storage, v.id, v.system, k, f));
+      const p99s = (v) => values(v, 0, (s) => s.latency_ms?.p99);
+      const rates = (v) => values(v, 1, (s) => s.delivered_per_s);
+      const [offP, onP, offS, onS] = [p99s(off), p99s(detached), rates(off), rates(detached)].map(median);
+      if (Number.isFinite(offP) && Number.isFinite(onP)) {
+        const latencyOk = onP <= offP * 1.1;
+        const rateOk = onS >= offS * 0.9;
+        // Each failing part must be decided by the run for the whole to be missed.
+        const undecided = (!latencyOk && overlap(p99s(detached), p99s(off))) || latencyOk;
+        const rateUndecided = (!rateOk && overlap(rates(detached), rates(off))) || rateOk;
+        const missedBy = "more than 10% worse in p99 or throughput; see the export table and why under it";
+        const shown = latencyOk && rateOk ? "met" : undecided && rateUndecided ? `*within the rounds' spread* (${missedBy}; the ranges overlap, so this run does not decide)` : `**missed** (${missedBy})`;
+        T("WebSocket path not slower with export on (issue #15): 100 subscribers, the queue's consumer outside the room's workerd", storage, `p99 at 200 msg/s ${fmt(onP)} vs ${fmt(offP)} ms (${fmtRatio(ratio(onP, offP))}); saturation ${fmt(onS, 0)} vs ${fmt(offS, 0)} events/s (${fmtRatio(ratio(onS, offS))})`, shown);
+      }
     }
   }
   {
@@ -164,10 +179,10 @@ export function writeReport(results, outDir) {
   push(
     "Where a target is missed, the tables below show by how much; the per-event CPU columns (workerd CPU per delivered event) and the disk/tmpfs comparison say where the time goes.",
     "",
-    "Why the misses (from runs of this harness on 2026-11-29; rerun to check):",
+    "Why the misses and the undecided rows (from runs of this harness on 2026-11-29; rerun to check):",
     "",
     "- **Latency at 200 msg/s to 100 subscribers.** The rounds' spread (min–max) is wider than the difference between the systems, so the verdict flips between runs and storages: the full run at 455dfb1 met both on tmpfs (p50 4.12 vs 6.02 ms, p99 18.4 vs 24.7 ms) and missed both on disk (p50 5.02 vs 4.65 ms, p99 31.6 vs 17.6 ms). At that rate few events coalesce (frames per delivery 0.8–1.0), so both systems do about the same work per message (workerd CPU per delivered event within a few percent). The p99 catches the room's snapshot copies, which `SNAPSHOT_AFTER_EVENTS` (1,000) triggers every 5 s at this rate: locally the R2 and D1 simulators write (and on disk sync) on the same workerd thread as the room; deployed they are remote services. With those copies held off, `EDGEROOM_BENCH_VARS='{\"SNAPSHOT_AFTER_EVENTS\":\"1000000\",\"SNAPSHOT_AFTER_BYTES\":\"100000000\"}' bench/run.sh --no-build --only fanout100 --rounds 3 --storage disk` gave p99 20.8 vs 24.4 ms (met) and p50 6.78 vs 5.17 ms (ranges 5.82–8.85 vs 4.68–9.82 ms).",
-    "- **Export on.** Locally the queue's consumer runs on the room's workerd thread (see under the export table); the target is judged with the consumer outside it, as deployed.",
+    "- **Export on.** Locally the queue's consumer runs on the room's workerd thread (see under the export table); the target is judged with the consumer outside it, as deployed. With 2–4 rounds at 100 subscribers the spread between rounds is wider than the effect: the full run at 8226b75 had p99 at 200 msg/s 1.58× on tmpfs (2 rounds; p50 1.52× too, which one batch every half second cannot move: at saturation with 20 subscribers 40 batches a second left throughput within 1–2%, so a batch is well under a millisecond of the thread; the rounds differed, not export) and 1.29× on disk (ranges overlapping), `bench/run.sh --no-build --only export --rounds 4 --storage tmpfs` an hour later 1.13× (ranges 14.8–26.9 vs 16.9–22.6 ms) with p50 0.82×. `node bench/export-overhead.mjs --rounds 4 --room-share --subscribers 100 --rate 200 --out bench/export-results-100` measures the room's own export work apart (batches encoded, then dropped instead of sent to the local queue simulator): there the variant doing the most work (consumer in the same workerd) came out fastest at saturation (1.22× throughput) and the one doing the least beyond off (sends discarded) slowest at 200 msg/s (1.24× p99), i.e. ±25% is noise at this size; with 20 subscribers and 6 rounds (`node bench/export-overhead.mjs --rounds 6 --room-share`) the room's own export work measured 1.00×/0.99× throughput and 1.04×/1.02× p99 (docs/webhooks.md).",
     "- **Size.** `docs/size.md`: what weighs, what was cut, and that 250 KB needs the router and the objects split into two Workers.",
     "",
   );
