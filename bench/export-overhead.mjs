@@ -23,7 +23,7 @@ import { spawnSync } from "node:child_process";
 import { createServer } from "node:http";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Server, root } from "../tests/js/server.mjs";
 import { writeDetachedConfig } from "./lib/detached-config.mjs";
 
@@ -134,33 +134,37 @@ async function warmRoom(server, tenant, room) {
 }
 
 const runs = [];
-for (const scenario of scenarios) {
-  for (let round = 0; round < rounds; round++) {
-    // Rotate which variant goes first.
-    const order = variants.map((_, i) => variants[(i + round) % variants.length]);
-    for (const variant of order) {
-      const server = servers[variant.server];
-      const room = `r${runs.length}`;
-      if (variant.faults) await admin(server, `/v1/admin/t/${variant.tenant}/rooms/${room}/faults`, { fail: variant.faults });
-      await warmRoom(server, variant.tenant, room);
-      const before = exported;
-      const out = cliRun(server, ["load", `${variant.tenant}/${room}`, ...scenario.load, "--duration", `${seconds}s`, "--json"]);
-      const result = JSON.parse(out);
-      // How long after the load the last acknowledged message reaches the receiver (at most 60 s).
-      const ended = Date.now();
-      const wanted = variant.id === "on-same" ? result.acked : 0;
-      while (exported - before < wanted && Date.now() - ended < 60_000) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
+// The servers stop however the runs end (an error must not leave workerd processes behind).
+try {
+  for (const scenario of scenarios) {
+    for (let round = 0; round < rounds; round++) {
+      // Rotate which variant goes first.
+      const order = variants.map((_, i) => variants[(i + round) % variants.length]);
+      for (const variant of order) {
+        const server = servers[variant.server];
+        const room = `r${runs.length}`;
+        if (variant.faults) await admin(server, `/v1/admin/t/${variant.tenant}/rooms/${room}/faults`, { fail: variant.faults });
+        await warmRoom(server, variant.tenant, room);
+        const before = exported;
+        const out = cliRun(server, ["load", `${variant.tenant}/${room}`, ...scenario.load, "--duration", `${seconds}s`, "--json"]);
+        const result = JSON.parse(out);
+        // How long after the load the last acknowledged message reaches the receiver (at most 60 s).
+        const ended = Date.now();
+        const wanted = variant.id === "on-same" ? result.acked : 0;
+        while (exported - before < wanted && Date.now() - ended < 60_000) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        const drainMs = Date.now() - ended;
+        runs.push({ scenario: scenario.name, variant: variant.id, round, result, exported: exported - before, drainMs });
+        log(`${scenario.name} | export ${variant.label} | ${Math.round(result.delivered_per_s)} ev/s | p50 ${result.latency_ms.p50} ms | p99 ${result.latency_ms.p99} ms | exported ${exported - before}/${result.acked} (+${drainMs} ms)`);
       }
-      const drainMs = Date.now() - ended;
-      runs.push({ scenario: scenario.name, variant: variant.id, round, result, exported: exported - before, drainMs });
-      log(`${scenario.name} | export ${variant.label} | ${Math.round(result.delivered_per_s)} ev/s | p50 ${result.latency_ms.p50} ms | p99 ${result.latency_ms.p99} ms | exported ${exported - before}/${result.acked} (+${drainMs} ms)`);
     }
   }
+} finally {
+  for (const server of Object.values(servers)) await server.dispose();
+  rmSync(detachedPath, { force: true });
+  receiver.close();
 }
-for (const server of Object.values(servers)) await server.dispose();
-rmSync(detachedPath, { force: true });
-receiver.close();
 
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -212,6 +216,6 @@ for (const scenario of scenarios) {
   }
 }
 lines.push("", "Ratios (same run):", "", ...summary, "");
-writeFileSync(join(root, `${out}.md`), lines.join("\n"));
-writeFileSync(join(root, `${out}.json`), JSON.stringify({ seconds, rounds, stateParent, variants, runs }, null, 2));
+writeFileSync(resolve(root, `${out}.md`), lines.join("\n"));
+writeFileSync(resolve(root, `${out}.json`), JSON.stringify({ seconds, rounds, stateParent, variants, runs }, null, 2));
 log(`wrote ${out}.md and ${out}.json`);
