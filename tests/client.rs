@@ -72,21 +72,21 @@ async fn history_bodies(rest: &RestClient, room: &str) -> Vec<Value> {
     bodies
 }
 
-/// The next error the room's event stream reports that `wanted` accepts. The event stream keeps
-/// every report, where the connection `watch` keeps only the newest state: a short
-/// `Reconnecting` window can pass unseen on a loaded machine.
-async fn wait_for_error(events: &mut RoomEvents, wanted: fn(&Error) -> bool, wait: Duration) -> Error {
+/// The next error the room's event stream reports. The event stream keeps every report, where
+/// the connection `watch` keeps only the newest state: a short `Reconnecting` window can pass
+/// unseen on a loaded machine.
+async fn next_error(events: &mut RoomEvents, wait: Duration) -> Error {
     timeout(wait, async {
         loop {
             match events.recv().await {
-                Some(RoomEvent::Error(error)) if wanted(&error) => return error,
+                Some(RoomEvent::Error(error)) => return error,
                 Some(_) => continue,
                 None => panic!("the event stream ended"),
             }
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("no such error reported within {wait:?}"))
+    .unwrap_or_else(|_| panic!("no error reported within {wait:?}"))
 }
 
 async fn wait_for_state(
@@ -166,7 +166,7 @@ async fn dropped_links_are_noticed_and_resumed_and_expired_ops_are_not_applied()
     link.freeze_current();
     let silent: Vec<Operation> =
         (0..5).map(|n| client.publish(&json!({"phase": "silent", "n": n}))).collect();
-    let lost = wait_for_error(&mut client_events, |_| true, Duration::from_secs(5)).await;
+    let lost = next_error(&mut client_events, Duration::from_secs(5)).await;
     assert!(matches!(lost, Error::HeartbeatTimeout(_)), "{lost:?}");
     let silent_seqs: Vec<u64> =
         join_all(silent).await.into_iter().map(|r| r.expect("acked after resume")).collect();
@@ -201,7 +201,7 @@ async fn dropped_links_are_noticed_and_resumed_and_expired_ops_are_not_applied()
     let (short, mut short_events) = Room::connect(short_options).await.unwrap();
     link.refuse_new(true);
     link.cut_current();
-    wait_for_error(&mut short_events, |_| true, Duration::from_secs(5)).await;
+    next_error(&mut short_events, Duration::from_secs(5)).await;
     let doomed: Vec<Operation> =
         (0..3).map(|n| short.publish(&json!({"phase": "expired", "n": n}))).collect();
     for outcome in join_all(doomed).await {

@@ -57,10 +57,7 @@ async fn read_filter(env: &Env, tenant: &str) -> worker::Result<ExportFilter> {
 /// Hands one batch to the export queue. Batches travel as JSON text: event bodies are raw JSON,
 /// which the runtime's structured clone would not carry as such. Returns the message's size.
 pub async fn send_batch(env: &Env, batch: &crate::export::ExportBatch) -> worker::Result<usize> {
-    let json = serde_json::to_string(batch)?;
-    let bytes = json.len();
-    env.queue(EXPORT_QUEUE_BINDING)?.send(json).await?;
-    Ok(bytes)
+    send_batch_with(env, Faults::default(), batch).await
 }
 
 /// [`send_batch`] under the injected faults: `queue` fails the send; `discard_queue` encodes
@@ -70,11 +67,15 @@ async fn send_batch_with(
     faults: Faults,
     batch: &crate::export::ExportBatch,
 ) -> worker::Result<usize> {
-    match (faults.queue, faults.discard_queue) {
-        (true, _) => Err(worker::Error::RustError("injected queue failure".into())),
-        (false, true) => Ok(serde_json::to_string(batch)?.len()),
-        (false, false) => send_batch(env, batch).await,
+    if faults.queue {
+        return Err(worker::Error::RustError("injected queue failure".into()));
     }
+    let json = serde_json::to_string(batch)?;
+    let bytes = json.len();
+    if !faults.discard_queue {
+        env.queue(EXPORT_QUEUE_BINDING)?.send(json).await?;
+    }
+    Ok(bytes)
 }
 
 /// Which waiting batches an export hands to the queue.
