@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { Wrangler, env, fsType } from "./lib/servers.mjs";
 import { writeReport } from "./lib/report.mjs";
+import { settle } from "./lib/settle.mjs";
 import { BENCH_CONFIG, DETACHED_CONFIG, writeBenchConfig, writeDetachedConfig } from "./lib/detached-config.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -188,6 +189,13 @@ function generator(server, target, args, onMarker) {
       }
     });
   });
+}
+
+/** How the wait for a quiet machine before a run went, for the log (nothing when it was quiet). */
+function settled({ waited_ms, first, last, quiet }) {
+  if (waited_ms < 1_000) return "";
+  const pct = (x) => `${Math.round(x * 100)}%`;
+  return `; waited ${(waited_ms / 1000).toFixed(1)} s for a quiet machine: ${pct(first)} → ${pct(last)} busy${quiet ? "" : ", gave up"}`;
 }
 
 async function admin(server, path, body) {
@@ -393,6 +401,7 @@ try {
           const t0 = Date.now();
           try {
             await ensureAlive(name);
+            const quiet = await settle();
             let entry;
             try {
               entry = await fn(sys);
@@ -400,8 +409,8 @@ try {
               if (!(await ensureAlive(name))) throw e;
               entry = await fn(sys);
             }
-            if (entry) record({ scenario: id, system: name, round, ...entry });
-            log(`${storage} r${round + 1}/${opts.rounds} ${id} ${name}: ${entry?.summary ?? "done"} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+            if (entry) record({ scenario: id, system: name, round, settle: quiet, ...entry });
+            log(`${storage} r${round + 1}/${opts.rounds} ${id} ${name}: ${entry?.summary ?? "done"} (${((Date.now() - t0) / 1000).toFixed(1)} s${settled(quiet)})`);
           } catch (e) {
             record({ scenario: id, system: name, round, error: String(e.message ?? e).slice(0, 2000) });
             log(`${storage} r${round + 1} ${id} ${name}: FAILED ${String(e.message ?? e).split("\n")[0]}`);
@@ -414,6 +423,7 @@ try {
         const t0 = Date.now();
         try {
           await ensureAlive(name);
+          const quiet = await settle();
           let entry;
           try {
             entry = await fn(systems[name]);
@@ -421,8 +431,8 @@ try {
             if (!(await ensureAlive(name))) throw e;
             entry = await fn(systems[name]);
           }
-          if (entry) record({ scenario: id, system: name, round, ...entry });
-          log(`${storage} r${round + 1}/${opts.rounds} ${id} ${name}: ${entry?.summary ?? "done"} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+          if (entry) record({ scenario: id, system: name, round, settle: quiet, ...entry });
+          log(`${storage} r${round + 1}/${opts.rounds} ${id} ${name}: ${entry?.summary ?? "done"} (${((Date.now() - t0) / 1000).toFixed(1)} s${settled(quiet)})`);
         } catch (e) {
           record({ scenario: id, system: name, round, error: String(e.message ?? e).slice(0, 2000) });
           log(`${storage} r${round + 1} ${id} ${name}: FAILED ${String(e.message ?? e).split("\n")[0]}`);

@@ -38,6 +38,20 @@ function cell(values, digits) {
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN);
 const fmtRatio = (r) => (Number.isFinite(r) ? `${fmt(r, 2)}×` : "–");
 
+/** One sentence on how long runs waited for a quiet machine (results.json keeps each wait). */
+function settleSummary(results) {
+  const waits = Object.values(results.storages)
+    .flatMap((storage) => storage.runs)
+    .map((run) => run.settle)
+    .filter(Boolean);
+  if (!waits.length) return "";
+  const long = waits.filter((w) => w.waited_ms >= 1_000);
+  const gaveUp = waits.filter((w) => !w.quiet).length;
+  if (!long.length) return `In this run the machine was quiet before each of the ${waits.length} runs.`;
+  const longest = Math.max(...long.map((w) => w.waited_ms)) / 1000;
+  return `In this run ${long.length} of ${waits.length} runs waited a second or more (longest ${longest.toFixed(1)} s${gaveUp ? `; ${gaveUp} gave up at 20 s and ran on a busy machine` : ""}).`;
+}
+
 export function writeReport(results, outDir) {
   const lines = [];
   const push = (...l) => lines.push(...l);
@@ -381,7 +395,7 @@ export function writeReport(results, outDir) {
     "- **Servers.** edgeroom: the release Worker from `scripts/build-worker.sh`, `wrangler dev --local` with `AUTH_MODE=dev`, `RATE_LIMIT_PER_SEC`/`RATE_LIMIT_BURST` raised to 1,000,000 (a benchmark, not abuse), other settings default (`LOG_LEVEL=warn`, `BATCH_DELAY_MS=2`, `PRESENCE_INTERVAL_MS=50`). Peer: `bench/peer/` (partyserver, hibernating WebSockets; per message `JSON.parse`, one `INSERT … RETURNING seq` into `this.ctx.storage.sql`, `this.broadcast` of the event to every connection, sender included as its ack; on connect a welcome with the members, a `join` broadcast, and with `?after=N` the missed rows).",
     "- **Load.** Subscribers and publishers are connections of one generator process. Open-loop steps stamp each message with its scheduled send time, so a backlog shows as latency; the closed-loop step keeps a window of messages in flight per publisher (the saturation throughput). Each step publishes for the step time, then waits (up to 8 s) until every acknowledged message reached every subscriber.",
     "- **CPU.** utime + stime of the server's `workerd` process (the whole `wrangler dev` process group is recorded too, in results.json) from `/proc/<pid>/stat`, sampled by the runner at the generator's step markers, divided by the events delivered to subscribers. The generator reports its own CPU from `/proc/self/stat`.",
-    "- **Noise.** The runner waits 1 s between runs and alternates the systems; numbers from a shared or busy machine are not comparable across runs, only the same-run ratios are.",
+    `- **Noise.** The runner alternates the systems and, before each run, waits 1 s and then until the machine is quiet (under 5% of its CPU busy over half a second, at most 20 s): a run's rooms go on working after it (idle snapshots, closing sockets), and on a small machine that work would land on the next run. ${settleSummary(results)} Numbers from a shared or busy machine are not comparable across runs, only the same-run ratios are.`,
     "",
   );
   writeFileSync(join(outDir, "RESULTS.md"), lines.join("\n"));
