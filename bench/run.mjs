@@ -336,7 +336,8 @@ try {
     };
 
     // Export: a webhook for tenant `exporton` to the loopback receiver; its rooms (and the
-    // `exportoff` ones) get one message first and one flush interval to load the export filter.
+    // `exportoff` ones, two per round) get one message first and one flush interval to load the
+    // export filter.
     const setupExport = async (server) => {
       if (!wanted("export") || skipped("export")) return;
       await admin(server, "/v1/admin/t/exporton/webhooks/create", {
@@ -345,8 +346,8 @@ try {
         kinds: ["message"],
       });
       for (let round = 0; round < opts.rounds; round++) {
-        for (const tenant of ["exporton", "exportoff"]) {
-          const r = await fetch(`${server.url}/v1/t/${tenant}/rooms/x${round}/messages`, {
+        for (const room of [`exporton/rooms/x${round}`, `exportoff/rooms/x${round}`, `exportoff/rooms/y${round}`]) {
+          const r = await fetch(`${server.url}/v1/t/${room}/messages`, {
             method: "POST",
             headers: { "content-type": "application/json" },
             body: JSON.stringify({ body: { t: 0 } }),
@@ -485,14 +486,16 @@ try {
       // subscribers (edgeroom only; the order rotates every round).
       if (wanted("export")) {
         const variants = [
-          { id: "export-off", tenant: "exportoff", system: "edgeroom-detached" },
-          { id: "export-on-detached", tenant: "exporton", system: "edgeroom-detached" },
-          { id: "export-on", tenant: "exporton", system: "edgeroom" },
+          { id: "export-off", room: `exportoff/x${round}`, system: "edgeroom-detached" },
+          { id: "export-on-detached", room: `exporton/x${round}`, system: "edgeroom-detached" },
+          { id: "export-on", room: `exporton/x${round}`, system: "edgeroom" },
+          // The same as export-off in another room: how far two identical runs differ here.
+          { id: "export-off-again", room: `exportoff/y${round}`, system: "edgeroom-detached" },
         ];
-        for (const { id, tenant, system } of variants.map((_, i) => variants[(i + round) % variants.length])) {
+        for (const { id, room, system } of variants.map((_, i) => variants[(i + round) % variants.length])) {
           await only(id, system, async (sys) => {
             const before = receiverState.exported;
-            const report = await pubsubRun(sys, `${tenant}/x${round}`, [
+            const report = await pubsubRun(sys, room, [
               "--subscribers", String(plan.export.subscribers), "--publishers", "2", "--steps", plan.export.steps, "--step-duration", `${S}s`, "--drain", "8s",
             ]);
             const acked = report.steps.reduce((a, s) => a + (s.acked ?? 0), 0);
