@@ -486,18 +486,19 @@ try {
       // subscribers (edgeroom only; the order rotates every round).
       if (wanted("export")) {
         const variants = [
-          { id: "export-off", room: `exportoff/x${round}`, system: "edgeroom-detached" },
-          { id: "export-on-detached", room: `exporton/x${round}`, system: "edgeroom-detached" },
-          { id: "export-on", room: `exporton/x${round}`, system: "edgeroom" },
+          { id: "export-off", tenant: "exportoff", room: `x${round}`, system: "edgeroom-detached" },
+          { id: "export-on-detached", tenant: "exporton", room: `x${round}`, system: "edgeroom-detached" },
+          { id: "export-on", tenant: "exporton", room: `x${round}`, system: "edgeroom" },
           // The same as export-off in another room: how far two identical runs differ here.
-          { id: "export-off-again", room: `exportoff/y${round}`, system: "edgeroom-detached" },
+          { id: "export-off-again", tenant: "exportoff", room: `y${round}`, system: "edgeroom-detached" },
         ];
-        for (const { id, room, system } of variants.map((_, i) => variants[(i + round) % variants.length])) {
+        for (const { id, tenant, room, system } of variants.map((_, i) => variants[(i + round) % variants.length])) {
           await only(id, system, async (sys) => {
             const before = receiverState.exported;
-            const report = await pubsubRun(sys, room, [
+            // The room's own counts per step (alarms, flushes, queue sends, rows) go to results.json.
+            const report = await pubsubRun(sys, `${tenant}/${room}`, [
               "--subscribers", String(plan.export.subscribers), "--publishers", "2", "--steps", plan.export.steps, "--step-duration", `${S}s`, "--drain", "8s",
-            ]);
+            ], () => roomMetrics(sys.server, tenant, room));
             const acked = report.steps.reduce((a, s) => a + (s.acked ?? 0), 0);
             const ended = Date.now();
             if (id === "export-on") {
