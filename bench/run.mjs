@@ -41,7 +41,7 @@ const opts = {
   storages: option("storage", "tmpfs,disk").split(","),
   only: option("only", "") ? option("only", "").split(",") : null,
   // Wall-time budget: rounds that would not fit are left out (and RESULTS.md says so).
-  budgetMinutes: Number(option("budget-minutes", quick ? 3 : 24)),
+  budgetMinutes: Number(option("budget-minutes", quick ? 3 : 32)),
   build: !flag("no-build"),
   out: option("out", benchDir),
 };
