@@ -200,9 +200,9 @@ function settled({ waited_ms, first, last, quiet }) {
   return `; waited ${(waited_ms / 1000).toFixed(1)} s for a quiet machine: ${pct(first)} → ${pct(last)} busy${quiet ? "" : ", gave up"}`;
 }
 
-/** The export scenario's room suffix for one pass of one round (`0`, `0-1`, …). */
+/** The export scenario's room suffix for one pass of one round. */
 function exportRoomName(round, pass) {
-  return pass === 0 ? `${round}` : `${round}-${pass}`;
+  return `${round}-${pass}`;
 }
 
 /** Every export room suffix the rounds will use (their rooms are warmed up first). */
@@ -407,30 +407,7 @@ try {
       }
       const order = round % 2 === 0 ? ["edgeroom", "partyserver"] : ["partyserver", "edgeroom"];
       const tag = `${storage[0]}${round}`;
-      const both = async (id, fn) => {
-        if (!wanted(id) || skipped(id)) return;
-        for (const name of order) {
-          const sys = systems[name];
-          const t0 = Date.now();
-          try {
-            await ensureAlive(name);
-            const quiet = await settle();
-            let entry;
-            try {
-              entry = await fn(sys);
-            } catch (e) {
-              if (!(await ensureAlive(name))) throw e;
-              entry = await fn(sys);
-            }
-            if (entry) record({ scenario: id, system: name, round, settle: quiet, ...entry });
-            log(`${storage} r${round + 1}/${opts.rounds} ${id} ${name}: ${entry?.summary ?? "done"} (${((Date.now() - t0) / 1000).toFixed(1)} s${settled(quiet)})`);
-          } catch (e) {
-            record({ scenario: id, system: name, round, error: String(e.message ?? e).slice(0, 2000) });
-            log(`${storage} r${round + 1} ${id} ${name}: FAILED ${String(e.message ?? e).split("\n")[0]}`);
-          }
-          await sleep(plan.pause_ms);
-        }
-      };
+      // One scenario on one system: restarted once if its server died, recorded, logged.
       const only = async (id, name, fn) => {
         if (!wanted(id) || skipped(id)) return;
         const t0 = Date.now();
@@ -451,6 +428,10 @@ try {
           log(`${storage} r${round + 1} ${id} ${name}: FAILED ${String(e.message ?? e).split("\n")[0]}`);
         }
         await sleep(plan.pause_ms);
+      };
+      // One scenario on both systems, in this round's order.
+      const both = async (id, fn) => {
+        for (const name of order) await only(id, name, fn);
       };
       const stepSummary = (report) =>
         report.steps

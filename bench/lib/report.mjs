@@ -169,7 +169,7 @@ export function writeReport(results, outDir) {
     }
     {
       // The room's own export work (consumer elsewhere, as deployed) against export off.
-      const [off, detached, , offAgain] = EXPORT_VARIANTS;
+      const [off, detached, offAgain] = ["export-off", "export-on-detached", "export-off-again"].map((id) => EXPORT_VARIANTS.find((v) => v.id === id));
       const values = (v, k, f) => finite(stepValues(storage, v.id, v.system, k, f));
       const p99s = (v) => values(v, 0, (s) => s.latency_ms?.p99);
       const rates = (v) => values(v, 1, (s) => s.delivered_per_s);
