@@ -13,24 +13,42 @@
 )]
 #![warn(missing_docs)]
 
+#[cfg(feature = "router")]
 mod admin;
+#[cfg(feature = "router")]
 mod auth;
+#[cfg(feature = "router")]
 mod cors;
+#[cfg(feature = "router")]
 mod counters;
+#[cfg(feature = "router")]
 mod export;
+#[cfg(feature = "router")]
 mod operations;
+#[cfg(feature = "router")]
 mod retention;
+#[cfg(feature = "router")]
 mod rooms;
+#[cfg(feature = "router")]
 mod router;
+#[cfg(feature = "router")]
 mod webhooks;
 
+#[cfg(feature = "router")]
 use edgeroom_durable::object::http::error_response;
+#[cfg(feature = "router")]
 use edgeroom_durable::object::init_tracing;
+#[cfg(feature = "router")]
 use edgeroom_durable::ApiError;
+#[cfg(feature = "router")]
 use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
-pub use edgeroom_durable::object::{CounterObject, RoomObject};
+#[cfg(feature = "counters")]
+pub use edgeroom_durable::object::CounterObject;
+#[cfg(feature = "rooms")]
+pub use edgeroom_durable::object::RoomObject;
 
+#[cfg(feature = "router")]
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     init_tracing(&env);
@@ -48,6 +66,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 }
 
 /// The export queue and its dead-letter queue: webhook deliveries.
+#[cfg(feature = "router")]
 #[event(queue)]
 async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
     init_tracing(&env);
@@ -55,6 +74,7 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<(
 }
 
 /// The Cron Trigger: snapshot retention.
+#[cfg(feature = "router")]
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     init_tracing(&env);
@@ -65,6 +85,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
 }
 
 /// Turns a runtime failure into the API's internal error.
+#[cfg(feature = "router")]
 fn internal(error: worker::Error) -> ApiError {
     edgeroom_durable::object::http::internal(error)
 }

@@ -6,121 +6,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use edgeroom_durable::export::{sign_webhook, webhook_key};
+use edgeroom_tests::webhook::Receiver;
 use edgeroom_tests::{Client, Server};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 const ADMIN_KEY: &str = "export-admin-key";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// One delivery the receiver accepted.
-#[derive(Debug, Clone)]
-struct Delivery {
-    id: String,
-    timestamp: String,
-    signature: String,
-    body: String,
-}
-
-/// A webhook receiver on loopback that answers each delivery with `status(n)` (n counts every
-/// request) and keeps the ones it accepted.
-struct Receiver {
-    url: String,
-    accepted: Arc<Mutex<Vec<Delivery>>>,
-    requests: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    async fn start(status: impl Fn(usize) -> u16 + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://127.0.0.1:{}/hooks", listener.local_addr().unwrap().port());
-        let accepted = Arc::new(Mutex::new(Vec::new()));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let (seen, count, status) = (accepted.clone(), requests.clone(), Arc::new(status));
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let (seen, count, status) = (seen.clone(), count.clone(), status.clone());
-                tokio::spawn(async move {
-                    let Some((headers, body)) = read_request(&mut stream).await else { return };
-                    let code = status(count.fetch_add(1, Ordering::SeqCst));
-                    if code == 200 {
-                        let header = |name: &str| headers.get(name).cloned().unwrap_or_default();
-                        seen.lock().unwrap().push(Delivery {
-                            id: header("webhook-id"),
-                            timestamp: header("webhook-timestamp"),
-                            signature: header("webhook-signature"),
-                            body,
-                        });
-                    }
-                    let answer =
-                        format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    let _ = stream.write_all(answer.as_bytes()).await;
-                });
-            }
-        });
-        Self { url, accepted, requests }
-    }
-
-    fn deliveries(&self) -> Vec<Delivery> {
-        self.accepted.lock().unwrap().clone()
-    }
-
-    /// Every accepted event by id (deduplicated), checking each delivery's signature.
-    fn events(&self) -> BTreeMap<String, Value> {
-        let key = webhook_key(SECRET).unwrap();
-        let mut events = BTreeMap::new();
-        for delivery in self.deliveries() {
-            let expected =
-                sign_webhook(&key, &delivery.id, delivery.timestamp.parse().unwrap(), &delivery.body)
-                    .unwrap();
-            assert_eq!(delivery.signature, expected, "a valid Standard Webhooks signature");
-            let body: Value = serde_json::from_str(&delivery.body).unwrap();
-            let seqs: Vec<u64> =
-                body["events"].as_array().unwrap().iter().filter_map(|e| e["seq"].as_u64()).collect();
-            assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "a batch is in seq order: {seqs:?}");
-            for event in body["events"].as_array().unwrap() {
-                events.insert(event["id"].as_str().unwrap().to_owned(), event.clone());
-            }
-        }
-        events
-    }
-}
-
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(BTreeMap<String, String>, String)> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
-    let headers: BTreeMap<String, String> = head
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-    while buffer.len() < head_end + length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-    Some((headers, String::from_utf8_lossy(&buffer[head_end..]).to_string()))
-}
 
 async fn start() -> Server {
     Server::start_with_vars(&[
@@ -165,13 +59,13 @@ async fn until(
     done: impl Fn(&BTreeMap<String, Value>) -> bool,
 ) -> BTreeMap<String, Value> {
     for _ in 0..240 {
-        let events = receiver.events();
+        let events = receiver.events(SECRET);
         if done(&events) {
             return events;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    panic!("{what}: got {} events", receiver.events().len());
+    panic!("{what}: got {} events", receiver.events(SECRET).len());
 }
 
 fn message_seqs(events: &BTreeMap<String, Value>) -> BTreeSet<u64> {
@@ -325,7 +219,11 @@ async fn a_discarding_queue_fault_drops_batches_as_if_sent_and_unknown_faults_ar
     client.publish_n(5).await;
     until(&receiver, "the batch after the fault", |events| message_seqs(events).len() >= 5).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(message_seqs(&receiver.events()), (6..=10).collect(), "the discarded batch never arrives");
+    assert_eq!(
+        message_seqs(&receiver.events(SECRET)),
+        (6..=10).collect(),
+        "the discarded batch never arrives"
+    );
 }
 
 #[tokio::test]

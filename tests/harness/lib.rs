@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod link;
+pub mod webhook;
 
 /// How long a frame may take to arrive before a test fails.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,17 +34,44 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds the Worker once per test process, unless the caller already did
-/// (`EDGEROOM_PREBUILT=1`, as `scripts/test.sh` sets after its own build).
-fn ensure_built() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
+/// What a [`Server`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// The one Worker of `wrangler.toml` (with the test-only fault injection).
+    Single,
+    /// The three Workers of the split deploy (`deploy/*.toml`), built exactly as deployed.
+    Split,
+}
+
+impl Shape {
+    /// The `wrangler dev` config arguments (the first config's Worker serves HTTP).
+    fn config_args(self) -> &'static [&'static str] {
+        match self {
+            Self::Single => &[],
+            Self::Split => {
+                &["-c", "deploy/router.toml", "-c", "deploy/rooms.toml", "-c", "deploy/counters.toml"]
+            }
+        }
+    }
+}
+
+/// Builds the Worker(s) of `shape` once per test process, unless the caller already did
+/// (`EDGEROOM_PREBUILT=1`, as `scripts/test.sh` sets after its own builds).
+fn ensure_built(shape: Shape) {
+    static SINGLE: OnceLock<()> = OnceLock::new();
+    static SPLIT: OnceLock<()> = OnceLock::new();
+    let (built, args, faults) = match shape {
+        Shape::Single => (&SINGLE, None, "1"),
+        Shape::Split => (&SPLIT, Some("split"), "0"),
+    };
+    built.get_or_init(|| {
         if std::env::var("EDGEROOM_PREBUILT").as_deref() == Ok("1") {
             return;
         }
         let status = Command::new("sh")
             .arg(repo_root().join("scripts/build-worker.sh"))
-            .env("EDGEROOM_FAULT_INJECTION", "1")
+            .args(args)
+            .env("EDGEROOM_FAULT_INJECTION", faults)
             .current_dir(repo_root())
             .status()
             .expect("run scripts/build-worker.sh");
@@ -159,12 +187,21 @@ pub struct Server {
     state: StateDir,
     log: PathBuf,
     vars: Vec<(String, String)>,
+    shape: Shape,
 }
 
 impl Server {
     /// Starts a server on fresh state.
     pub async fn start() -> Self {
         Self::start_on(StateDir::new()).await
+    }
+
+    /// Starts the split deploy's three Workers (`deploy/*.toml`, docs/deploy.md) in one
+    /// `wrangler dev` on fresh state. Vars (`--var`) reach only the router there, so this takes
+    /// those of the router: `AUTH_MODE`, `ADMIN_KEY`, ...
+    pub async fn start_split(router_vars: &[(&str, &str)]) -> Self {
+        let vars = router_vars.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        Self::launch_on(free_port(), StateDir::new(), vars, Shape::Split).await
     }
 
     /// Starts a server on fresh state with wrangler vars overridden (`--var NAME:VALUE`).
@@ -187,6 +224,7 @@ impl Server {
             free_port(),
             state,
             vars.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            Shape::Single,
         )
         .await
     }
@@ -199,25 +237,18 @@ impl Server {
         unsafe { libc::kill(group, libc::SIGKILL) };
         let _ = self.child.wait();
         let (state, vars) = (self.state.clone(), std::mem::take(&mut self.vars));
-        *self = Self::launch_on(self.port, state, vars).await;
+        *self = Self::launch_on(self.port, state, vars, self.shape).await;
     }
 
-    async fn launch_on(port: u16, state: StateDir, vars: Vec<(String, String)>) -> Self {
-        ensure_built();
+    async fn launch_on(port: u16, state: StateDir, vars: Vec<(String, String)>, shape: Shape) -> Self {
+        ensure_built(shape);
         let log = state.path().join(format!("wrangler-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("create wrangler log");
         let mut command = wrangler();
         command
-            .args([
-                "dev",
-                "--local",
-                "--test-scheduled",
-                "--ip",
-                "127.0.0.1",
-                "--inspector-port",
-                "0",
-                "--port",
-            ])
+            .arg("dev")
+            .args(shape.config_args())
+            .args(["--local", "--test-scheduled", "--ip", "127.0.0.1", "--inspector-port", "0", "--port"])
             .arg(port.to_string())
             .arg("--persist-to")
             .arg(state.path())
@@ -234,7 +265,7 @@ impl Server {
         // Own process group, so stopping it also stops workerd and every other child.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().expect("spawn wrangler dev");
-        let mut server = Self { child, port, state, log, vars };
+        let mut server = Self { child, port, state, log, vars, shape };
         server.wait_ready().await;
         server
     }

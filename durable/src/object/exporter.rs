@@ -9,14 +9,13 @@ use edgeroom_protocol::RoomAddress;
 use worker::Env;
 
 use super::d1::{database, prepare};
+use super::export_queue::send_batch_with;
 use super::flush::Faults;
 use super::http::now_ms;
 use super::room_host::RoomHost;
 use crate::export::{ExportFilter, ExportKind};
 use crate::{index, ApiError};
 
-/// Binding name of the export queue's producer.
-pub const EXPORT_QUEUE_BINDING: &str = "EXPORT_QUEUE";
 /// How long a room trusts what it read of its tenant's export filter.
 const FILTER_TTL_MS: u64 = 60_000;
 /// Most batches one alarm hands to the queue (the rest waits for the next alarm).
@@ -52,30 +51,6 @@ async fn read_filter(env: &Env, tenant: &str) -> worker::Result<ExportFilter> {
         filter.0.extend(kinds);
     }
     Ok(filter)
-}
-
-/// Hands one batch to the export queue. Batches travel as JSON text: event bodies are raw JSON,
-/// which the runtime's structured clone would not carry as such. Returns the message's size.
-pub async fn send_batch(env: &Env, batch: &crate::export::ExportBatch) -> worker::Result<usize> {
-    send_batch_with(env, Faults::default(), batch).await
-}
-
-/// [`send_batch`] under the injected faults: `queue` fails the send; `discard_queue` encodes
-/// the batch and drops it, as if the queue took it.
-async fn send_batch_with(
-    env: &Env,
-    faults: Faults,
-    batch: &crate::export::ExportBatch,
-) -> worker::Result<usize> {
-    if faults.queue {
-        return Err(worker::Error::RustError("injected queue failure".into()));
-    }
-    let json = serde_json::to_string(batch)?;
-    let bytes = json.len();
-    if !faults.discard_queue {
-        env.queue(EXPORT_QUEUE_BINDING)?.send(json).await?;
-    }
-    Ok(bytes)
 }
 
 /// Which waiting batches an export hands to the queue.
