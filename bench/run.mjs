@@ -15,7 +15,7 @@ import { gzipSync } from "node:zlib";
 import { Wrangler, env, fsType } from "./lib/servers.mjs";
 import { writeReport } from "./lib/report.mjs";
 import { settle } from "./lib/settle.mjs";
-import { BENCH_CONFIG, DETACHED_CONFIG, writeBenchConfig, writeDetachedConfig } from "./lib/detached-config.mjs";
+import { writeSplitBenchConfigs } from "./lib/detached-config.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const benchDir = join(root, "bench");
@@ -104,8 +104,10 @@ function output(cmd, args, o = {}) {
 }
 
 if (opts.build) {
-  log("building the release Worker (scripts/build-worker.sh) and the edgeroom CLI");
-  run("sh", ["scripts/build-worker.sh"], { env: { EDGEROOM_SKIP_BUILD: "0", EDGEROOM_FAULT_INJECTION: "0" } });
+  log("building the release Worker (scripts/build-worker.sh), the split deploy's three and the edgeroom CLI");
+  for (const worker of ["all", "split"]) {
+    run("sh", ["scripts/build-worker.sh", worker], { env: { EDGEROOM_SKIP_BUILD: "0", EDGEROOM_FAULT_INJECTION: "0" } });
+  }
   run("cargo", ["build", "--release", "--quiet", "-p", "edgeroom-client"]);
 }
 const peerDir = join(benchDir, "peer");
@@ -119,9 +121,14 @@ const peerDir = join(benchDir, "peer");
   }
 }
 if (!existsSync(cli)) throw new Error(`${cli} is missing: run without --no-build`);
-if (!existsSync(join(root, "build/index_bg.wasm"))) throw new Error("build/index_bg.wasm is missing: run without --no-build");
+/** The Workers of the split deploy (deploy/*.toml), which is what `scripts/deploy.sh` uploads. */
+const splitWorkers = ["router", "rooms", "counters"];
+for (const dir of ["build", ...splitWorkers.map((w) => `build/${w}`)]) {
+  if (!existsSync(join(root, dir, "index_bg.wasm"))) throw new Error(`${dir}/index_bg.wasm is missing: run without --no-build`);
+}
 
-// Sizes: edgeroom's Worker (build/) and the peer's bundle (wrangler's own esbuild, as deployed).
+// Sizes: edgeroom's Workers (each of the split deploy as uploaded, and the one Worker of local
+// development) and the peer's bundle (wrangler's own esbuild, as deployed).
 function sizeOf(files) {
   let raw = 0;
   const parts = [];
@@ -142,9 +149,12 @@ run(join(root, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir"
 const sizes = {
   edgeroom_wasm: sizeOf([join(root, "build/index_bg.wasm")]),
   edgeroom_worker: sizeOf([join(root, "build/index.js"), join(root, "build/index_bg.wasm")]),
+  edgeroom_split: Object.fromEntries(
+    splitWorkers.map((w) => [w, sizeOf([join(root, "build", w, "index.js"), join(root, "build", w, "index_bg.wasm")])]),
+  ),
   peer_bundle: sizeOf([join(peerOut, "index.js")]),
 };
-log(`sizes: edgeroom wasm ${sizes.edgeroom_wasm.raw} B raw / ${sizes.edgeroom_wasm.gzip} B gzip; peer bundle ${sizes.peer_bundle.raw} / ${sizes.peer_bundle.gzip}`);
+log(`sizes: edgeroom wasm ${sizes.edgeroom_wasm.raw} B raw / ${sizes.edgeroom_wasm.gzip} B gzip; split deploy ${splitWorkers.map((w) => `${w} ${sizes.edgeroom_split[w].gzip}`).join(", ")} B gzip; peer bundle ${sizes.peer_bundle.raw} / ${sizes.peer_bundle.gzip}`);
 
 // ------------------------------------------------------------------------------------------------
 // The generator
@@ -296,6 +306,8 @@ process.on("SIGINT", async () => {
 });
 
 const budgetEnd = started + opts.budgetMinutes * 60_000;
+/** The bench configs written (removed at the end). */
+const configFiles = [];
 try {
   for (const [storageIndex, storage] of opts.storages.entries()) {
     const storageStart = Date.now();
@@ -303,18 +315,22 @@ try {
     const parent = storageParents[storage];
     if (!parent) throw new Error(`unknown storage ${storage}: use tmpfs or disk`);
     log(`== ${storage}: state under ${parent} (${fsType(parent)}); starting edgeroom and the peer`);
-    writeBenchConfig(root, { consumers: true });
+    // edgeroom as deployed: the split deploy's three Workers in one wrangler dev. The vars go
+    // into each Worker's config (`--var` would reach only the router).
+    const edgeroomVars = { AUTH_MODE: "dev", ADMIN_KEY, RATE_LIMIT_PER_SEC: "1000000", RATE_LIMIT_BURST: "1000000", ...JSON.parse(process.env.EDGEROOM_BENCH_VARS ?? "{}") };
+    const benchConfigs = writeSplitBenchConfigs(root, { consumers: true, vars: edgeroomVars });
+    configFiles.push(...benchConfigs.files);
     const serverOptions = {
       edgeroom: {
         name: "edgeroom",
         root,
         cwd: root,
-        // Without [build]: the runner built the Worker, and wrangler's watcher of src/ once
+        // Without [build]: the runner built the Workers, and wrangler's watcher of src/ once
         // restarted a server mid-run ("The file src changed") with nothing changed.
-        configArgs: ["-c", BENCH_CONFIG],
+        configArgs: benchConfigs.configArgs,
         parent,
         migrate: true,
-        vars: { AUTH_MODE: "dev", ADMIN_KEY, RATE_LIMIT_PER_SEC: "1000000", RATE_LIMIT_BURST: "1000000", ...JSON.parse(process.env.EDGEROOM_BENCH_VARS ?? "{}") },
+        vars: {},
       },
       partyserver: { name: "peer", root, cwd: peerDir, configArgs: ["-c", "wrangler.jsonc"], parent, vars: {} },
     };
@@ -322,8 +338,9 @@ try {
     // in its workerd (bench/lib/detached-config.mjs); export on with the consumer in the same
     // workerd runs on the main one.
     if (wanted("export")) {
-      writeDetachedConfig(root);
-      serverOptions["edgeroom-detached"] = { ...serverOptions.edgeroom, name: "edgeroom-detached", configArgs: ["-c", DETACHED_CONFIG] };
+      const detached = writeSplitBenchConfigs(root, { consumers: false, vars: edgeroomVars });
+      configFiles.push(...detached.files);
+      serverOptions["edgeroom-detached"] = { ...serverOptions.edgeroom, name: "edgeroom-detached", configArgs: detached.configArgs };
     }
     const names = Object.keys(serverOptions);
     const started2 = await Promise.allSettled(names.map((name) => Wrangler.start(serverOptions[name])));
@@ -556,8 +573,7 @@ try {
 } finally {
   await cleanup();
   receiver.close();
-  rmSync(join(root, DETACHED_CONFIG), { force: true });
-  rmSync(join(root, BENCH_CONFIG), { force: true });
+  for (const file of configFiles) rmSync(join(root, file), { force: true });
 }
 
 // ------------------------------------------------------------------------------------------------

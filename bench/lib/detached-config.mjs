@@ -1,4 +1,5 @@
-// Wrangler configs for benchmark servers: the repository's wrangler.toml without `[build]` (the
+// Wrangler configs for benchmark servers: the repository's wrangler.toml, or the split deploy's
+// three configs (deploy/*.toml, what bench/run.sh measures), without `[build]` (the
 // runner builds the Worker first; a watcher of src/ that rebuilds on a change would restart a
 // server in the middle of a run), and optionally without queue consumers, for measuring what
 // event export costs the room itself. Locally one workerd runs the room, the queue and its
@@ -12,27 +13,61 @@ import { join } from "node:path";
 export const DETACHED_CONFIG = "wrangler.export-bench.toml";
 /** The config with consumers (the repository's, minus `[build]`; git-ignored). */
 export const BENCH_CONFIG = "wrangler.bench.toml";
+/** The split deploy's configs (docs/deploy.md), the router first: wrangler dev serves its HTTP. */
+export const SPLIT_CONFIGS = ["deploy/router.toml", "deploy/rooms.toml", "deploy/counters.toml"];
 
 /**
- * Writes a config (the top level of wrangler.toml minus `[build]`, and minus its
- * `[[queues.consumers]]` tables unless `consumers`; the production environment left out) and
- * returns its path. The caller removes it when done.
+ * A config's top level minus `[build]`, and minus its `[[queues.consumers]]` tables unless
+ * `consumers`, with `vars` set in its `[vars]` (the production environment left out).
  */
-export function writeBenchConfig(root, { consumers }) {
-  const path = join(root, consumers ? BENCH_CONFIG : DETACHED_CONFIG);
+function benchConfigText(text, { consumers, vars = {} }) {
   const dropped = consumers ? ["[build]"] : ["[[queues.consumers]]", "[build]"];
   const kept = [];
   let skipping = false;
-  for (const line of readFileSync(join(root, "wrangler.toml"), "utf8").split("\n")) {
+  let inVars = false;
+  for (const line of text.split("\n")) {
     if (line.startsWith("[env.")) break;
-    if (line.startsWith("[")) skipping = dropped.includes(line.trim());
+    if (line.startsWith("[")) {
+      skipping = dropped.includes(line.trim());
+      inVars = line.trim() === "[vars]";
+      if (inVars) {
+        kept.push(line, ...Object.entries(vars).map(([name, value]) => `${name} = ${JSON.stringify(String(value))}`));
+        continue;
+      }
+    }
+    // A var set here replaces the config's own line for it.
+    if (inVars && Object.hasOwn(vars, line.split("=")[0].trim())) continue;
     if (!skipping) kept.push(line);
   }
-  writeFileSync(path, kept.join("\n"));
+  return kept.join("\n");
+}
+
+/**
+ * Writes a config (wrangler.toml's top level minus `[build]`, and minus its queue consumers
+ * unless `consumers`) and returns its path. The caller removes it when done.
+ */
+export function writeBenchConfig(root, { consumers }) {
+  const path = join(root, consumers ? BENCH_CONFIG : DETACHED_CONFIG);
+  writeFileSync(path, benchConfigText(readFileSync(join(root, "wrangler.toml"), "utf8"), { consumers }));
   return path;
 }
 
 /** [`writeBenchConfig`] without consumers. */
 export function writeDetachedConfig(root) {
   return writeBenchConfig(root, { consumers: false });
+}
+
+/**
+ * Writes bench copies of the split deploy's three configs next to them (so their relative paths
+ * hold; git-ignored), as [`writeBenchConfig`] does, with `vars` in every Worker's `[vars]`:
+ * `--var` reaches only the first config's Worker, and the room limits are the rooms Worker's.
+ * Returns wrangler dev's config arguments and the files written (the caller removes them).
+ */
+export function writeSplitBenchConfigs(root, { consumers, vars }) {
+  const suffix = consumers ? "bench" : "export-bench";
+  const files = SPLIT_CONFIGS.map((config) => config.replace(/\.toml$/, `.${suffix}.toml`));
+  SPLIT_CONFIGS.forEach((config, i) => {
+    writeFileSync(join(root, files[i]), benchConfigText(readFileSync(join(root, config), "utf8"), { consumers, vars }));
+  });
+  return { configArgs: files.flatMap((file) => ["-c", file]), files };
 }

@@ -54,7 +54,10 @@ export class Wrangler {
     const out = openSync(w.log, "a");
     const vars = Object.entries(o.vars ?? {}).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
     const args = ["dev", ...o.configArgs, "--local", "--ip", "127.0.0.1", "--port", String(w.port), "--persist-to", w.state, "--inspector-port", "0", ...vars];
-    w.child = spawn(join(o.root, "node_modules/.bin/wrangler"), args, { cwd: o.cwd, env, stdio: ["ignore", out, out], detached: true });
+    // A dev registry of its own: two servers running Workers of the same names (the split deploy's)
+    // must not reach each other's objects.
+    const ownEnv = { ...env, WRANGLER_REGISTRY_PATH: join(w.state, "registry") };
+    w.child = spawn(join(o.root, "node_modules/.bin/wrangler"), args, { cwd: o.cwd, env: ownEnv, stdio: ["ignore", out, out], detached: true });
     const deadline = Date.now() + 120_000;
     for (;;) {
       try {

@@ -248,6 +248,9 @@ impl Server {
         command
             .arg("dev")
             .args(shape.config_args())
+            // A dev registry of its own: Workers of the same names in other servers (the split
+            // deploy's) must not be reached from this one.
+            .env("WRANGLER_REGISTRY_PATH", state.path().join("registry"))
             .args(["--local", "--test-scheduled", "--ip", "127.0.0.1", "--inspector-port", "0", "--port"])
             .arg(port.to_string())
             .arg("--persist-to")
