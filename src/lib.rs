@@ -1,4 +1,9 @@
-//! The edgeroom router Worker: the entry point wrangler runs.
+//! The edgeroom Worker: the router's entry points and the Durable Object classes.
+//!
+//! Cargo features choose what one build holds (docs/deploy.md): `router` (the `fetch`, `queue`
+//! and `scheduled` entry points, `src/entry.rs`), `rooms` (`RoomObject`) and `counters`
+//! (`CounterObject`). The default has all three (the one Worker of local development); a deploy
+//! builds three Workers with one each.
 //!
 //! Every request is parsed into a [`Route`](edgeroom_protocol::Route), authenticated, rate
 //! limited and either answered here (health, KV read models, the admin API's index reads) or sent
@@ -22,6 +27,8 @@ mod cors;
 #[cfg(feature = "router")]
 mod counters;
 #[cfg(feature = "router")]
+mod entry;
+#[cfg(feature = "router")]
 mod export;
 #[cfg(feature = "router")]
 mod operations;
@@ -34,58 +41,13 @@ mod router;
 #[cfg(feature = "router")]
 mod webhooks;
 
-#[cfg(feature = "router")]
-use edgeroom_durable::object::http::error_response;
-#[cfg(feature = "router")]
-use edgeroom_durable::object::init_tracing;
-#[cfg(feature = "router")]
-use edgeroom_durable::ApiError;
-#[cfg(feature = "router")]
-use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
-
 #[cfg(feature = "counters")]
 pub use edgeroom_durable::object::CounterObject;
 #[cfg(feature = "rooms")]
 pub use edgeroom_durable::object::RoomObject;
 
-#[cfg(feature = "router")]
-#[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    init_tracing(&env);
-    let origin = req.headers().get("Origin").ok().flatten();
-    let response = match router::handle(req, &env).await {
-        Ok(response) => response,
-        Err(error) => {
-            if error.status() >= 500 {
-                tracing::error!(%error, "request failed");
-            }
-            error_response(&error)?
-        }
-    };
-    cors::apply(&env, origin.as_deref(), response)
-}
-
-/// The export queue and its dead-letter queue: webhook deliveries.
-#[cfg(feature = "router")]
-#[event(queue)]
-async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
-    init_tracing(&env);
-    export::consume(batch, &env).await
-}
-
-/// The Cron Trigger: snapshot retention.
-#[cfg(feature = "router")]
-#[event(scheduled)]
-async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    init_tracing(&env);
-    match retention::run(&env, worker::Date::now().as_millis()).await {
-        Ok(deleted) => tracing::info!(deleted, "snapshot retention ran"),
-        Err(error) => tracing::error!(%error, "snapshot retention failed"),
-    }
-}
-
 /// Turns a runtime failure into the API's internal error.
 #[cfg(feature = "router")]
-fn internal(error: worker::Error) -> ApiError {
+fn internal(error: worker::Error) -> edgeroom_durable::ApiError {
     edgeroom_durable::object::http::internal(error)
 }

@@ -18,7 +18,7 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[tokio::test]
 async fn every_path_between_the_three_workers_works() {
-    let server = Server::start_split(&[("AUTH_MODE", "dev"), ("ADMIN_KEY", ADMIN_KEY)]).await;
+    let server = Server::start_split(&[("ADMIN_KEY", ADMIN_KEY)]).await;
     let http = reqwest::Client::new();
 
     // Router → D1: an export endpoint (before the room's first event, so the room's first read

@@ -200,31 +200,30 @@ impl Server {
     /// `wrangler dev` on fresh state. Vars (`--var`) reach only the router there, so this takes
     /// those of the router: `AUTH_MODE`, `ADMIN_KEY`, ...
     pub async fn start_split(router_vars: &[(&str, &str)]) -> Self {
-        let vars = router_vars.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-        Self::launch_on(free_port(), StateDir::new(), vars, Shape::Split).await
+        Self::launch(StateDir::new(), router_vars, Shape::Split).await
     }
 
     /// Starts a server on fresh state with wrangler vars overridden (`--var NAME:VALUE`).
     pub async fn start_with_vars(vars: &[(&str, &str)]) -> Self {
-        Self::launch(StateDir::new(), vars).await
+        Self::launch(StateDir::new(), vars, Shape::Single).await
     }
 
     /// Starts a server on the given state folder.
     pub async fn start_on(state: StateDir) -> Self {
-        Self::launch(state, &[]).await
+        Self::launch(state, &[], Shape::Single).await
     }
 
     /// Starts a server on the given state folder with wrangler vars overridden.
     pub async fn start_on_with_vars(state: StateDir, vars: &[(&str, &str)]) -> Self {
-        Self::launch(state, vars).await
+        Self::launch(state, vars, Shape::Single).await
     }
 
-    async fn launch(state: StateDir, vars: &[(&str, &str)]) -> Self {
+    async fn launch(state: StateDir, vars: &[(&str, &str)], shape: Shape) -> Self {
         Self::launch_on(
             free_port(),
             state,
             vars.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
-            Shape::Single,
+            shape,
         )
         .await
     }
