@@ -2,7 +2,7 @@
 # The benchmark's one command: edgeroom against the partyserver peer on the same local workerd.
 # Builds what it needs, runs every scenario with the state on tmpfs and on disk, and writes
 # bench/RESULTS.md, bench/results.json and bench/plots/. See bench/README.md.
-#   bench/run.sh            full run (about 20 minutes on 2 cores)
+#   bench/run.sh            full run (about 29 minutes on 2 cores)
 #   bench/run.sh --quick    smoke run (under 3 minutes): one round, short steps, smaller scenarios
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
