@@ -306,8 +306,13 @@ process.on("SIGINT", async () => {
 });
 
 const budgetEnd = started + opts.budgetMinutes * 60_000;
-/** The bench configs written (removed at the end). */
-const configFiles = [];
+// edgeroom as deployed: the split deploy's three Workers in one wrangler dev, with and (for the
+// export scenario) without queue consumers. The vars go into each Worker's config (`--var` would
+// reach only the router). Removed at the end.
+const edgeroomVars = { AUTH_MODE: "dev", ADMIN_KEY, RATE_LIMIT_PER_SEC: "1000000", RATE_LIMIT_BURST: "1000000", ...JSON.parse(process.env.EDGEROOM_BENCH_VARS ?? "{}") };
+const benchConfigs = writeSplitBenchConfigs(root, { consumers: true, vars: edgeroomVars });
+const detached = writeSplitBenchConfigs(root, { consumers: false, vars: edgeroomVars });
+const configFiles = [...benchConfigs.files, ...detached.files];
 try {
   for (const [storageIndex, storage] of opts.storages.entries()) {
     const storageStart = Date.now();
@@ -315,11 +320,6 @@ try {
     const parent = storageParents[storage];
     if (!parent) throw new Error(`unknown storage ${storage}: use tmpfs or disk`);
     log(`== ${storage}: state under ${parent} (${fsType(parent)}); starting edgeroom and the peer`);
-    // edgeroom as deployed: the split deploy's three Workers in one wrangler dev. The vars go
-    // into each Worker's config (`--var` would reach only the router).
-    const edgeroomVars = { AUTH_MODE: "dev", ADMIN_KEY, RATE_LIMIT_PER_SEC: "1000000", RATE_LIMIT_BURST: "1000000", ...JSON.parse(process.env.EDGEROOM_BENCH_VARS ?? "{}") };
-    const benchConfigs = writeSplitBenchConfigs(root, { consumers: true, vars: edgeroomVars });
-    configFiles.push(...benchConfigs.files);
     const serverOptions = {
       edgeroom: {
         name: "edgeroom",
@@ -338,8 +338,6 @@ try {
     // in its workerd (bench/lib/detached-config.mjs); export on with the consumer in the same
     // workerd runs on the main one.
     if (wanted("export")) {
-      const detached = writeSplitBenchConfigs(root, { consumers: false, vars: edgeroomVars });
-      configFiles.push(...detached.files);
       serverOptions["edgeroom-detached"] = { ...serverOptions.edgeroom, name: "edgeroom-detached", configArgs: detached.configArgs };
     }
     const names = Object.keys(serverOptions);

@@ -52,22 +52,6 @@ async fn add_endpoint(server: &Server, url: &str, kinds: &[&str]) -> Value {
     response.json().await.unwrap()
 }
 
-/// Waits until `done` holds for what the receiver accepted.
-async fn until(
-    receiver: &Receiver,
-    what: &str,
-    done: impl Fn(&BTreeMap<String, Value>) -> bool,
-) -> BTreeMap<String, Value> {
-    for _ in 0..240 {
-        let events = receiver.events(SECRET);
-        if done(&events) {
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("{what}: got {} events", receiver.events(SECRET).len());
-}
-
 fn message_seqs(events: &BTreeMap<String, Value>) -> BTreeSet<u64> {
     events.values().filter(|e| e["kind"] == "message").filter_map(|e| e["seq"].as_u64()).collect()
 }
@@ -91,7 +75,7 @@ async fn every_event_arrives_once_after_dedup_while_the_receiver_fails_a_share()
         }
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
-    let events = until(&receiver, "every message", |events| message_seqs(events).len() == 60).await;
+    let events = receiver.until(SECRET, "every message", |events| message_seqs(events).len() == 60).await;
     let seqs = message_seqs(&events);
     assert_eq!(seqs.iter().copied().min(), Some(1));
     assert_eq!(seqs.len(), 60, "60 messages, each once after dedup");
@@ -128,7 +112,7 @@ async fn a_burst_leaves_in_full_batches() {
     for _ in 0..250 {
         client.next_event().await;
     }
-    let events = until(&receiver, "every message", |events| message_seqs(events).len() == 250).await;
+    let events = receiver.until(SECRET, "every message", |events| message_seqs(events).len() == 250).await;
     assert_eq!(message_seqs(&events).len(), 250);
     // The send path hands over the two full batches, the alarm the last 50 events: three queue
     // messages (written, read and deleted: three operations each), never a small batch of what
@@ -163,7 +147,7 @@ async fn a_receiver_that_always_fails_lands_batches_in_the_dead_letter_queue_and
     let replayed: Value =
         admin_post(&server, "/v1/admin/t/acme/dead-letters/replay", json!({})).await.json().await.unwrap();
     assert!(replayed["affected"].as_u64().unwrap() >= 1);
-    let events = until(&receiver, "the replay", |events| message_seqs(events).len() == 5).await;
+    let events = receiver.until(SECRET, "the replay", |events| message_seqs(events).len() == 5).await;
     assert_eq!(message_seqs(&events), (1..=5).collect());
     assert_eq!(admin_get(&server, "/v1/admin/t/acme/dead-letters").await, json!([]));
 }
@@ -183,7 +167,7 @@ async fn an_unavailable_queue_loses_nothing_and_export_catches_up() {
     assert!(receiver.deliveries().is_empty(), "nothing reached the queue while it failed");
     let cleared = admin_post(&server, "/v1/admin/t/acme/rooms/patient/faults", json!({"fail": []})).await;
     assert_eq!(cleared.status(), 200);
-    let events = until(&receiver, "the catch-up", |events| message_seqs(events).len() == 20).await;
+    let events = receiver.until(SECRET, "the catch-up", |events| message_seqs(events).len() == 20).await;
     assert_eq!(message_seqs(&events), (1..=20).collect());
 }
 
@@ -217,7 +201,7 @@ async fn a_discarding_queue_fault_drops_batches_as_if_sent_and_unknown_faults_ar
     }
     admin_post(&server, "/v1/admin/t/acme/rooms/bench/faults", json!({"fail": []})).await;
     client.publish_n(5).await;
-    until(&receiver, "the batch after the fault", |events| message_seqs(events).len() >= 5).await;
+    receiver.until(SECRET, "the batch after the fault", |events| message_seqs(events).len() >= 5).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         message_seqs(&receiver.events(SECRET)),

@@ -5,7 +5,7 @@
 //! flush to R2, D1 and KV where the router reads them back, and rooms export through the queue to
 //! the router's consumer, which delivers to a webhook.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use edgeroom_tests::webhook::Receiver;
@@ -43,15 +43,11 @@ async fn every_path_between_the_three_workers_works() {
     assert_eq!(server.history_seqs("acme", "split").await, vec![1, 2]);
 
     // Rooms → queue → router → webhook: both messages are exported, signed.
-    let mut exported = BTreeSet::new();
-    for _ in 0..240 {
-        exported = receiver.events(SECRET).values().filter_map(|event| event["seq"].as_u64()).collect();
-        if exported.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert_eq!(exported, BTreeSet::from([1, 2]), "{}", server.log_tail());
+    let seqs = |events: &BTreeMap<String, Value>| -> BTreeSet<u64> {
+        events.values().filter_map(|event| event["seq"].as_u64()).collect()
+    };
+    let exported = receiver.until(SECRET, "both messages exported", |events| seqs(events).len() == 2).await;
+    assert_eq!(seqs(&exported), BTreeSet::from([1, 2]));
 
     // Rooms → R2, D1 and KV; the router reads the snapshot index and the read model back. Ten
     // reads that reach the room (KV misses) make it read-hot, so its flush publishes to KV.

@@ -9,12 +9,10 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-/** The config without consumers, in the repository root so its relative paths hold (git-ignored). */
+/** wrangler.toml without consumers, in the repository root so its relative paths hold (git-ignored). */
 export const DETACHED_CONFIG = "wrangler.export-bench.toml";
-/** The config with consumers (the repository's, minus `[build]`; git-ignored). */
-export const BENCH_CONFIG = "wrangler.bench.toml";
 /** The split deploy's configs (docs/deploy.md), the router first: wrangler dev serves its HTTP. */
-export const SPLIT_CONFIGS = ["deploy/router.toml", "deploy/rooms.toml", "deploy/counters.toml"];
+const SPLIT_CONFIGS = ["deploy/router.toml", "deploy/rooms.toml", "deploy/counters.toml"];
 
 /**
  * A config's top level minus `[build]`, and minus its `[[queues.consumers]]` tables unless
@@ -43,23 +41,18 @@ function benchConfigText(text, { consumers, vars = {} }) {
 }
 
 /**
- * Writes a config (wrangler.toml's top level minus `[build]`, and minus its queue consumers
- * unless `consumers`) and returns its path. The caller removes it when done.
+ * Writes wrangler.toml's top level minus `[build]` and its queue consumers (bench/export-overhead.mjs)
+ * and returns its path. The caller removes it when done.
  */
-export function writeBenchConfig(root, { consumers }) {
-  const path = join(root, consumers ? BENCH_CONFIG : DETACHED_CONFIG);
-  writeFileSync(path, benchConfigText(readFileSync(join(root, "wrangler.toml"), "utf8"), { consumers }));
-  return path;
-}
-
-/** [`writeBenchConfig`] without consumers. */
 export function writeDetachedConfig(root) {
-  return writeBenchConfig(root, { consumers: false });
+  const path = join(root, DETACHED_CONFIG);
+  writeFileSync(path, benchConfigText(readFileSync(join(root, "wrangler.toml"), "utf8"), { consumers: false }));
+  return path;
 }
 
 /**
  * Writes bench copies of the split deploy's three configs next to them (so their relative paths
- * hold; git-ignored), as [`writeBenchConfig`] does, with `vars` in every Worker's `[vars]`:
+ * hold; git-ignored), minus `[build]` and, unless `consumers`, the queue consumers, with `vars` in every Worker's `[vars]`:
  * `--var` reaches only the first config's Worker, and the room limits are the rooms Worker's.
  * Returns wrangler dev's config arguments and the files written (the caller removes them).
  */

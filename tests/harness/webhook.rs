@@ -69,6 +69,24 @@ impl Receiver {
         self.accepted.lock().unwrap().clone()
     }
 
+    /// Waits (up to a minute) until `done` holds for [`Receiver::events`], and returns them;
+    /// panics naming `what` otherwise.
+    pub async fn until(
+        &self,
+        secret: &str,
+        what: &str,
+        done: impl Fn(&BTreeMap<String, Value>) -> bool,
+    ) -> BTreeMap<String, Value> {
+        for _ in 0..240 {
+            let events = self.events(secret);
+            if done(&events) {
+                return events;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        panic!("{what}: got {} events", self.events(secret).len());
+    }
+
     /// Every accepted event by id (deduplicated), checking each delivery's signature.
     pub fn events(&self, secret: &str) -> BTreeMap<String, Value> {
         let key = webhook_key(secret).unwrap();
