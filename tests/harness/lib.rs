@@ -180,6 +180,16 @@ impl Default for StateDir {
     }
 }
 
+/// Why `wrangler dev` did not come up.
+enum Startup {
+    /// Its port was bound by someone else first.
+    PortTaken,
+    /// It exited for another reason.
+    Exited(std::process::ExitStatus),
+    /// It did not answer within [`READY_TIMEOUT`].
+    TimedOut,
+}
+
 /// A running `wrangler dev`.
 pub struct Server {
     child: Child,
@@ -220,7 +230,7 @@ impl Server {
 
     async fn launch(state: StateDir, vars: &[(&str, &str)], shape: Shape) -> Self {
         Self::launch_on(
-            free_port(),
+            None,
             state,
             vars.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             shape,
@@ -236,10 +246,42 @@ impl Server {
         unsafe { libc::kill(group, libc::SIGKILL) };
         let _ = self.child.wait();
         let (state, vars) = (self.state.clone(), std::mem::take(&mut self.vars));
-        *self = Self::launch_on(self.port, state, vars, self.shape).await;
+        *self = Self::launch_on(Some(self.port), state, vars, self.shape).await;
     }
 
-    async fn launch_on(port: u16, state: StateDir, vars: Vec<(String, String)>, shape: Shape) -> Self {
+    /// Starts wrangler on `port` (a free one when `None`) and waits until it answers. A port
+    /// can be taken between choosing it and wrangler binding it (another test's server, or
+    /// wrangler's own reload after its startup rebuild racing the first bind): then this tries
+    /// again, on a new port when the caller did not fix one.
+    async fn launch_on(
+        port: Option<u16>,
+        state: StateDir,
+        vars: Vec<(String, String)>,
+        shape: Shape,
+    ) -> Self {
+        const ATTEMPTS: usize = 4;
+        for attempt in 1..=ATTEMPTS {
+            let mut server = Self::spawn(port.unwrap_or_else(free_port), state.clone(), vars.clone(), shape);
+            match server.wait_ready().await {
+                Ok(()) => return server,
+                Err(Startup::PortTaken) if attempt < ATTEMPTS => {
+                    // The dropped server's process group is killed; give the port a moment.
+                    drop(server);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(Startup::PortTaken) => {
+                    panic!("wrangler dev found its port taken {ATTEMPTS} times:\n{}", server.log_tail())
+                }
+                Err(Startup::Exited(status)) => {
+                    panic!("wrangler dev exited early ({status}):\n{}", server.log_tail())
+                }
+                Err(Startup::TimedOut) => panic!("wrangler dev not ready:\n{}", server.log_tail()),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(port: u16, state: StateDir, vars: Vec<(String, String)>, shape: Shape) -> Self {
         ensure_built(shape);
         let log = state.path().join(format!("wrangler-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("create wrangler log");
@@ -267,24 +309,28 @@ impl Server {
         // Own process group, so stopping it also stops workerd and every other child.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().expect("spawn wrangler dev");
-        let mut server = Self { child, port, state, log, vars, shape };
-        server.wait_ready().await;
-        server
+        Self { child, port, state, log, vars, shape }
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self) -> Result<(), Startup> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let client = reqwest::Client::new();
         loop {
             if let Ok(response) = client.get(self.http_url("/healthz")).send().await {
                 if response.status().is_success() {
-                    return;
+                    return Ok(());
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("wrangler dev exited early ({status}):\n{}", self.log_tail());
+                return Err(if self.log().contains("Address already in use") {
+                    Startup::PortTaken
+                } else {
+                    Startup::Exited(status)
+                });
             }
-            assert!(Instant::now() < deadline, "wrangler dev not ready:\n{}", self.log_tail());
+            if Instant::now() >= deadline {
+                return Err(Startup::TimedOut);
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -553,5 +599,37 @@ impl Client {
     /// Closes the socket politely.
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The retry of [`Server::launch_on`]: a server whose fixed port is held by someone else
+    /// when it starts (as after a restart, or when another server took it) still comes up on it
+    /// once the port is free.
+    #[tokio::test]
+    async fn a_server_comes_up_on_a_port_that_was_held_when_it_started() {
+        let holder = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = holder.local_addr().expect("address").port();
+        let state = StateDir::new();
+        let log = state.path().join(format!("wrangler-{port}.log"));
+        // Hold the port until the first attempt has found it taken.
+        let release = std::thread::spawn(move || {
+            let deadline = Instant::now() + READY_TIMEOUT;
+            while Instant::now() < deadline {
+                if std::fs::read_to_string(&log).is_ok_and(|text| text.contains("Address already in use")) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            drop(holder);
+            false
+        });
+        let server = Server::launch_on(Some(port), state, Vec::new(), Shape::Single).await;
+        assert!(release.join().expect("holder thread"), "the first attempt did not find the port taken");
+        let response = reqwest::get(server.http_url("/healthz")).await.expect("healthz");
+        assert!(response.status().is_success());
     }
 }

@@ -31,20 +31,34 @@ pub struct Faults {
     pub discard_queue: bool,
 }
 
-impl Faults {
-    /// The names [`Faults::parse`] knows.
-    pub const NAMES: [&'static str; 5] = ["d1", "r2", "kv", "queue", "discard_queue"];
+/// Reaches one fault's flag in [`Faults`].
+type Switch = fn(&mut Faults) -> &mut bool;
 
-    /// Parses a comma-separated list such as `d1,kv`.
+impl Faults {
+    /// Each fault's name (as in `POST .../faults` and [`Faults::parse`]) with its switch.
+    const SWITCHES: [(&'static str, Switch); 5] = [
+        ("d1", |faults| &mut faults.d1),
+        ("r2", |faults| &mut faults.r2),
+        ("kv", |faults| &mut faults.kv),
+        ("queue", |faults| &mut faults.queue),
+        ("discard_queue", |faults| &mut faults.discard_queue),
+    ];
+
+    /// The names [`Faults::parse`] knows.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Self::SWITCHES.iter().map(|(name, _)| *name)
+    }
+
+    /// Parses a comma-separated list such as `d1,kv`; unknown names are ignored (the faults
+    /// endpoint refuses them before they are stored).
     pub fn parse(list: &str) -> Self {
-        let has = |name: &str| list.split(',').any(|item| item.trim() == name);
-        Self {
-            d1: has("d1"),
-            r2: has("r2"),
-            kv: has("kv"),
-            queue: has("queue"),
-            discard_queue: has("discard_queue"),
+        let mut faults = Self::default();
+        for item in list.split(',').map(str::trim) {
+            if let Some((_, switch)) = Self::SWITCHES.iter().find(|(name, _)| *name == item) {
+                *switch(&mut faults) = true;
+            }
         }
+        faults
     }
 
     /// Whether fault injection may be turned on: only in a build with the `fault-injection`

@@ -289,10 +289,13 @@ impl RoomObject {
             Ok(request) => request,
             Err(error) => return error_response(&error),
         };
-        if let Some(unknown) = request.fail.iter().find(|name| !Faults::NAMES.contains(&name.as_str())) {
+        if let Some(unknown) =
+            request.fail.iter().find(|name| !Faults::names().any(|known| known == name.as_str()))
+        {
+            let known: Vec<&str> = Faults::names().collect();
             return error_response(&ApiError::bad_request(format!(
                 "unknown fault {unknown:?}; known: {}",
-                Faults::NAMES.join(", ")
+                known.join(", ")
             )));
         }
         let list = request.fail.join(",");
