@@ -91,6 +91,11 @@ const plan = {
   export: { subscribers: 100, steps: "rate:200,window:20", passes: quick ? 1 : 3 },
   pause_ms: quick ? 300 : 1000,
 };
+// The load generator's arguments for one room with 2 publishers: subscribers, load steps, and
+// seconds per step (drained for up to 8 s after).
+const oneRoomArgs = (subscribers, steps, seconds = S) => [
+  "--subscribers", String(subscribers), "--publishers", "2", "--steps", steps, "--step-duration", `${seconds}s`, "--drain", "8s",
+];
 const wanted = (id) => !opts.only || opts.only.some((o) => id === o || id.startsWith(o));
 
 // ------------------------------------------------------------------------------------------------
@@ -464,7 +469,7 @@ try {
           const report = await pubsubRun(
             sys,
             `${sys.scope}/${room}`,
-            ["--subscribers", String(sweep.subscribers), "--publishers", "2", "--steps", sweep.steps, "--step-duration", `${S}s`, "--drain", "8s"],
+            oneRoomArgs(sweep.subscribers, sweep.steps),
             sys.name === "edgeroom" ? () => roomMetrics(systems.edgeroom.server, sys.scope, room) : null,
           );
           return { report, summary: stepSummary(report) };
@@ -472,9 +477,7 @@ try {
       }
       for (let pass = 1; pass <= plan.light.extraPasses; pass++) {
         await both(plan.light.id, async (sys) => {
-          const report = await pubsubRun(sys, `${sys.scope}/${plan.light.id}-${tag}-${pass}`, [
-            "--subscribers", String(plan.light.subscribers), "--publishers", "2", "--steps", plan.light.steps, "--step-duration", `${S}s`, "--drain", "8s",
-          ]);
+          const report = await pubsubRun(sys, `${sys.scope}/${plan.light.id}-${tag}-${pass}`, oneRoomArgs(plan.light.subscribers, plan.light.steps));
           return { report, summary: stepSummary(report) };
         });
       }
@@ -494,7 +497,7 @@ try {
           const report = await pubsubRun(
             sys,
             `${sys.scope}/${room}`,
-            ["--subscribers", String(c.subscribers), "--publishers", "2", "--steps", `rate:${c.rate}`, "--step-duration", `${S + 1}s`, "--drain", "8s"],
+            oneRoomArgs(c.subscribers, `rate:${c.rate}`, S + 1),
             () => roomMetrics(systems.edgeroom.server, sys.scope, room),
           );
           const live = await roomMetrics(systems.edgeroom.server, sys.scope, room);
@@ -517,9 +520,9 @@ try {
           await only(id, system, async (sys) => {
             const before = receiverState.exported;
             // The room's own counts per step (alarms, flushes, queue sends, rows) go to results.json.
-            const report = await pubsubRun(sys, `${tenant}/${room}`, [
-              "--subscribers", String(plan.export.subscribers), "--publishers", "2", "--steps", plan.export.steps, "--step-duration", `${S}s`, "--drain", "8s",
-            ], () => roomMetrics(sys.server, tenant, room));
+            const report = await pubsubRun(sys, `${tenant}/${room}`, oneRoomArgs(plan.export.subscribers, plan.export.steps), () =>
+              roomMetrics(sys.server, tenant, room),
+            );
             const acked = report.steps.reduce((a, s) => a + (s.acked ?? 0), 0);
             const ended = Date.now();
             if (id === "export-on") {

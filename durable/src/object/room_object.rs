@@ -292,10 +292,9 @@ impl RoomObject {
         if let Some(unknown) =
             request.fail.iter().find(|name| !Faults::names().any(|known| known == name.as_str()))
         {
-            let known: Vec<&str> = Faults::names().collect();
             return error_response(&ApiError::bad_request(format!(
                 "unknown fault {unknown:?}; known: {}",
-                known.join(", ")
+                Faults::names().collect::<Vec<_>>().join(", ")
             )));
         }
         let list = request.fail.join(",");
